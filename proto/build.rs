@@ -1,0 +1,21 @@
+//! Compiles `schein/v1/*.proto` with the pure-Rust `protox` compiler, so that building schein
+//! needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "schein/v1/common.proto",
+        "schein/v1/voucher.proto",
+        "schein/v1/office.proto",
+        "schein/v1/provider.proto",
+        "schein/v1/federation.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Refusals on the wire: a gRPC status whose message is a sentence for people and whose details
+//! carry an [`ErrorReason`] for programs. Both sides use these two functions, so the encoding of
+//! the reason lives in one place.
+
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::v1::{ErrorDetail, ErrorReason};
+
+/// A status with `code`, a human `message`, and `reason` in its details.
+pub fn refusal(code: Code, reason: ErrorReason, message: impl Into<String>) -> Status {
+    let detail = ErrorDetail {
+        reason: reason as i32,
+    };
+    Status::with_details(code, message, detail.encode_to_vec().into())
+}
+
+/// The reason carried by a status made with [`refusal`], if any.
+pub fn reason_of(status: &Status) -> Option<ErrorReason> {
+    let detail = ErrorDetail::decode(status.details()).ok()?;
+    ErrorReason::try_from(detail.reason)
+        .ok()
+        .filter(|r| *r != ErrorReason::Unspecified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_survives_the_status() {
+        let status = refusal(
+            Code::PermissionDenied,
+            ErrorReason::WrongRole,
+            "not for you",
+        );
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "not for you");
+        assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));
+        assert_eq!(reason_of(&Status::internal("x")), None);
+    }
+}

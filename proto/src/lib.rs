@@ -1,0 +1,19 @@
+//! schein's protocol, shared by the node and the CLI: the generated gRPC code of
+//! `proto/schein/v1`, the voucher codec (signing, strict verification, full and short codes), the
+//! calendar types the protocol speaks in, and the mapping of refusal reasons to gRPC statuses.
+
+pub mod code;
+pub mod day;
+pub mod error;
+pub mod money;
+pub mod voucher;
+
+/// Generated messages and services of package `schein.v1`.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("schein.v1");
+}
+
+pub use code::{FullCode, ShortCode, VoucherCode};
+pub use day::Day;
+pub use voucher::{KeyId, Serial, SignedVoucher, VoucherError};
