@@ -1,1 +1,339 @@
-fn main() {}
+//! `schein-node`: create, configure and run a clearing office's node.
+//!
+//! Exit codes: 0 success, 1 failure at run time, 64 invalid configuration or arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use schein_node::config::{CONFIG_FILE, Config};
+use schein_node::init::{InitOptions, enroll, init};
+use schein_node::pki::Role;
+use schein_node::roster::{MemberEntry, Roster};
+use schein_node::server::run;
+use tokio::sync::oneshot;
+
+/// Exit code for unusable configuration (sysexits EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "schein-node", version, about = "A schein clearing-office node")]
+struct Cli {
+    /// The node's configuration file.
+    #[arg(long, global = true, env = "SCHEIN_NODE_CONFIG", default_value = CONFIG_FILE)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a node in a directory: keys, CA, TLS certificate, configuration, roster, member
+    /// entry and a first office identity.
+    Init {
+        /// Directory to create the node in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Node id: lower case, e.g. leipzig.
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. Leipzig.
+        #[arg(long)]
+        name: String,
+        /// Short-code prefix, 2 to 5 letters, e.g. LEJ.
+        #[arg(long)]
+        prefix: String,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "0.0.0.0:7443")]
+        listen: String,
+        /// How others reach this node, e.g. https://schein.leipzig.example:7443.
+        #[arg(long)]
+        endpoint: String,
+        /// Further DNS names for the node's certificate.
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Name of the first office identity.
+        #[arg(long, default_value = "office")]
+        office: String,
+    },
+    /// Issue a client identity (certificate and key in one file) for office staff, a provider
+    /// or a funder.
+    Enroll {
+        #[arg(long, value_parser = ["office", "provider", "funder"])]
+        role: String,
+        /// A handle such as praxis-nord or team-1: no personal data.
+        #[arg(long)]
+        name: String,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the identity file (default: identities/ROLE-NAME.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show or change the roster: the members this node trusts.
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
+    /// Print this node's public member entry, to hand to the other operators.
+    Member,
+    /// Check the configuration, keys and roster without starting.
+    Check,
+    /// Run the node until SIGINT or SIGTERM. SIGHUP reloads the roster.
+    Run,
+}
+
+#[derive(Subcommand, Debug)]
+enum RosterCommand {
+    /// Add another member's entry (or replace the entry with the same id).
+    Add { member_file: PathBuf },
+    /// Remove a member.
+    Remove { id: String },
+    /// List the members.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(error)) => {
+            eprintln!("schein-node: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Other(error)) => {
+            eprintln!("schein-node: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(schein_node::config::ConfigError),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Other(error)
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(Failure::Config)
+}
+
+fn execute(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Init {
+            dir,
+            id,
+            name,
+            prefix,
+            listen,
+            endpoint,
+            hostnames,
+            office,
+        } => {
+            let created = init(&InitOptions {
+                dir,
+                node_id: id,
+                name,
+                prefix,
+                listen,
+                endpoint,
+                hostnames,
+                office_name: office,
+            })
+            .context("cannot create the node")?;
+            println!("node created:");
+            println!("  configuration    {}", created.config_path.display());
+            println!(
+                "  member entry     {}  (hand it to the other operators)",
+                created.member_path.display()
+            );
+            println!(
+                "  office identity  {}",
+                created.office_identity_path.display()
+            );
+            println!(
+                "next: add the other members' entries with `schein-node roster add FILE`, then `schein-node run`"
+            );
+            Ok(())
+        }
+        Command::Enroll {
+            role,
+            name,
+            days,
+            out,
+        } => {
+            let config = load_config(&cli.config)?;
+            let role: Role = role.parse().context("unknown role")?;
+            let out = out.unwrap_or_else(|| {
+                config
+                    .base_dir
+                    .join("identities")
+                    .join(format!("{role}-{name}.toml"))
+            });
+            enroll(&config, role, &name, days, &out).context("cannot enroll")?;
+            println!("{role} identity '{name}' written to {}", out.display());
+            println!("hand it over privately; it holds a private key");
+            Ok(())
+        }
+        Command::Roster { command } => roster_command(&cli.config, command),
+        Command::Member => {
+            let config = load_config(&cli.config)?;
+            let me = config
+                .roster
+                .member(config.node_id())
+                .context("this node is missing from its roster")?;
+            print!("{}", me.entry.to_toml());
+            Ok(())
+        }
+        Command::Check => {
+            let config = load_config(&cli.config)?;
+            println!(
+                "configuration of node '{}' is valid; {} members in the roster",
+                config.node_id(),
+                config.roster.members().count()
+            );
+            Ok(())
+        }
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+            runtime.block_on(serve(config))?;
+            Ok(())
+        }
+    }
+}
+
+fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let path = &config.roster_path;
+    match command {
+        RosterCommand::Add { member_file } => {
+            let entry = MemberEntry::load(&member_file).context("cannot add the member")?;
+            if entry.id == config.node_id() {
+                return Err(anyhow::anyhow!("that is this node's own entry").into());
+            }
+            let id = entry.id.clone();
+            let (roster, replaced) = config
+                .roster
+                .upsert(entry)
+                .context("cannot add the member")?;
+            roster.save(path).context("cannot save the roster")?;
+            let verb = if replaced { "replaced" } else { "added" };
+            println!("member '{id}' {verb}; a running node takes it up on SIGHUP or restart");
+        }
+        RosterCommand::Remove { id } => {
+            if id == config.node_id() {
+                return Err(anyhow::anyhow!("a node cannot remove itself from its roster").into());
+            }
+            let roster = config
+                .roster
+                .without(&id)
+                .context("cannot remove the member")?
+                .with_context(|| format!("no member '{id}' in the roster"))?;
+            roster.save(path).context("cannot save the roster")?;
+            println!("member '{id}' removed; a running node takes it up on SIGHUP or restart");
+        }
+        RosterCommand::List => {
+            for member in config.roster.members() {
+                println!(
+                    "{:<12} {:<20} {:<7} {:<6} {}",
+                    member.id(),
+                    member.name(),
+                    format!("{:?}", member.entry.kind).to_lowercase(),
+                    member.entry.prefix.as_deref().unwrap_or("-"),
+                    member.entry.endpoint.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the node until a signal, reloading the roster on SIGHUP.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.settings.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let roster_path = config.roster_path.clone();
+    let config_path_node = config.node_id().to_owned();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let server = tokio::spawn(run(
+        config,
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Some(ready_tx),
+    ));
+    let control = ready_rx.await.ok();
+    wait_for_signals(control, &roster_path, &config_path_node).await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(15), server).await {
+        Ok(Ok(result)) => result.context("the node failed"),
+        Ok(Err(join)) => Err(anyhow::anyhow!("the node task failed: {join}")),
+        Err(_) => {
+            tracing::warn!("connections did not drain within 15 s; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(
+    control: Option<schein_node::server::Control>,
+    roster_path: &Path,
+    node_id: &str,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => reload_roster(control.as_ref(), roster_path, node_id),
+        }
+    }
+    tracing::info!("signal received, shutting down");
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(
+    _control: Option<schein_node::server::Control>,
+    _roster_path: &Path,
+    _node_id: &str,
+) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn reload_roster(control: Option<&schein_node::server::Control>, path: &Path, node_id: &str) {
+    let Some(control) = control else { return };
+    match Roster::load(path) {
+        Ok(roster) if roster.member(node_id).is_some() => match control.replace_roster(roster) {
+            Ok(()) => tracing::info!("roster reloaded"),
+            Err(error) => tracing::error!(%error, "roster not reloaded"),
+        },
+        Ok(_) => tracing::error!("roster not reloaded: it does not list this node"),
+        Err(error) => tracing::error!(%error, "roster not reloaded"),
+    }
+}

@@ -193,6 +193,16 @@ impl SignedVoucher {
     }
 }
 
+impl SignedVoucher {
+    /// Decodes the body without checking the signature. Only for vouchers a node signed itself
+    /// and reads back from its own storage; anything received goes through [`Self::verify`].
+    pub fn decode_own(&self) -> Result<VerifiedVoucher, VoucherError> {
+        let body = v1::VoucherBody::decode(self.body.as_slice())
+            .map_err(|_| VoucherError::Malformed("its content cannot be read"))?;
+        VerifiedVoucher::from_body(body)
+    }
+}
+
 /// A voucher whose signature has been checked, with its body decoded and its fields validated.
 /// Says nothing yet about validity today, scope or revocation.
 #[derive(Clone, Debug, PartialEq)]

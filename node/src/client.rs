@@ -1,0 +1,111 @@
+//! The client side of a node: the identity file that `schein-node enroll` writes and the
+//! `schein` CLI reads, and the mutual-TLS connection made from it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pki::{CertifiedKey, Role};
+use crate::tls::client_tls;
+
+/// Everything a client needs to talk to its node, in one private TOML file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// Id of the node that issued this identity and that it talks to.
+    pub node: String,
+    pub node_name: String,
+    /// Where the node is reached: `https://host:port`.
+    pub endpoint: String,
+    pub role: Role,
+    pub name: String,
+    /// The client certificate (PEM).
+    pub certificate: String,
+    /// The client's private key (PEM). Keep this file private.
+    pub private_key: String,
+    /// The node's CA certificate (PEM): the only CA this client trusts.
+    pub node_ca: String,
+}
+
+impl std::fmt::Debug for IdentityFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityFile")
+            .field("node", &self.node)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an identity file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read the identity file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("cannot write the identity file {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("the node's endpoint '{endpoint}' is not usable: {message}")]
+    Endpoint { endpoint: String, message: String },
+    #[error("cannot reach the node at {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+}
+
+impl IdentityFile {
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        let read_err = |message: String| ClientError::Read {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| read_err(e.to_string()))
+    }
+
+    /// Writes the file readable by its owner only; never overwrites.
+    pub fn save_new(&self, path: &Path) -> Result<(), ClientError> {
+        let text = format!(
+            "# schein identity: {} '{}' of node {}. Private: it holds a key.\n{}",
+            self.role,
+            self.name,
+            self.node,
+            toml::to_string(self).unwrap_or_default()
+        );
+        crate::files::write_new(path, text.as_bytes(), true).map_err(|e| ClientError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn certified_key(&self) -> CertifiedKey {
+        CertifiedKey {
+            cert_pem: self.certificate.clone(),
+            key_pem: self.private_key.clone(),
+        }
+    }
+
+    /// Connects to the node named in the file (or at `endpoint`, if given) over mutual TLS.
+    ///
+    /// Under TLS 1.3 a refused client certificate shows only on the first call, not here.
+    pub async fn connect(&self, endpoint: Option<&str>) -> Result<Channel, ClientError> {
+        let endpoint = endpoint.unwrap_or(&self.endpoint).to_owned();
+        let bad = |message: String| ClientError::Endpoint {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        crate::roster::validate_endpoint(&endpoint).map_err(&bad)?;
+        Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .tls_config(client_tls(&self.node, &self.node_ca, &self.certified_key()))
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect {
+                endpoint: endpoint.clone(),
+                message: crate::error_chain(&e),
+            })
+    }
+}

@@ -1,0 +1,239 @@
+//! Creating a node (`schein-node init`) and its client identities (`schein-node enroll`).
+//!
+//! `init` writes everything a node needs into one directory: signing key, CA, TLS certificate,
+//! configuration, roster (with the node itself), its public member entry, and a first office
+//! identity. Nothing is ever overwritten.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use schein_proto::Day;
+use schein_proto::code::validate_prefix;
+
+use crate::client::IdentityFile;
+use crate::config::{CONFIG_FILE, Config, signing_key_file};
+use crate::files::write_new;
+use crate::pki::{IdentityError, NodeCa, Role, Validity, validate_name, validate_node_id};
+use crate::roster::{MemberEntry, MemberKind, Roster, SigningKeyEntry, validate_endpoint};
+
+/// File name of the node's public member entry.
+pub const MEMBER_FILE: &str = "member.toml";
+
+/// A signing key may sign vouchers that begin this many days before it was made, since offices
+/// may date a voucher back (see the office service).
+const KEY_BACKDATE_DAYS: i32 = 31;
+
+/// Why a node or identity could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Roster(#[from] crate::roster::RosterError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error("cannot read the CA key {path}: {message}")]
+    CaKey { path: String, message: String },
+}
+
+fn write(path: &Path, text: &str, private: bool) -> Result<(), SetupError> {
+    write_new(path, text.as_bytes(), private).map_err(|source| SetupError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// What `init` needs to know.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub dir: PathBuf,
+    pub node_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub listen: String,
+    pub endpoint: String,
+    /// Further DNS names for the node's certificate.
+    pub hostnames: Vec<String>,
+    /// Name of the first office identity.
+    pub office_name: String,
+}
+
+/// The files `init` created that the operator needs next.
+#[derive(Clone, Debug)]
+pub struct Initialized {
+    pub config_path: PathBuf,
+    pub member_path: PathBuf,
+    pub office_identity_path: PathBuf,
+}
+
+/// Creates a node in `options.dir`.
+pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
+    validate_node_id(&options.node_id)?;
+    validate_prefix(&options.prefix).map_err(|e| SetupError::Invalid(format!("prefix: {e}")))?;
+    validate_endpoint(&options.endpoint).map_err(SetupError::Invalid)?;
+    validate_name(&options.office_name)?;
+    if options.name.trim().is_empty() {
+        return Err(SetupError::Invalid("the node needs a display name".into()));
+    }
+    let dir = &options.dir;
+    let config_path = dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(SetupError::Invalid(format!(
+            "{} exists already: this directory holds a node",
+            config_path.display()
+        )));
+    }
+
+    let signing_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let (ca, ca_pem) = NodeCa::generate(&options.node_id)?;
+    let mut hostnames = options.hostnames.clone();
+    if let Some(host) = endpoint_host(&options.endpoint) {
+        hostnames.push(host);
+    }
+    hostnames.push("localhost".into());
+    hostnames.retain(|h| h != &options.node_id);
+    hostnames.sort();
+    hostnames.dedup();
+    let node_cert = ca.issue_node_cert(&hostnames, Validity::days_from_now(5 * 365))?;
+
+    write(
+        &dir.join("keys/signing.key"),
+        &signing_key_file(&signing_key),
+        true,
+    )?;
+    write(&dir.join("keys/ca.pem"), &ca_pem.cert_pem, false)?;
+    write(&dir.join("keys/ca.key"), &ca_pem.key_pem, true)?;
+    write(&dir.join("keys/node.pem"), &node_cert.cert_pem, false)?;
+    write(&dir.join("keys/node.key"), &node_cert.key_pem, true)?;
+
+    let key_from = Day::today()
+        .checked_add_days(-KEY_BACKDATE_DAYS)
+        .unwrap_or(Day::today());
+    let member = MemberEntry {
+        id: options.node_id.clone(),
+        name: options.name.clone(),
+        kind: MemberKind::Node,
+        prefix: Some(options.prefix.to_ascii_uppercase()),
+        endpoint: Some(options.endpoint.clone()),
+        ca_cert: ca_pem.cert_pem.clone(),
+        signing_keys: vec![SigningKeyEntry::new(&signing_key.verifying_key(), key_from)],
+    };
+    member.validate()?;
+    let member_path = dir.join(MEMBER_FILE);
+    write(&member_path, &member.to_toml(), false)?;
+    Roster::from_entries(vec![member])?.save(&dir.join("roster.toml"))?;
+    write(&config_path, &config_text(options), false)?;
+
+    let config = Config::load_with_env(&config_path, [])?;
+    let office_identity_path = dir
+        .join("identities")
+        .join(format!("office-{}.toml", options.office_name));
+    enroll(
+        &config,
+        Role::Office,
+        &options.office_name,
+        365,
+        &office_identity_path,
+    )?;
+    Ok(Initialized {
+        config_path,
+        member_path,
+        office_identity_path,
+    })
+}
+
+fn endpoint_host(endpoint: &str) -> Option<String> {
+    let rest = endpoint.strip_prefix("https://")?;
+    let (host, _) = rest.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // IP addresses are not DNS names; clients verify the node id anyway.
+    (host.parse::<std::net::IpAddr>().is_err()).then(|| host.to_owned())
+}
+
+fn config_text(options: &InitOptions) -> String {
+    format!(
+        r#"# schein node configuration. Paths are relative to this file's directory.
+# Every setting can be overridden by an environment variable SCHEIN_<SETTING>, e.g. SCHEIN_LISTEN.
+
+node_id = "{node_id}"
+name = "{name}"
+# Issuer prefix of this node's short codes.
+prefix = "{prefix}"
+# Address and port the node listens on.
+listen = "{listen}"
+# How other nodes and this node's clients reach it.
+endpoint = "{endpoint}"
+
+data_dir = "data"
+roster = "roster.toml"
+signing_key = "keys/signing.key"
+ca_cert = "keys/ca.pem"
+ca_key = "keys/ca.key"
+tls_cert = "keys/node.pem"
+tls_key = "keys/node.key"
+
+# Treatment cap of a voucher when the office names none, in euro cents.
+default_cap_cents = 50000
+# Clock difference tolerated between nodes when checking validity days.
+clock_skew_seconds = 300
+# How long to wait for another node before answering "could not be reached".
+peer_timeout_ms = 3000
+# Largest request accepted, in bytes.
+max_message_bytes = 65536
+log = "info"
+"#,
+        node_id = options.node_id,
+        name = options.name.replace('"', "'"),
+        prefix = options.prefix.to_ascii_uppercase(),
+        listen = options.listen,
+        endpoint = options.endpoint,
+    )
+}
+
+/// Issues a client identity for `role` and `name`, signed by the node's CA, valid for `days`,
+/// and writes it to `out` (never overwriting).
+pub fn enroll(
+    config: &Config,
+    role: Role,
+    name: &str,
+    days: u32,
+    out: &Path,
+) -> Result<IdentityFile, SetupError> {
+    if role == Role::Node {
+        return Err(SetupError::Invalid(
+            "node certificates are made by `schein-node init`, not enrolled".into(),
+        ));
+    }
+    if !(1..=3 * 366).contains(&days) {
+        return Err(SetupError::Invalid(
+            "validity must be 1 to 1098 days".into(),
+        ));
+    }
+    let ca_key = std::fs::read_to_string(&config.ca_key_path).map_err(|e| SetupError::CaKey {
+        path: config.ca_key_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let ca = NodeCa::load(config.node_id(), &config.ca_cert_pem, &ca_key)?;
+    let cert = ca.issue_client_cert(role, name, Validity::days_from_now(days))?;
+    let identity = IdentityFile {
+        node: config.node_id().to_owned(),
+        node_name: config.settings.name.clone(),
+        endpoint: config.settings.endpoint.clone(),
+        role,
+        name: name.to_owned(),
+        certificate: cert.cert_pem,
+        private_key: cert.key_pem,
+        node_ca: config.ca_cert_pem.clone(),
+    };
+    identity.save_new(out)?;
+    Ok(identity)
+}

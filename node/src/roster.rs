@@ -1,0 +1,431 @@
+//! The roster: the members of the federation this node trusts, and nothing else.
+//!
+//! A member entry is the public part of a node (id, name, short-code prefix, endpoint, CA
+//! certificate, voucher signing keys with their validity) as one TOML file that operators hand
+//! to each other; the roster file is a list of them. There is no central authority: each node
+//! trusts exactly the CAs and keys in its own roster.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use schein_proto::code::{prefix_key, validate_prefix};
+use schein_proto::{Day, KeyId, v1};
+use serde::{Deserialize, Serialize};
+
+use crate::pki::validate_node_id;
+
+/// Whether a member runs a node or only reads reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberKind {
+    Node,
+    Funder,
+}
+
+/// One voucher signing key of a member, as written in its entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyEntry {
+    pub key_id: String,
+    /// The 32-byte ed25519 public key, hex.
+    pub public_key: String,
+    /// First day on which vouchers signed by it may begin (`YYYY-MM-DD`).
+    pub valid_from: String,
+    /// Last such day; absent: still in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+}
+
+/// A member entry as exchanged between operators (`member.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberEntry {
+    pub id: String,
+    pub name: String,
+    pub kind: MemberKind,
+    /// Issuer prefix of the member's short codes, e.g. `LEJ`. Nodes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `https://host:port` of the member's node. Nodes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The member's CA certificate, PEM.
+    pub ca_cert: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<SigningKeyEntry>,
+}
+
+/// The roster file: `[[member]]` tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RosterFile {
+    #[serde(default, rename = "member")]
+    members: Vec<MemberEntry>,
+}
+
+/// Why a member entry or roster was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid member entry or roster: {message}")]
+    Syntax { path: String, message: String },
+    #[error("member '{id}': {message}")]
+    Invalid { id: String, message: String },
+    #[error("two members have the id '{0}'")]
+    DuplicateId(String),
+    #[error("members '{0}' and '{1}' have short-code prefixes that read alike")]
+    DuplicatePrefix(String, String),
+}
+
+fn invalid(id: &str, message: impl Into<String>) -> RosterError {
+    RosterError::Invalid {
+        id: id.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A signing key ready for verification.
+#[derive(Clone, Debug)]
+pub struct SigningKey {
+    pub key_id: KeyId,
+    pub public_key: VerifyingKey,
+    pub valid_from: Day,
+    pub valid_until: Option<Day>,
+}
+
+/// A validated member.
+#[derive(Clone)]
+pub struct Member {
+    pub entry: MemberEntry,
+    pub ca_cert: CertificateDer<'static>,
+    pub signing_keys: Vec<SigningKey>,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.entry.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    pub fn id(&self) -> &str {
+        &self.entry.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// The key with `key_id`, if it may have signed a voucher whose validity begins on `day`.
+    pub fn key_for(&self, key_id: &KeyId, day: Day) -> Result<&VerifyingKey, KeyLookupError> {
+        let key = self
+            .signing_keys
+            .iter()
+            .find(|k| &k.key_id == key_id)
+            .ok_or(KeyLookupError::UnknownKey)?;
+        let in_window = key.valid_from <= day && key.valid_until.is_none_or(|until| day <= until);
+        if in_window {
+            Ok(&key.public_key)
+        } else {
+            Err(KeyLookupError::OutsideWindow)
+        }
+    }
+
+    pub fn to_proto(&self) -> v1::Member {
+        v1::Member {
+            id: self.entry.id.clone(),
+            name: self.entry.name.clone(),
+            role: match self.entry.kind {
+                MemberKind::Node => v1::MemberRole::Node,
+                MemberKind::Funder => v1::MemberRole::Funder,
+            } as i32,
+            prefix: self.entry.prefix.clone().unwrap_or_default(),
+            endpoint: self.entry.endpoint.clone().unwrap_or_default(),
+            ca_cert_pem: self.entry.ca_cert.clone(),
+            signing_keys: self
+                .signing_keys
+                .iter()
+                .map(|k| v1::SigningKey {
+                    key_id: k.key_id.0.clone(),
+                    public_key: k.public_key.as_bytes().to_vec(),
+                    valid_from: Some(k.valid_from.into()),
+                    valid_until: k.valid_until.map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why no key was found for a voucher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyLookupError {
+    #[error("the issuer has no signing key with this id")]
+    UnknownKey,
+    #[error("the signing key was not in use when the voucher began")]
+    OutsideWindow,
+}
+
+impl MemberEntry {
+    /// Checks the entry and prepares its certificate and keys.
+    pub fn validate(&self) -> Result<Member, RosterError> {
+        let id = &self.id;
+        validate_node_id(id).map_err(|e| invalid(id, e.to_string()))?;
+        if self.name.trim().is_empty() || self.name.len() > 80 {
+            return Err(invalid(id, "the display name must have 1 to 80 characters"));
+        }
+        let ca_cert = CertificateDer::from_pem_slice(self.ca_cert.as_bytes())
+            .map_err(|e| invalid(id, format!("ca_cert is not a PEM certificate: {e}")))?;
+        x509_parser::parse_x509_certificate(&ca_cert)
+            .map_err(|e| invalid(id, format!("ca_cert cannot be read: {e}")))?;
+        let signing_keys = self
+            .signing_keys
+            .iter()
+            .map(|k| k.validate(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.kind {
+            MemberKind::Node => {
+                let prefix = self
+                    .prefix
+                    .as_deref()
+                    .ok_or_else(|| invalid(id, "a node needs a short-code prefix"))?;
+                validate_prefix(prefix).map_err(|e| invalid(id, format!("prefix: {e}")))?;
+                let endpoint = self
+                    .endpoint
+                    .as_deref()
+                    .ok_or_else(|| invalid(id, "a node needs an endpoint"))?;
+                validate_endpoint(endpoint).map_err(|m| invalid(id, m))?;
+                if signing_keys.is_empty() {
+                    return Err(invalid(id, "a node needs at least one signing key"));
+                }
+            }
+            MemberKind::Funder => {
+                if !signing_keys.is_empty() {
+                    return Err(invalid(id, "a funder has no voucher signing keys"));
+                }
+            }
+        }
+        Ok(Member {
+            entry: self.clone(),
+            ca_cert: ca_cert.into_owned(),
+            signing_keys,
+        })
+    }
+
+    /// Reads a member entry file.
+    pub fn load(path: &Path) -> Result<Self, RosterError> {
+        let text = read(path)?;
+        toml::from_str(&text).map_err(|e| RosterError::Syntax {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        let header = format!(
+            "# schein member entry of '{}'. Public: hand it to the operators of the other nodes.\n",
+            self.id
+        );
+        header + &toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// `https://host:port`, as the node is reached from other nodes and from clients.
+pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("endpoint '{endpoint}' must start with https://"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("endpoint '{endpoint}' needs a port (https://host:port)"))?;
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("endpoint '{endpoint}' has no host"));
+    }
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .map(|_| ())
+        .ok_or_else(|| format!("endpoint '{endpoint}' has an invalid port"))
+}
+
+impl SigningKeyEntry {
+    fn validate(&self, member: &str) -> Result<SigningKey, RosterError> {
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(self.public_key.as_bytes())
+            .map_err(|_| {
+                invalid(
+                    member,
+                    format!("key {}: public_key is not hex", self.key_id),
+                )
+            })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            invalid(
+                member,
+                format!("key {}: public_key must be 32 bytes", self.key_id),
+            )
+        })?;
+        let public_key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
+            invalid(
+                member,
+                format!("key {}: not an ed25519 public key", self.key_id),
+            )
+        })?;
+        if public_key.is_weak() {
+            return Err(invalid(
+                member,
+                format!("key {}: weak public key", self.key_id),
+            ));
+        }
+        if KeyId::of(&public_key).0 != self.key_id {
+            return Err(invalid(
+                member,
+                format!("key {}: key_id does not match the public key", self.key_id),
+            ));
+        }
+        let day = |text: &str| {
+            Day::parse(text).map_err(|e| invalid(member, format!("key {}: {e}", self.key_id)))
+        };
+        Ok(SigningKey {
+            key_id: KeyId(self.key_id.clone()),
+            public_key,
+            valid_from: day(&self.valid_from)?,
+            valid_until: self.valid_until.as_deref().map(day).transpose()?,
+        })
+    }
+
+    pub fn new(public_key: &VerifyingKey, valid_from: Day) -> Self {
+        Self {
+            key_id: KeyId::of(public_key).0,
+            public_key: data_encoding::HEXLOWER.encode(public_key.as_bytes()),
+            valid_from: valid_from.to_string(),
+            valid_until: None,
+        }
+    }
+}
+
+/// The validated roster.
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    members: Vec<Member>,
+    by_id: HashMap<String, usize>,
+    by_prefix: HashMap<String, usize>,
+}
+
+impl Roster {
+    pub fn from_entries(entries: Vec<MemberEntry>) -> Result<Self, RosterError> {
+        let mut roster = Self::default();
+        for entry in entries {
+            let member = entry.validate()?;
+            let index = roster.members.len();
+            if roster
+                .by_id
+                .insert(member.entry.id.clone(), index)
+                .is_some()
+            {
+                return Err(RosterError::DuplicateId(member.entry.id));
+            }
+            if let Some(prefix) = &member.entry.prefix {
+                if let Some(other) = roster.by_prefix.insert(prefix_key(prefix), index) {
+                    return Err(RosterError::DuplicatePrefix(
+                        roster.members[other].entry.id.clone(),
+                        member.entry.id,
+                    ));
+                }
+            }
+            roster.members.push(member);
+        }
+        Ok(roster)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, RosterError> {
+        let text = read(path)?;
+        let file: RosterFile = toml::from_str(&text).map_err(|e| RosterError::Syntax {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_entries(file.members)
+    }
+
+    /// Writes the roster to `path` atomically (write aside, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), RosterError> {
+        let file = RosterFile {
+            members: self.members.iter().map(|m| m.entry.clone()).collect(),
+        };
+        let text = format!(
+            "# schein roster: the members this node trusts. Edit with `schein-node roster`.\n{}",
+            toml::to_string(&file).unwrap_or_default()
+        );
+        crate::files::write_atomically(path, text.as_bytes(), false).map_err(|source| {
+            RosterError::Write {
+                path: path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Adds `entry`, or replaces the member with the same id. Returns whether one was replaced.
+    pub fn upsert(&self, entry: MemberEntry) -> Result<(Self, bool), RosterError> {
+        let mut entries: Vec<MemberEntry> = self.members.iter().map(|m| m.entry.clone()).collect();
+        let replaced = match entries.iter_mut().find(|e| e.id == entry.id) {
+            Some(existing) => {
+                *existing = entry;
+                true
+            }
+            None => {
+                entries.push(entry);
+                false
+            }
+        };
+        Ok((Self::from_entries(entries)?, replaced))
+    }
+
+    /// Removes the member `id`. Returns `None` if there was none.
+    pub fn without(&self, id: &str) -> Result<Option<Self>, RosterError> {
+        if !self.by_id.contains_key(id) {
+            return Ok(None);
+        }
+        let entries = self
+            .members
+            .iter()
+            .filter(|m| m.entry.id != id)
+            .map(|m| m.entry.clone())
+            .collect();
+        Self::from_entries(entries).map(Some)
+    }
+
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.by_id.get(id).map(|&i| &self.members[i])
+    }
+
+    /// The member whose short-code prefix reads like `prefix`.
+    pub fn member_by_prefix(&self, prefix: &str) -> Option<&Member> {
+        self.by_prefix
+            .get(&prefix_key(prefix))
+            .map(|&i| &self.members[i])
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+}
+
+fn read(path: &Path) -> Result<String, RosterError> {
+    std::fs::read_to_string(path).map_err(|source| RosterError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,172 @@
+//! Running a node: `run(config, listener, shutdown)` is what the binary, the demo and the tests
+//! call. The listener is bound by the caller, so tests pre-bind `127.0.0.1:0` and never race
+//! for ports.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schein_proto::v1::federation_server::FederationServer;
+use schein_proto::v1::office_server::OfficeServer;
+use schein_proto::v1::provider_server::ProviderServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::Config;
+use crate::node::Node;
+use crate::roster::Roster;
+use crate::service::{FederationService, OfficeService, ProviderService};
+use crate::store::{Store, StoreError};
+use crate::tls::{
+    RosterClientVerifier, TlsError, install_crypto_provider, server_config, spawn_acceptor,
+};
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Ways to change a running node from outside.
+#[derive(Clone, Debug)]
+pub struct Control {
+    node: Arc<Node>,
+    verifier: Arc<RosterClientVerifier>,
+}
+
+impl Control {
+    /// Puts a new roster in force: new connections are checked against it at once.
+    pub fn replace_roster(&self, roster: Roster) -> Result<(), TlsError> {
+        self.verifier.update(&roster)?;
+        self.node.replace_roster(roster);
+        Ok(())
+    }
+}
+
+/// Serves `config`'s node on `listener` until `shutdown` completes, then drains connections
+/// and flushes storage. `on_ready` receives a [`Control`] once the node serves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    on_ready: Option<oneshot::Sender<Control>>,
+) -> Result<(), RunError> {
+    install_crypto_provider();
+    let store = Store::open(&config.data_dir).map_err(|source| RunError::Store {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let verifier = Arc::new(RosterClientVerifier::new(&config.roster)?);
+    let tls = Arc::new(server_config(&config.tls, verifier.clone())?);
+    let node = Arc::new(Node::new(&config, store.clone()));
+    let max = config.settings.max_message_bytes;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OfficeServer<OfficeService>>().await;
+    health
+        .set_serving::<ProviderServer<ProviderService>>()
+        .await;
+    health
+        .set_serving::<FederationServer<FederationService>>()
+        .await;
+
+    let local = listener.local_addr().ok();
+    let incoming = ReceiverStream::new(spawn_acceptor(listener, tls));
+    tracing::info!(node = %node.id, listen = ?local, members = node.roster().members().count(), "node serving");
+    if let Some(ready) = on_ready {
+        let _ = ready.send(Control {
+            node: node.clone(),
+            verifier,
+        });
+    }
+    let served = tonic::transport::Server::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .add_service(health_service)
+        .add_service(
+            OfficeServer::new(OfficeService::new(node.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            ProviderServer::new(ProviderService::new(node.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            FederationServer::new(FederationService::new(node.clone()))
+                .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    if let Err(error) = store.flush().await {
+        tracing::error!(%error, "flushing storage at shutdown failed");
+    }
+    tracing::info!(node = %node.id, "node stopped");
+    served.map_err(RunError::from)
+}
+
+/// A node running in this process on its own task: for the demo and the tests.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub control: Control,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningNode {
+    /// Starts `config`'s node on `listener` and waits until it serves.
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Self, RunError> {
+        let addr = listener.local_addr().map_err(|e| RunError::Store {
+            path: config.data_dir.clone(),
+            source: StoreError::Corrupt(e.to_string()),
+        })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(run(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            Some(ready_tx),
+        ));
+        match ready_rx.await {
+            Ok(control) => Ok(Self {
+                addr,
+                control,
+                stop: Some(stop),
+                task,
+            }),
+            // The node failed before serving: its task holds the reason.
+            Err(_) => match task.await {
+                Ok(Err(error)) => Err(error),
+                _ => Err(RunError::Store {
+                    path: PathBuf::new(),
+                    source: StoreError::Corrupt("node task ended before serving".into()),
+                }),
+            },
+        }
+    }
+
+    /// Stops gracefully: drains connections, flushes storage, releases the port and the store.
+    pub async fn shutdown(mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Stops at once, as a crash would: no drain, no final flush.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,65 @@
+//! The federation service: what member nodes ask this node as an issuer.
+
+use std::sync::Arc;
+
+use schein_proto::Serial;
+use schein_proto::error::refusal;
+use schein_proto::v1::federation_server::Federation;
+use schein_proto::v1::{
+    ErrorReason, Member, MemberEntryRequest, VoucherStatusRequest, VoucherStatusResponse,
+};
+use tonic::{Code, Request, Response, Status};
+
+use super::invalid_argument;
+use crate::auth::require_peer;
+use crate::node::Node;
+
+#[derive(Debug, Clone)]
+pub struct FederationService {
+    node: Arc<Node>,
+}
+
+impl FederationService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+#[tonic::async_trait]
+impl Federation for FederationService {
+    async fn voucher_status(
+        &self,
+        request: Request<VoucherStatusRequest>,
+    ) -> Result<Response<VoucherStatusResponse>, Status> {
+        let peer = require_peer(&request)?;
+        let serial = Serial::from_slice(&request.get_ref().serial)
+            .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
+        let response = match self.node.store.voucher(serial)? {
+            Some(stored) => VoucherStatusResponse {
+                known: true,
+                signed_voucher: stored.signed.to_bytes(),
+                revoked: stored.revoked_at.is_some(),
+                remaining_cap_cents: stored.remaining_cap_cents(),
+            },
+            None => VoucherStatusResponse::default(),
+        };
+        tracing::info!(peer = %peer.node, serial = %serial.short(), known = response.known, "voucher status asked");
+        Ok(Response::new(response))
+    }
+
+    async fn member_entry(
+        &self,
+        request: Request<MemberEntryRequest>,
+    ) -> Result<Response<Member>, Status> {
+        require_peer(&request)?;
+        let roster = self.node.roster();
+        let me = roster.member(&self.node.id).ok_or_else(|| {
+            refusal(
+                Code::Internal,
+                ErrorReason::Unspecified,
+                "this node is missing from its own roster",
+            )
+        })?;
+        Ok(Response::new(me.to_proto()))
+    }
+}

@@ -1,0 +1,268 @@
+//! The office service: issue, revoke, show and list this node's vouchers. Only office staff of
+//! this node may call it.
+
+use std::sync::Arc;
+
+use data_encoding::BASE32_NOPAD;
+use schein_proto::code::{VoucherCode, prefix_key};
+use schein_proto::error::refusal;
+use schein_proto::money::MAX_CENTS;
+use schein_proto::v1::office_server::Office;
+use schein_proto::v1::{
+    ErrorReason, IssueVoucherRequest, ListVouchersRequest, ListVouchersResponse, RevocationReason,
+    RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord, VoucherState,
+};
+use schein_proto::voucher::new_body;
+use schein_proto::{Day, FullCode, Serial, ShortCode, SignedVoucher};
+use tonic::{Code, Request, Response, Status};
+
+use super::invalid_argument;
+use crate::auth::require_local;
+use crate::node::{Node, unix_now};
+use crate::pki::Role;
+use crate::store::{ListCursor, StoreError, StoredVoucher};
+
+/// How far back an office may date a voucher's first day (a treatment in the last weeks).
+const MAX_BACKDATE_DAYS: i32 = 31;
+/// Longest validity of one voucher.
+const MAX_VALIDITY_DAYS: i32 = 366;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct OfficeService {
+    node: Arc<Node>,
+}
+
+impl OfficeService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// The serial of one of this node's vouchers, from a full or short code.
+    fn own_serial(&self, code: &str) -> Result<Serial, Status> {
+        let not_here = || {
+            refusal(
+                Code::NotFound,
+                ErrorReason::NotIssuedHere,
+                format!(
+                    "this voucher was not issued by {}; only its issuing office can change it",
+                    self.node.name
+                ),
+            )
+        };
+        match VoucherCode::parse(code) {
+            Ok(VoucherCode::Full(FullCode(signed))) => {
+                let voucher = signed
+                    .verify(&self.node.signing_key.verifying_key())
+                    .map_err(|_| not_here())?;
+                Ok(voucher.serial)
+            }
+            Ok(VoucherCode::Short(short)) => {
+                if short.prefix_key() != prefix_key(&self.node.prefix) {
+                    return Err(not_here());
+                }
+                Ok(short.serial())
+            }
+            Err(error) => Err(refusal(
+                Code::InvalidArgument,
+                ErrorReason::MalformedCode,
+                format!("the voucher code cannot be read: {error}"),
+            )),
+        }
+    }
+
+    fn state(&self, stored: &StoredVoucher) -> VoucherState {
+        let (earliest, latest) = self.node.today_range();
+        if stored.revoked_at.is_some() {
+            VoucherState::Revoked
+        } else if earliest > stored.voucher.valid_until {
+            VoucherState::Expired
+        } else if latest < stored.voucher.valid_from {
+            VoucherState::NotYetValid
+        } else {
+            VoucherState::Active
+        }
+    }
+
+    fn record(&self, stored: StoredVoucher) -> VoucherRecord {
+        let state = self.state(&stored);
+        let voucher = &stored.voucher;
+        let short_code = ShortCode::new(&self.node.prefix, voucher.serial)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        VoucherRecord {
+            full_code: FullCode(stored.signed.clone()).to_string(),
+            short_code,
+            issuer: voucher.issuer.clone(),
+            valid_from: Some(voucher.valid_from.into()),
+            valid_until: Some(voucher.valid_until.into()),
+            scope: voucher.scope.iter().map(|&s| s as i32).collect(),
+            cap_cents: voucher.cap_cents,
+            state: state as i32,
+            issued_at: stored.issued_at,
+            revoked_at: stored.revoked_at,
+            revocation_reason: stored.revocation_reason as i32,
+            claimed_cents: stored.claimed_cents,
+        }
+    }
+}
+
+/// Checks an issue request against today and fills in the defaults.
+fn validity(request: &IssueVoucherRequest, today: Day) -> Result<(Day, Day), Status> {
+    let valid_from = request.valid_from.map(Day::from).unwrap_or(today);
+    let valid_until = match request.valid_until {
+        Some(day) => Day::from(day),
+        None => valid_from
+            .end_of_quarter()
+            .ok_or_else(|| invalid_argument("the first day of validity is out of range"))?,
+    };
+    let earliest = today
+        .checked_add_days(-MAX_BACKDATE_DAYS)
+        .ok_or_else(|| invalid_argument("today is out of range"))?;
+    if valid_from < earliest {
+        return Err(invalid_argument(format!(
+            "a voucher can begin at most {MAX_BACKDATE_DAYS} days in the past (not {valid_from})"
+        )));
+    }
+    if valid_until < today {
+        return Err(invalid_argument(format!(
+            "the voucher would have expired already ({valid_until})"
+        )));
+    }
+    if valid_until < valid_from {
+        return Err(invalid_argument(format!(
+            "the last day of validity ({valid_until}) is before the first ({valid_from})"
+        )));
+    }
+    if valid_until.days_since_epoch() - valid_from.days_since_epoch() >= MAX_VALIDITY_DAYS {
+        return Err(invalid_argument(format!(
+            "a voucher can be valid for at most {MAX_VALIDITY_DAYS} days"
+        )));
+    }
+    Ok((valid_from, valid_until))
+}
+
+#[tonic::async_trait]
+impl Office for OfficeService {
+    async fn issue_voucher(
+        &self,
+        request: Request<IssueVoucherRequest>,
+    ) -> Result<Response<VoucherRecord>, Status> {
+        let caller = require_local(&request, &self.node.id, &[Role::Office], "issue vouchers")?;
+        let request = request.into_inner();
+        let (_, today) = self.node.today_range();
+        let (valid_from, valid_until) = validity(&request, today)?;
+        let cap_cents = request.cap_cents.unwrap_or(self.node.default_cap_cents);
+        if !(1..=MAX_CENTS).contains(&cap_cents) {
+            return Err(invalid_argument(format!(
+                "the cap must be between 1 cent and {}",
+                schein_proto::money::Cents(MAX_CENTS)
+            )));
+        }
+        let scope = request
+            .scope
+            .iter()
+            .map(|&s| {
+                Scope::try_from(s).map_err(|_| invalid_argument(format!("unknown scope {s}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = &self.node.signing_key;
+        // 80 random bits collide practically never; retry anyway rather than fail.
+        for _ in 0..3 {
+            let serial = Serial::random();
+            let body = new_body(
+                &self.node.id,
+                serial,
+                &key.verifying_key(),
+                valid_from,
+                valid_until,
+                &scope,
+                Some(cap_cents),
+            );
+            let signed = SignedVoucher::sign(&body, key);
+            let issued_at = unix_now();
+            match self.node.store.issue(&signed, issued_at).await {
+                Ok(()) => {
+                    tracing::info!(serial = %serial.short(), office = %caller.name, %valid_until, cap_cents, "voucher issued");
+                    let stored = self
+                        .node
+                        .store
+                        .voucher(serial)?
+                        .ok_or(StoreError::UnknownVoucher)?;
+                    return Ok(Response::new(self.record(stored)));
+                }
+                Err(StoreError::SerialTaken) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(StoreError::SerialTaken.into())
+    }
+
+    async fn revoke_voucher(
+        &self,
+        request: Request<RevokeVoucherRequest>,
+    ) -> Result<Response<VoucherRecord>, Status> {
+        let caller = require_local(&request, &self.node.id, &[Role::Office], "revoke vouchers")?;
+        let request = request.into_inner();
+        let reason = RevocationReason::try_from(request.reason)
+            .ok()
+            .filter(|r| *r != RevocationReason::Unspecified)
+            .ok_or_else(|| {
+                invalid_argument(
+                    "say why the voucher is revoked: lost, stolen, issued in error or replaced",
+                )
+            })?;
+        let serial = self.own_serial(&request.code)?;
+        let stored = self.node.store.revoke(serial, reason, unix_now()).await?;
+        tracing::info!(serial = %serial.short(), office = %caller.name, reason = reason.as_str_name(), "voucher revoked");
+        Ok(Response::new(self.record(stored)))
+    }
+
+    async fn show_voucher(
+        &self,
+        request: Request<ShowVoucherRequest>,
+    ) -> Result<Response<VoucherRecord>, Status> {
+        require_local(&request, &self.node.id, &[Role::Office], "look at vouchers")?;
+        let serial = self.own_serial(&request.get_ref().code)?;
+        let stored = self
+            .node
+            .store
+            .voucher(serial)?
+            .ok_or(StoreError::UnknownVoucher)?;
+        Ok(Response::new(self.record(stored)))
+    }
+
+    async fn list_vouchers(
+        &self,
+        request: Request<ListVouchersRequest>,
+    ) -> Result<Response<ListVouchersResponse>, Status> {
+        require_local(&request, &self.node.id, &[Role::Office], "list vouchers")?;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        } as usize;
+        let after: Option<ListCursor> = if request.page_token.is_empty() {
+            None
+        } else {
+            let bytes = BASE32_NOPAD
+                .decode(request.page_token.as_bytes())
+                .map_err(|_| invalid_argument("the page token is not one this node gave out"))?;
+            Some(
+                bytes.try_into().map_err(|_| {
+                    invalid_argument("the page token is not one this node gave out")
+                })?,
+            )
+        };
+        let wanted = VoucherState::try_from(request.state)
+            .map_err(|_| invalid_argument("unknown voucher state"))?;
+        let (page, next) = self.node.store.list(after, limit, |stored| {
+            wanted == VoucherState::Unspecified || self.state(stored) == wanted
+        })?;
+        Ok(Response::new(ListVouchersResponse {
+            vouchers: page.into_iter().map(|v| self.record(v)).collect(),
+            next_page_token: next.map(|c| BASE32_NOPAD.encode(&c)).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,374 @@
+//! Mutual TLS for the node: who may connect, and who is calling.
+//!
+//! The server takes only clients whose certificate names a schein identity
+//! (`schein://node/role/name`) **and** was signed by the CA of exactly that node in the roster.
+//! Checking against the named member's CA alone, rather than against any CA in the roster, is
+//! what keeps one member from issuing certificates that impersonate another's staff. A
+//! refused certificate fails the handshake and is logged with the reason. An accepted
+//! connection carries its [`Caller`] into every request's extensions.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+
+use crate::pki::{CertifiedKey, Identity, Role};
+use crate::roster::{MemberKind, Roster};
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Installs ring as the process's rustls crypto provider. Idempotent; every entry point that
+/// builds a TLS configuration calls it first.
+pub fn install_crypto_provider() {
+    // Fails only if a provider is installed already, which is what we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("the node's certificate or key cannot be read: {0}")]
+    Pem(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("the CA certificate of member '{0}' cannot be used: {1}")]
+    MemberCa(String, String),
+}
+
+/// The caller of a request, as established by the handshake.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub identity: Identity,
+    pub remote: Option<SocketAddr>,
+}
+
+/// A refusal of a client certificate, as rustls carries it to the handshake's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
+
+fn refuse(message: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        Refusal(message),
+    ))))
+}
+
+/// Per-member verifiers built from the roster.
+struct TrustState {
+    verifiers: HashMap<String, (MemberKind, Arc<dyn ClientCertVerifier>)>,
+}
+
+/// Accepts a client certificate only if the CA of the node it names signed it.
+pub struct RosterClientVerifier {
+    state: RwLock<Arc<TrustState>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for RosterClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RosterClientVerifier")
+            .finish_non_exhaustive()
+    }
+}
+
+impl RosterClientVerifier {
+    pub fn new(roster: &Roster) -> Result<Self, TlsError> {
+        let provider = provider();
+        let state = Self::build(roster, &provider)?;
+        Ok(Self {
+            state: RwLock::new(Arc::new(state)),
+            provider,
+        })
+    }
+
+    /// Trusts the members of `roster` from now on, for new connections.
+    pub fn update(&self, roster: &Roster) -> Result<(), TlsError> {
+        let state = Arc::new(Self::build(roster, &self.provider)?);
+        match self.state.write() {
+            Ok(mut guard) => *guard = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+        Ok(())
+    }
+
+    fn build(roster: &Roster, provider: &Arc<CryptoProvider>) -> Result<TrustState, TlsError> {
+        let mut verifiers = HashMap::new();
+        for member in roster.members() {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(member.ca_cert.clone())
+                .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
+            verifiers.insert(member.id().to_owned(), (member.entry.kind, verifier));
+        }
+        Ok(TrustState { verifiers })
+    }
+
+    fn current(&self) -> Arc<TrustState> {
+        match self.state.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl ClientCertVerifier for RosterClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let identity = Identity::from_certificate(end_entity).map_err(|e| refuse(e.to_string()))?;
+        let state = self.current();
+        let (kind, verifier) = state.verifiers.get(&identity.node).ok_or_else(|| {
+            refuse(format!(
+                "node '{}' is not a member of this roster",
+                identity.node
+            ))
+        })?;
+        let role_fits = match kind {
+            MemberKind::Node => true,
+            MemberKind::Funder => identity.role == Role::Funder,
+        };
+        if !role_fits {
+            return Err(refuse(format!(
+                "member '{}' is a funder and cannot hold role {}",
+                identity.node, identity.role
+            )));
+        }
+        verifier.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Parses a PEM certificate chain and key.
+pub fn parse_certified_key(
+    key: &CertifiedKey,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let certs = CertificateDer::pem_slice_iter(key.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem("no certificate found".into()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes())
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    Ok((certs, private))
+}
+
+/// The server side: the node's certificate, and the roster's verifier for clients.
+pub fn server_config(
+    node_cert: &CertifiedKey,
+    verifier: Arc<RosterClientVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let (certs, key) = parse_certified_key(node_cert)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A TLS connection whose client has been authenticated.
+#[derive(Debug)]
+pub struct AuthenticatedStream {
+    inner: TlsStream<TcpStream>,
+    caller: Caller,
+}
+
+impl Connected for AuthenticatedStream {
+    type ConnectInfo = Caller;
+
+    fn connect_info(&self) -> Caller {
+        self.caller.clone()
+    }
+}
+
+impl AsyncRead for AuthenticatedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AuthenticatedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections, runs each handshake in its own task, and hands authenticated
+/// streams to the server until the receiving side is dropped (server shut down).
+pub fn spawn_acceptor(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> mpsc::Receiver<Result<AuthenticatedStream, io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = tx.closed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Typically out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            // Nagle off: small gRPC frames must not wait for acks (see PITFALLS.md).
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let identity = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .map(|cert| Identity::from_certificate(cert));
+                        match identity {
+                            Some(Ok(identity)) => {
+                                tracing::debug!(%remote, caller = %identity, "client authenticated");
+                                let caller = Caller {
+                                    identity,
+                                    remote: Some(remote),
+                                };
+                                let _ = tx
+                                    .send(Ok(AuthenticatedStream {
+                                        inner: stream,
+                                        caller,
+                                    }))
+                                    .await;
+                            }
+                            _ => {
+                                tracing::warn!(%remote, "connection without a usable client identity closed")
+                            }
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%remote, %error, "tls handshake refused");
+                    }
+                    Err(_) => tracing::warn!(%remote, "tls handshake timed out"),
+                }
+            });
+        }
+        tracing::debug!("acceptor stopped");
+    });
+    rx
+}
+
+/// Client TLS towards one node: trust only that node's CA, expect its node id as the server
+/// name, and present `identity`.
+pub fn client_tls(
+    node_id: &str,
+    node_ca_pem: &str,
+    identity: &CertifiedKey,
+) -> tonic::transport::ClientTlsConfig {
+    install_crypto_provider();
+    tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(node_ca_pem))
+        .identity(tonic::transport::Identity::from_pem(
+            &identity.cert_pem,
+            &identity.key_pem,
+        ))
+        .domain_name(node_id)
+}

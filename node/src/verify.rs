@@ -1,0 +1,317 @@
+//! The verify flow (DESIGN.md, flow 2): check a voucher of any member for a provider of this
+//! node. The signature, validity window and scope are checked here with the issuer's key from
+//! the roster; only the issuer knows whether it was revoked, so it is asked. The answer is valid,
+//! invalid with a reason, or "genuine but status unknown" — never a silent yes.
+
+use schein_proto::code::{CodeError, VoucherCode};
+use schein_proto::v1::{InvalidReason, Scope, Verdict, Verification, VoucherFacts};
+use schein_proto::voucher::VerifiedVoucher;
+use schein_proto::{Serial, SignedVoucher, VoucherError};
+
+use crate::node::Node;
+use crate::roster::{KeyLookupError, Member, Roster};
+
+/// What the issuer said about a voucher.
+pub(crate) enum IssuerAnswer {
+    Known {
+        signed: SignedVoucher,
+        revoked: bool,
+        remaining_cap_cents: Option<i64>,
+    },
+    NotIssued,
+    Unreachable,
+}
+
+/// A refusal: the reason, a sentence for the provider, and what could be read of the voucher.
+struct Refusal(InvalidReason, String, Option<VoucherFacts>);
+
+fn refusal(reason: InvalidReason, message: impl Into<String>) -> Refusal {
+    Refusal(reason, message.into(), None)
+}
+
+/// Verifies `code` (full or short) for a provider, optionally for one kind of care.
+pub async fn verify(node: &Node, code: &str, for_scope: Scope) -> Verification {
+    match verify_inner(node, code, for_scope).await {
+        Ok(verification) => verification,
+        Err(Refusal(reason, message, facts)) => {
+            tracing::info!(reason = reason.as_str_name(), "voucher refused");
+            Verification {
+                verdict: Verdict::Invalid as i32,
+                reason: reason as i32,
+                message,
+                voucher: facts,
+            }
+        }
+    }
+}
+
+async fn verify_inner(node: &Node, code: &str, for_scope: Scope) -> Result<Verification, Refusal> {
+    let code = VoucherCode::parse(code).map_err(|e| code_refusal(&e))?;
+    let roster = node.roster();
+    let (member, voucher, answer) = match code {
+        VoucherCode::Full(full) => {
+            let (member, voucher) = check_signed(&roster, &full.0)?;
+            check_window_and_scope(node, member, &voucher, for_scope)?;
+            let answer = ask_issuer(node, member, voucher.serial).await;
+            if let IssuerAnswer::Unreachable = answer {
+                tracing::info!(serial = %voucher.serial.short(), issuer = member.id(), "voucher genuine, issuer unreachable");
+                return Ok(Verification {
+                    verdict: Verdict::StatusUnknown as i32,
+                    reason: InvalidReason::Unspecified as i32,
+                    message: format!(
+                        "The signature is genuine and the voucher is valid until {}, but its issuing office ({}) could not be reached to confirm that it was not revoked. Check again before billing.",
+                        voucher.valid_until,
+                        member.name()
+                    ),
+                    voucher: Some(facts(member, &voucher, None)),
+                });
+            }
+            (member, voucher, answer)
+        }
+        VoucherCode::Short(short) => {
+            let member = roster.member_by_prefix(short.prefix()).ok_or_else(|| {
+                refusal(
+                    InvalidReason::UnknownIssuer,
+                    format!(
+                        "No clearing office in the network uses the prefix {}. Check the code; if it is right, do not accept the voucher.",
+                        short.prefix()
+                    ),
+                )
+            })?;
+            let answer = ask_issuer(node, member, short.serial()).await;
+            let signed = match &answer {
+                IssuerAnswer::Unreachable => {
+                    return Ok(Verification {
+                        verdict: Verdict::IssuerUnreachable as i32,
+                        reason: InvalidReason::Unspecified as i32,
+                        message: format!(
+                            "The issuing office ({}) could not be reached, so the short code cannot be checked now. Scan the QR code (full code) to check the voucher, or try again later.",
+                            member.name()
+                        ),
+                        voucher: None,
+                    });
+                }
+                IssuerAnswer::NotIssued => return Err(not_issued(member)),
+                IssuerAnswer::Known { signed, .. } => signed,
+            };
+            let (signer, voucher) = check_signed(&roster, signed)?;
+            if signer.id() != member.id() || voucher.serial != short.serial() {
+                return Err(refusal(
+                    InvalidReason::BadSignature,
+                    "The issuing office answered with a different voucher. Do not accept it, and tell your clearing office.",
+                ));
+            }
+            check_window_and_scope(node, member, &voucher, for_scope)?;
+            (member, voucher, answer)
+        }
+    };
+    match answer {
+        IssuerAnswer::Known { revoked: true, .. } => Err(Refusal(
+            InvalidReason::Revoked,
+            format!(
+                "This voucher was revoked by its issuing office ({}). Do not accept it; a clearing office can issue a new one.",
+                member.name()
+            ),
+            Some(facts(member, &voucher, None)),
+        )),
+        IssuerAnswer::Known {
+            remaining_cap_cents,
+            ..
+        } => {
+            let left = remaining_cap_cents
+                .map(|c| format!("; {} left under its cap", schein_proto::money::Cents(c)))
+                .unwrap_or_default();
+            tracing::info!(serial = %voucher.serial.short(), issuer = member.id(), "voucher valid");
+            Ok(Verification {
+                verdict: Verdict::Valid as i32,
+                reason: InvalidReason::Unspecified as i32,
+                message: format!(
+                    "Valid voucher of {}, valid until {}{left}.",
+                    member.name(),
+                    voucher.valid_until
+                ),
+                voucher: Some(facts(member, &voucher, remaining_cap_cents)),
+            })
+        }
+        IssuerAnswer::NotIssued | IssuerAnswer::Unreachable => Err(not_issued(member)),
+    }
+}
+
+fn not_issued(member: &Member) -> Refusal {
+    refusal(
+        InvalidReason::UnknownVoucher,
+        format!(
+            "The issuing office ({}) has no record of this voucher. Do not accept it.",
+            member.name()
+        ),
+    )
+}
+
+fn code_refusal(error: &CodeError) -> Refusal {
+    match error {
+        CodeError::CheckCharacter => refusal(
+            InvalidReason::CheckCharacter,
+            "The code does not add up: probably a typing error. Please check every character, or scan the QR code.",
+        ),
+        CodeError::Damaged(VoucherError::BadSignature) => refusal(
+            InvalidReason::BadSignature,
+            "The voucher's signature is not genuine: it was altered or forged. Do not accept it.",
+        ),
+        other => refusal(
+            InvalidReason::Malformed,
+            format!(
+                "This is not a readable voucher code ({other}). Check for typing errors or scan the QR code again."
+            ),
+        ),
+    }
+}
+
+/// Finds the issuer and key in the roster and checks the signature strictly.
+fn check_signed<'r>(
+    roster: &'r Roster,
+    signed: &SignedVoucher,
+) -> Result<(&'r Member, VerifiedVoucher), Refusal> {
+    let (issuer, key_id) = signed.claimed_key().map_err(|e| {
+        refusal(
+            InvalidReason::Malformed,
+            format!("This is not a readable voucher ({e}). Scan the QR code again."),
+        )
+    })?;
+    let member = roster.member(&issuer).ok_or_else(|| {
+        refusal(
+            InvalidReason::UnknownIssuer,
+            "This voucher names an issuer that is not a member of the network. Do not accept it.",
+        )
+    })?;
+    // The key's window is checked against the voucher's first day, which is only known after
+    // decoding; so try the key first, then check the window on the verified body.
+    let key = member
+        .signing_keys
+        .iter()
+        .find(|k| k.key_id == key_id)
+        .ok_or_else(|| unknown_key(member))?;
+    let voucher = signed.verify(&key.public_key).map_err(|e| match e {
+        VoucherError::BadSignature => refusal(
+            InvalidReason::BadSignature,
+            "The voucher's signature is not genuine: it was altered or forged. Do not accept it.",
+        ),
+        other => refusal(
+            InvalidReason::Malformed,
+            format!("This is not a readable voucher ({other})."),
+        ),
+    })?;
+    match member.key_for(&key_id, voucher.valid_from) {
+        Ok(_) => Ok((member, voucher)),
+        Err(KeyLookupError::UnknownKey | KeyLookupError::OutsideWindow) => Err(unknown_key(member)),
+    }
+}
+
+fn unknown_key(member: &Member) -> Refusal {
+    refusal(
+        InvalidReason::UnknownKey,
+        format!(
+            "The voucher was signed with a key that its issuing office ({}) does not list for that time. Do not accept it.",
+            member.name()
+        ),
+    )
+}
+
+fn check_window_and_scope(
+    node: &Node,
+    member: &Member,
+    voucher: &VerifiedVoucher,
+    for_scope: Scope,
+) -> Result<(), Refusal> {
+    let (earliest_today, latest_today) = node.today_range();
+    let with_facts =
+        |reason, message: String| Refusal(reason, message, Some(facts(member, voucher, None)));
+    if latest_today < voucher.valid_from {
+        return Err(with_facts(
+            InvalidReason::NotYetValid,
+            format!("This voucher is valid only from {}.", voucher.valid_from),
+        ));
+    }
+    if earliest_today > voucher.valid_until {
+        return Err(with_facts(
+            InvalidReason::Expired,
+            format!(
+                "This voucher expired on {}. A clearing office can issue a new one.",
+                voucher.valid_until
+            ),
+        ));
+    }
+    if !voucher.covers(for_scope) {
+        return Err(with_facts(
+            InvalidReason::OutOfScope,
+            format!("This voucher does not cover {}.", scope_words(for_scope)),
+        ));
+    }
+    Ok(())
+}
+
+/// A scope as words for people.
+pub fn scope_words(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Unspecified | Scope::Ambulatory => "ambulatory basic care",
+        Scope::Medication => "medication",
+        Scope::PregnancyCare => "pregnancy care",
+        Scope::SpecialistReferral => "referral to a specialist",
+        Scope::Dental => "dental care",
+    }
+}
+
+fn facts(member: &Member, voucher: &VerifiedVoucher, remaining: Option<i64>) -> VoucherFacts {
+    let short_code = member
+        .entry
+        .prefix
+        .as_deref()
+        .and_then(|p| schein_proto::ShortCode::new(p, voucher.serial).ok())
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    VoucherFacts {
+        issuer: member.id().to_owned(),
+        issuer_name: member.name().to_owned(),
+        short_code,
+        valid_from: Some(voucher.valid_from.into()),
+        valid_until: Some(voucher.valid_until.into()),
+        scope: voucher.scope.iter().map(|&s| s as i32).collect(),
+        cap_cents: voucher.cap_cents,
+        remaining_cap_cents: remaining,
+    }
+}
+
+/// Asks the issuer (this node's own store if it is the issuer) about `serial`.
+pub(crate) async fn ask_issuer(node: &Node, issuer: &Member, serial: Serial) -> IssuerAnswer {
+    if issuer.id() == node.id {
+        return match node.store.voucher(serial) {
+            Ok(Some(stored)) => IssuerAnswer::Known {
+                remaining_cap_cents: stored.remaining_cap_cents(),
+                revoked: stored.revoked_at.is_some(),
+                signed: stored.signed,
+            },
+            Ok(None) => IssuerAnswer::NotIssued,
+            Err(error) => {
+                tracing::error!(%error, "reading the store failed");
+                IssuerAnswer::Unreachable
+            }
+        };
+    }
+    match node.peers.voucher_status(issuer, serial).await {
+        Ok(status) if !status.known => IssuerAnswer::NotIssued,
+        Ok(status) => match SignedVoucher::from_bytes(&status.signed_voucher) {
+            Ok(signed) => IssuerAnswer::Known {
+                signed,
+                revoked: status.revoked,
+                remaining_cap_cents: status.remaining_cap_cents,
+            },
+            Err(error) => {
+                tracing::warn!(issuer = issuer.id(), %error, "issuer sent an unreadable voucher");
+                IssuerAnswer::Unreachable
+            }
+        },
+        Err(error) => {
+            tracing::warn!(issuer = issuer.id(), %error, "issuer unreachable");
+            IssuerAnswer::Unreachable
+        }
+    }
+}
