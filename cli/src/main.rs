@@ -1,1 +1,101 @@
-fn main() {}
+//! `schein`: the command-line client of the schein network, for clearing office staff
+//! (issue, revoke, look up vouchers), providers (verify) and funders; and `schein demo`, a
+//! local three-city federation that shows the whole flow.
+//!
+//! Exit codes: 0 success (for `verify`: the voucher is valid), 1 the request failed (refused,
+//! unreachable, bad input), 2 wrong usage, 3 `verify`: the voucher is invalid, 4 `verify`: its
+//! status could not be confirmed (the issuer could not be reached).
+
+mod client;
+mod demo;
+mod output;
+mod voucher;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Outcome of a command beyond plain success.
+#[derive(Debug)]
+enum Outcome {
+    Done,
+    VoucherInvalid,
+    StatusUnknown,
+}
+
+const EXIT_INVALID: u8 = 3;
+const EXIT_UNKNOWN: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "schein",
+    version,
+    about = "Anonymous treatment vouchers across the cities of Saxony"
+)]
+struct Cli {
+    /// Identity file from your node's operator (`schein-node enroll`).
+    #[arg(long, global = true, env = "SCHEIN_IDENTITY")]
+    identity: Option<PathBuf>,
+    /// Talk to this endpoint instead of the one in the identity file.
+    #[arg(long, global = true, env = "SCHEIN_ENDPOINT")]
+    endpoint: Option<String>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Vouchers: issue, verify, revoke, show, list.
+    #[command(subcommand)]
+    Voucher(voucher::VoucherCommand),
+    /// Check that your node answers and accepts your identity.
+    Status,
+    /// Run a local federation of three cities and walk through issuing and verifying.
+    Demo {
+        /// Keep the nodes running, with their identity files in DIR, until Ctrl-C.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("schein: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(execute(cli));
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::VoucherInvalid) => ExitCode::from(EXIT_INVALID),
+        Ok(Outcome::StatusUnknown) => ExitCode::from(EXIT_UNKNOWN),
+        Err(error) => {
+            eprintln!("schein: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
+    let out = output::Output { json: cli.json };
+    match cli.command {
+        Command::Demo { keep } => demo::run(keep).await,
+        Command::Status => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            client.status().await?;
+            out.status(&client);
+            Ok(Outcome::Done)
+        }
+        Command::Voucher(command) => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            voucher::execute(&client, command, &out).await
+        }
+    }
+}

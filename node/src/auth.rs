@@ -35,12 +35,12 @@ pub(crate) fn require_local<T>(
     let identity = caller(request)?;
     if !roles.contains(&identity.role) {
         tracing::warn!(caller = %identity, action, "refused: wrong role");
-        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let allowed: Vec<&str> = roles.iter().map(|r| r.holders()).collect();
         return Err(refusal(
             Code::PermissionDenied,
             ErrorReason::WrongRole,
             format!(
-                "a {} certificate cannot {action}; this needs a {} certificate",
+                "a {} certificate cannot {action}; only {} may",
                 identity.role,
                 allowed.join(" or ")
             ),

@@ -73,10 +73,11 @@ impl Peers {
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(cached) = channels.get(&id) {
-            if cached.endpoint == endpoint && cached.ca_cert == member.entry.ca_cert {
-                return Ok(cached.channel.clone());
-            }
+        if let Some(cached) = channels.get(&id)
+            && cached.endpoint == endpoint
+            && cached.ca_cert == member.entry.ca_cert
+        {
+            return Ok(cached.channel.clone());
         }
         let setup = |message: String| PeerError::Setup {
             member: id.clone(),

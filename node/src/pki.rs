@@ -42,6 +42,18 @@ impl Role {
     }
 }
 
+impl Role {
+    /// Who holds this role, in words for messages.
+    pub const fn holders(self) -> &'static str {
+        match self {
+            Role::Node => "member nodes",
+            Role::Office => "clearing office staff",
+            Role::Provider => "providers",
+            Role::Funder => "funders",
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

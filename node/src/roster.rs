@@ -338,13 +338,13 @@ impl Roster {
             {
                 return Err(RosterError::DuplicateId(member.entry.id));
             }
-            if let Some(prefix) = &member.entry.prefix {
-                if let Some(other) = roster.by_prefix.insert(prefix_key(prefix), index) {
-                    return Err(RosterError::DuplicatePrefix(
-                        roster.members[other].entry.id.clone(),
-                        member.entry.id,
-                    ));
-                }
+            if let Some(prefix) = &member.entry.prefix
+                && let Some(other) = roster.by_prefix.insert(prefix_key(prefix), index)
+            {
+                return Err(RosterError::DuplicatePrefix(
+                    roster.members[other].entry.id.clone(),
+                    member.entry.id,
+                ));
             }
             roster.members.push(member);
         }

@@ -23,7 +23,7 @@ pub(crate) enum IssuerAnswer {
 }
 
 /// A refusal: the reason, a sentence for the provider, and what could be read of the voucher.
-struct Refusal(InvalidReason, String, Option<VoucherFacts>);
+struct Refusal(InvalidReason, String, Option<Box<VoucherFacts>>);
 
 fn refusal(reason: InvalidReason, message: impl Into<String>) -> Refusal {
     Refusal(reason, message.into(), None)
@@ -39,7 +39,7 @@ pub async fn verify(node: &Node, code: &str, for_scope: Scope) -> Verification {
                 verdict: Verdict::Invalid as i32,
                 reason: reason as i32,
                 message,
-                voucher: facts,
+                voucher: facts.map(|f| *f),
             }
         }
     }
@@ -112,7 +112,7 @@ async fn verify_inner(node: &Node, code: &str, for_scope: Scope) -> Result<Verif
                 "This voucher was revoked by its issuing office ({}). Do not accept it; a clearing office can issue a new one.",
                 member.name()
             ),
-            Some(facts(member, &voucher, None)),
+            Some(Box::new(facts(member, &voucher, None))),
         )),
         IssuerAnswer::Known {
             remaining_cap_cents,
@@ -223,8 +223,13 @@ fn check_window_and_scope(
     for_scope: Scope,
 ) -> Result<(), Refusal> {
     let (earliest_today, latest_today) = node.today_range();
-    let with_facts =
-        |reason, message: String| Refusal(reason, message, Some(facts(member, voucher, None)));
+    let with_facts = |reason, message: String| {
+        Refusal(
+            reason,
+            message,
+            Some(Box::new(facts(member, voucher, None))),
+        )
+    };
     if latest_today < voucher.valid_from {
         return Err(with_facts(
             InvalidReason::NotYetValid,

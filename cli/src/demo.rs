@@ -1,0 +1,329 @@
+//! `schein demo`: three clearing offices (Leipzig, Dresden, Chemnitz) on this machine, with
+//! fresh keys and certificates, walking through the voucher flows with the same client code
+//! the commands use. Every step states what should happen; the demo exits 0 only if all did.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use schein_node::client::IdentityFile;
+use schein_node::local::{LocalFederation, SAXONY};
+use schein_node::pki::{NodeCa, Role, Validity};
+use schein_proto::v1::{
+    InvalidReason, IssueVoucherRequest, RevocationReason, Scope, Verdict, Verification,
+};
+
+use crate::Outcome;
+use crate::client::Client;
+use crate::output::{reason_code, verdict_name};
+use crate::voucher::{issue, revoke, verify, write_qr};
+
+/// Counts the steps and those that did not behave as expected.
+#[derive(Default)]
+struct Steps {
+    done: usize,
+    failed: usize,
+}
+
+impl Steps {
+    fn report(&mut self, title: &str, ok: bool, detail: &str) {
+        self.done += 1;
+        let mark = if ok { "ok " } else { "FAILED" };
+        println!("\n[{mark}] {}. {title}", self.done);
+        for line in detail.lines() {
+            println!("       {line}");
+        }
+        if !ok {
+            self.failed += 1;
+        }
+    }
+
+    fn verdict(
+        &mut self,
+        title: &str,
+        result: anyhow::Result<Verification>,
+        verdict: Verdict,
+        reasons: &[InvalidReason],
+    ) {
+        match result {
+            Ok(v) => {
+                let ok =
+                    v.verdict() == verdict && (reasons.is_empty() || reasons.contains(&v.reason()));
+                let reason = reason_code(v.reason())
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                let detail = format!("{}{reason}: {}", verdict_name(v.verdict()), v.message);
+                self.report(title, ok, &detail);
+            }
+            Err(error) => self.report(title, false, &format!("error: {error:#}")),
+        }
+    }
+
+    fn refused<T>(&mut self, title: &str, result: anyhow::Result<T>) {
+        match result {
+            Ok(_) => self.report(title, false, "it was accepted"),
+            Err(error) => self.report(title, true, &format!("{error:#}")),
+        }
+    }
+}
+
+/// Changes one character inside the signature part of a full code.
+fn tamper(full_code: &str) -> String {
+    let mut chars: Vec<char> = full_code.chars().collect();
+    let i = chars.len().saturating_sub(20);
+    if let Some(c) = chars.get_mut(i) {
+        *c = if *c == 'A' { 'B' } else { 'A' };
+    }
+    chars.into_iter().collect()
+}
+
+/// Changes one character of the serial part of a short code.
+fn mistype(short_code: &str) -> String {
+    let mut chars: Vec<char> = short_code.chars().collect();
+    if let Some(c) = chars.get_mut(5) {
+        *c = if *c == '7' { '8' } else { '7' };
+    }
+    chars.into_iter().collect()
+}
+
+pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
+    let temp;
+    let dir = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                return Err(anyhow!(
+                    "{} is not empty; give a new directory",
+                    dir.display()
+                ));
+            }
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    println!("schein demo: three clearing offices on this machine, each with its own keys and CA.");
+    let mut federation = LocalFederation::start(&dir, &SAXONY)
+        .await
+        .context("cannot start the local federation")?;
+    for node in &federation.nodes {
+        println!(
+            "  {:<9} node at https://{}  (short codes {}-…)",
+            node.city.name, node.addr, node.city.prefix
+        );
+    }
+    let mut steps = Steps::default();
+    let result = walk_through(&mut federation, &mut steps, &dir).await;
+    if let Err(error) = &result {
+        steps.report(
+            "the walk-through could not go on",
+            false,
+            &format!("{error:#}"),
+        );
+    }
+
+    if let (Some(dir), Ok(())) = (&keep, &result) {
+        keep_running(&federation, dir)?;
+        tokio::signal::ctrl_c().await.ok();
+        println!("\nstopping the nodes");
+    }
+    federation
+        .shutdown()
+        .await
+        .context("the nodes did not shut down cleanly")?;
+    steps.report(
+        "All three nodes shut down cleanly",
+        true,
+        "connections drained, storage flushed",
+    );
+    println!(
+        "\n{} steps, {} as expected.",
+        steps.done,
+        steps.done - steps.failed
+    );
+    if steps.failed > 0 {
+        return Err(anyhow!(
+            "{} step(s) did not behave as expected",
+            steps.failed
+        ));
+    }
+    Ok(Outcome::Done)
+}
+
+async fn walk_through(
+    federation: &mut LocalFederation,
+    steps: &mut Steps,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let leipzig_office = Client::from_identity(federation.office("leipzig")?, None).await?;
+    let dresden_office = Client::from_identity(federation.office("dresden")?, None).await?;
+    let dresden_practice = Client::from_identity(
+        federation.enroll("dresden", Role::Provider, "praxis-neustadt")?,
+        None,
+    )
+    .await?;
+    let chemnitz_pharmacy = Client::from_identity(
+        federation.enroll("chemnitz", Role::Provider, "apotheke-zentrum")?,
+        None,
+    )
+    .await?;
+
+    let voucher = issue(
+        &leipzig_office,
+        IssueVoucherRequest {
+            scope: vec![Scope::Medication as i32],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let card = dir.join("leipzig-voucher.svg");
+    write_qr(&voucher.full_code, &card)?;
+    steps.report(
+        "The Leipzig clearing office issues a voucher (no name, no birth date: only a random serial)",
+        true,
+        &format!(
+            "short code {}\nfull code  {}…  ({} characters, QR code in {})",
+            voucher.short_code,
+            &voucher.full_code[..40.min(voucher.full_code.len())],
+            voucher.full_code.len(),
+            card.display()
+        ),
+    );
+
+    steps.verdict(
+        "A Dresden practice scans the QR code; Dresden's node checks the signature and asks Leipzig",
+        verify(&dresden_practice, &voucher.full_code, None).await,
+        Verdict::Valid,
+        &[],
+    );
+    steps.verdict(
+        "A Chemnitz pharmacy types the short code, for medication",
+        verify(
+            &chemnitz_pharmacy,
+            &voucher.short_code,
+            Some(Scope::Medication),
+        )
+        .await,
+        Verdict::Valid,
+        &[],
+    );
+    steps.verdict(
+        "The same voucher is not good for dental care",
+        verify(&chemnitz_pharmacy, &voucher.short_code, Some(Scope::Dental)).await,
+        Verdict::Invalid,
+        &[InvalidReason::OutOfScope],
+    );
+    steps.verdict(
+        "A tampered full code (one character changed) is rejected",
+        verify(&dresden_practice, &tamper(&voucher.full_code), None).await,
+        Verdict::Invalid,
+        &[InvalidReason::BadSignature],
+    );
+    steps.verdict(
+        "A mistyped short code is caught by its check character",
+        verify(&dresden_practice, &mistype(&voucher.short_code), None).await,
+        Verdict::Invalid,
+        &[InvalidReason::CheckCharacter],
+    );
+    steps.refused(
+        "Dresden's office cannot revoke Leipzig's voucher",
+        revoke(&dresden_office, &voucher.short_code, RevocationReason::Lost).await,
+    );
+    steps.refused(
+        "A Dresden practice cannot issue vouchers",
+        issue(&dresden_practice, IssueVoucherRequest::default()).await,
+    );
+
+    let revoked = revoke(&leipzig_office, &voucher.short_code, RevocationReason::Lost).await;
+    steps.report(
+        "The card is reported lost; Leipzig's office revokes the voucher",
+        revoked.is_ok(),
+        &match &revoked {
+            Ok(record) => format!("{} revoked", record.short_code),
+            Err(error) => format!("{error:#}"),
+        },
+    );
+    steps.verdict(
+        "The revoked voucher is rejected in Dresden",
+        verify(&dresden_practice, &voucher.full_code, None).await,
+        Verdict::Invalid,
+        &[InvalidReason::Revoked],
+    );
+
+    let foreign = foreign_identity(federation)?;
+    let attempt = async {
+        let client = Client::from_identity(foreign, None).await?;
+        verify(&client, &voucher.short_code, None).await
+    };
+    steps.refused(
+        "A certificate from a CA outside the roster is refused at the handshake",
+        attempt.await,
+    );
+
+    let second = issue(&leipzig_office, IssueVoucherRequest::default()).await?;
+    federation.stop("leipzig").await?;
+    steps.verdict(
+        "Leipzig's node is down: the QR code still proves the signature, but the status is unknown",
+        verify(&dresden_practice, &second.full_code, None).await,
+        Verdict::StatusUnknown,
+        &[],
+    );
+    steps.verdict(
+        "Leipzig's node is down: a short code cannot be checked at all",
+        verify(&dresden_practice, &second.short_code, None).await,
+        Verdict::IssuerUnreachable,
+        &[],
+    );
+    federation.restart("leipzig").await?;
+    steps.verdict(
+        "Leipzig's node is back with its data: the voucher checks out again",
+        verify(&dresden_practice, &second.short_code, None).await,
+        Verdict::Valid,
+        &[],
+    );
+    Ok(())
+}
+
+/// A provider identity for Dresden's node, signed by a CA that no member knows.
+fn foreign_identity(federation: &LocalFederation) -> anyhow::Result<IdentityFile> {
+    let genuine = federation.enroll("dresden", Role::Provider, "template")?;
+    let (rogue_ca, _) = NodeCa::generate("dresden")?;
+    let cert =
+        rogue_ca.issue_client_cert(Role::Provider, "impostor", Validity::days_from_now(30))?;
+    Ok(IdentityFile {
+        name: "impostor".into(),
+        certificate: cert.cert_pem,
+        private_key: cert.key_pem,
+        ..genuine
+    })
+}
+
+fn keep_running(federation: &LocalFederation, dir: &Path) -> anyhow::Result<()> {
+    federation.enroll("leipzig", Role::Funder, "land-sachsen")?;
+    let id = |node: &str, file: &str| dir.join(node).join("identities").join(file);
+    println!("\nThe three nodes keep running until Ctrl-C. Try, in another terminal:\n");
+    println!("  # as Leipzig's clearing office");
+    println!(
+        "  export SCHEIN_IDENTITY={}",
+        id("leipzig", "office-office.toml").display()
+    );
+    println!("  schein voucher issue --scope medication --qr card.svg");
+    println!("  schein voucher list");
+    println!("\n  # as a Dresden practice (use the short code printed by issue)");
+    println!(
+        "  SCHEIN_IDENTITY={} schein voucher verify LEJ-....-....-....-....-.",
+        id("dresden", "provider-praxis-neustadt.toml").display()
+    );
+    println!("\n  # as a funder (aggregate reports come with the reporting capability)");
+    println!(
+        "  SCHEIN_IDENTITY={} schein status",
+        id("leipzig", "funder-land-sachsen.toml").display()
+    );
+    println!(
+        "\nAfter Ctrl-C, each node can be started again with\n  schein-node --config {} run",
+        dir.join("leipzig").join("schein-node.toml").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! `schein voucher …`: the office's and the provider's voucher commands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use clap::{Subcommand, ValueEnum};
+use schein_proto::Day;
+use schein_proto::money::Cents;
+use schein_proto::v1::{
+    IssueVoucherRequest, ListVouchersRequest, RevocationReason, RevokeVoucherRequest, Scope,
+    ShowVoucherRequest, Verdict, Verification, VerifyVoucherRequest, VoucherRecord, VoucherState,
+};
+
+use crate::Outcome;
+use crate::client::{Client, read_code};
+use crate::output::Output;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum VoucherCommand {
+    /// Issue a voucher (office). Prints the short code and the full code.
+    Issue {
+        /// First day of validity, YYYY-MM-DD (default: today).
+        #[arg(long, value_parser = parse_day)]
+        valid_from: Option<Day>,
+        /// Last day of validity, YYYY-MM-DD (default: end of the quarter).
+        #[arg(long, value_parser = parse_day)]
+        valid_until: Option<Day>,
+        /// Treatment cap in euros (default: the node's, EUR 500).
+        #[arg(long, value_parser = parse_euros)]
+        cap: Option<Cents>,
+        /// Further kinds of care covered; ambulatory basic care is always included.
+        #[arg(long = "scope", value_enum)]
+        scopes: Vec<ScopeArg>,
+        /// Write the full code as a QR code to this SVG file, for the printed card.
+        #[arg(long, value_name = "FILE.svg")]
+        qr: Option<PathBuf>,
+    },
+    /// Check a voucher before treating (provider): full code or short code; `-` reads it from
+    /// standard input.
+    Verify {
+        code: String,
+        /// Also check that it covers this kind of care.
+        #[arg(long = "for", value_enum)]
+        for_scope: Option<ScopeArg>,
+    },
+    /// Revoke a voucher of this office (lost, stolen, issued in error, replaced).
+    Revoke {
+        code: String,
+        #[arg(long, value_enum)]
+        reason: ReasonArg,
+    },
+    /// Show one voucher of this office.
+    Show { code: String },
+    /// List this office's vouchers, newest first.
+    List {
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue where an earlier listing stopped.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum ScopeArg {
+    Ambulatory,
+    Medication,
+    PregnancyCare,
+    SpecialistReferral,
+    Dental,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(arg: ScopeArg) -> Self {
+        match arg {
+            ScopeArg::Ambulatory => Scope::Ambulatory,
+            ScopeArg::Medication => Scope::Medication,
+            ScopeArg::PregnancyCare => Scope::PregnancyCare,
+            ScopeArg::SpecialistReferral => Scope::SpecialistReferral,
+            ScopeArg::Dental => Scope::Dental,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum ReasonArg {
+    Lost,
+    Stolen,
+    IssuedInError,
+    Replaced,
+}
+
+impl From<ReasonArg> for RevocationReason {
+    fn from(arg: ReasonArg) -> Self {
+        match arg {
+            ReasonArg::Lost => RevocationReason::Lost,
+            ReasonArg::Stolen => RevocationReason::Stolen,
+            ReasonArg::IssuedInError => RevocationReason::IssuedInError,
+            ReasonArg::Replaced => RevocationReason::Replaced,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum StateArg {
+    Active,
+    Revoked,
+    Expired,
+    NotYetValid,
+}
+
+impl From<StateArg> for VoucherState {
+    fn from(arg: StateArg) -> Self {
+        match arg {
+            StateArg::Active => VoucherState::Active,
+            StateArg::Revoked => VoucherState::Revoked,
+            StateArg::Expired => VoucherState::Expired,
+            StateArg::NotYetValid => VoucherState::NotYetValid,
+        }
+    }
+}
+
+fn parse_day(text: &str) -> Result<Day, String> {
+    Day::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_euros(text: &str) -> Result<Cents, String> {
+    Cents::parse_euros(text).map_err(|e| e.to_string())
+}
+
+pub(crate) async fn execute(
+    client: &Client,
+    command: VoucherCommand,
+    out: &Output,
+) -> anyhow::Result<Outcome> {
+    match command {
+        VoucherCommand::Issue {
+            valid_from,
+            valid_until,
+            cap,
+            scopes,
+            qr,
+        } => {
+            let request = IssueVoucherRequest {
+                valid_from: valid_from.map(Into::into),
+                valid_until: valid_until.map(Into::into),
+                scope: scopes.into_iter().map(|s| Scope::from(s) as i32).collect(),
+                cap_cents: cap.map(|c| c.0),
+            };
+            let record = issue(client, request).await?;
+            if let Some(path) = &qr {
+                write_qr(&record.full_code, path)?;
+            }
+            out.voucher_record("issued", &record, qr.as_deref());
+            Ok(Outcome::Done)
+        }
+        VoucherCommand::Verify { code, for_scope } => {
+            let code = read_code(&code)?;
+            let verification = verify(client, &code, for_scope.map(Scope::from)).await?;
+            out.verification(&verification);
+            Ok(outcome_of(&verification))
+        }
+        VoucherCommand::Revoke { code, reason } => {
+            let record = revoke(client, &read_code(&code)?, reason.into()).await?;
+            out.voucher_record("revoked", &record, None);
+            Ok(Outcome::Done)
+        }
+        VoucherCommand::Show { code } => {
+            let record = client
+                .office()
+                .show_voucher(ShowVoucherRequest {
+                    code: read_code(&code)?,
+                })
+                .await
+                .map_err(|s| client.explain(&s))?
+                .into_inner();
+            out.voucher_record("", &record, None);
+            Ok(Outcome::Done)
+        }
+        VoucherCommand::List {
+            state,
+            limit,
+            page_token,
+        } => {
+            let response = client
+                .office()
+                .list_vouchers(ListVouchersRequest {
+                    limit,
+                    page_token: page_token.unwrap_or_default(),
+                    state: state
+                        .map(VoucherState::from)
+                        .unwrap_or(VoucherState::Unspecified) as i32,
+                })
+                .await
+                .map_err(|s| client.explain(&s))?
+                .into_inner();
+            out.voucher_list(&response);
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+pub(crate) async fn issue(
+    client: &Client,
+    request: IssueVoucherRequest,
+) -> anyhow::Result<VoucherRecord> {
+    Ok(client
+        .office()
+        .issue_voucher(request)
+        .await
+        .map_err(|s| client.explain(&s))?
+        .into_inner())
+}
+
+pub(crate) async fn verify(
+    client: &Client,
+    code: &str,
+    for_scope: Option<Scope>,
+) -> anyhow::Result<Verification> {
+    Ok(client
+        .provider()
+        .verify_voucher(VerifyVoucherRequest {
+            code: code.to_owned(),
+            for_scope: for_scope.unwrap_or(Scope::Unspecified) as i32,
+        })
+        .await
+        .map_err(|s| client.explain(&s))?
+        .into_inner())
+}
+
+pub(crate) async fn revoke(
+    client: &Client,
+    code: &str,
+    reason: RevocationReason,
+) -> anyhow::Result<VoucherRecord> {
+    Ok(client
+        .office()
+        .revoke_voucher(RevokeVoucherRequest {
+            code: code.to_owned(),
+            reason: reason as i32,
+        })
+        .await
+        .map_err(|s| client.explain(&s))?
+        .into_inner())
+}
+
+pub(crate) fn outcome_of(verification: &Verification) -> Outcome {
+    match verification.verdict() {
+        Verdict::Valid => Outcome::Done,
+        Verdict::StatusUnknown | Verdict::IssuerUnreachable => Outcome::StatusUnknown,
+        Verdict::Invalid | Verdict::Unspecified => Outcome::VoucherInvalid,
+    }
+}
+
+/// Writes `full_code` as a QR code (SVG) for the printed card.
+pub(crate) fn write_qr(full_code: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(full_code.as_bytes(), qrcode::EcLevel::M)
+            .map_err(|e| anyhow!("cannot make a QR code: {e}"))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(320, 320)
+        .quiet_zone(true)
+        .build();
+    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
+}
