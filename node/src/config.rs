@@ -343,3 +343,36 @@ pub fn signing_key_file(key: &SigningKey) -> String {
         data_encoding::HEXLOWER.encode(key.as_bytes())
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example configurations in `deploy/` stay in step with the settings.
+    #[test]
+    fn deploy_examples_parse() {
+        for text in [
+            include_str!("../../deploy/saxony/leipzig.toml"),
+            include_str!("../../deploy/saxony/dresden.toml"),
+            include_str!("../../deploy/saxony/chemnitz.toml"),
+        ] {
+            let settings: Settings = toml::from_str(text).unwrap();
+            validate_node_id(&settings.node_id).unwrap();
+            validate_prefix(&settings.prefix).unwrap();
+            validate_endpoint(&settings.endpoint).unwrap();
+        }
+    }
+
+    /// Every setting can come from the environment, and only settings do.
+    #[test]
+    fn setting_keys_name_every_setting() {
+        let settings: Settings =
+            toml::from_str(include_str!("../../deploy/saxony/leipzig.toml")).unwrap();
+        let table = toml::Table::try_from(&settings).unwrap();
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut known = SETTING_KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(keys, known);
+    }
+}

@@ -191,6 +191,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 .member(config.node_id())
                 .context("this node is missing from its roster")?;
             print!("{}", me.entry.to_toml());
+            eprintln!("fingerprint of this member's CA: {}", me.fingerprint());
             Ok(())
         }
         Command::Check => {
@@ -217,6 +218,10 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
     match command {
         RosterCommand::Add { member_file } => {
             let entry = MemberEntry::load(&member_file).context("cannot add the member")?;
+            let fingerprint = entry
+                .validate()
+                .context("cannot add the member")?
+                .fingerprint();
             if entry.id == config.node_id() {
                 return Err(anyhow::anyhow!("that is this node's own entry").into());
             }
@@ -228,6 +233,10 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
             roster.save(path).context("cannot save the roster")?;
             let verb = if replaced { "replaced" } else { "added" };
             println!("member '{id}' {verb}; a running node takes it up on SIGHUP or restart");
+            println!("fingerprint of its CA: {fingerprint}");
+            println!(
+                "compare it with the fingerprint its operator reads from `schein-node member`"
+            );
         }
         RosterCommand::Remove { id } => {
             if id == config.node_id() {

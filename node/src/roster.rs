@@ -146,6 +146,19 @@ impl Member {
         }
     }
 
+    /// SHA-256 of the CA certificate, grouped for reading aloud: operators compare it by phone
+    /// before they add a member entry received by mail.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.ca_cert.as_ref());
+        let hex = data_encoding::HEXUPPER.encode(&digest);
+        hex.as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn to_proto(&self) -> v1::Member {
         v1::Member {
             id: self.entry.id.clone(),

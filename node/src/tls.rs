@@ -345,7 +345,8 @@ pub fn spawn_acceptor(
                         }
                     }
                     Ok(Err(error)) => {
-                        tracing::warn!(%remote, %error, "tls handshake refused");
+                        let reason = handshake_failure(&error);
+                        tracing::warn!(%remote, %reason, "tls handshake refused");
                     }
                     Err(_) => tracing::warn!(%remote, "tls handshake timed out"),
                 }
@@ -354,6 +355,24 @@ pub fn spawn_acceptor(
         tracing::debug!("acceptor stopped");
     });
     rx
+}
+
+/// The reason of a failed handshake in words: our own refusals unwrapped from rustls' error.
+fn handshake_failure(error: &io::Error) -> String {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
+            format!("client certificate refused: {}", other.0)
+        }
+        Some(rustls::Error::InvalidCertificate(reason)) => {
+            format!("client certificate refused: {reason}")
+        }
+        Some(rustls::Error::NoCertificatesPresented) => "no client certificate presented".into(),
+        Some(other) => other.to_string(),
+        None => error.to_string(),
+    }
 }
 
 /// Client TLS towards one node: trust only that node's CA, expect its node id as the server

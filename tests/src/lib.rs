@@ -1,1 +1,128 @@
-//! placeholder
+//! Test harness: a real federation of nodes in one process, on loopback ports bound before the
+//! nodes are made, with certificates and keys created at test time in a temporary directory,
+//! and clients that connect over real mutual TLS.
+
+use std::sync::Once;
+
+use anyhow::Context;
+use ed25519_dalek::SigningKey;
+use schein_node::client::IdentityFile;
+use schein_node::local::{LocalFederation, SAXONY};
+use schein_node::pki::Role;
+use schein_proto::v1::federation_client::FederationClient;
+use schein_proto::v1::office_client::OfficeClient;
+use schein_proto::v1::provider_client::ProviderClient;
+use schein_proto::v1::{
+    IssueVoucherRequest, Scope, Verdict, Verification, VerifyVoucherRequest, VoucherRecord,
+};
+use tonic::transport::Channel;
+
+/// Logs of the nodes go to the test's captured output; `RUST_LOG` adjusts them.
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Leipzig, Dresden and Chemnitz, running, in a temporary directory removed on drop.
+#[derive(Debug)]
+pub struct Saxony {
+    pub federation: LocalFederation,
+    // Dropped last: the nodes' files live here.
+    pub dir: tempfile::TempDir,
+}
+
+impl Saxony {
+    pub async fn start() -> anyhow::Result<Self> {
+        init_tracing();
+        let dir = tempfile::tempdir()?;
+        let federation = LocalFederation::start(dir.path(), &SAXONY).await?;
+        Ok(Self { federation, dir })
+    }
+
+    /// An office client of node `id` (the identity `init` made).
+    pub async fn office(&self, id: &str) -> anyhow::Result<OfficeClient<Channel>> {
+        Ok(OfficeClient::new(
+            connect(&self.federation.office(id)?).await?,
+        ))
+    }
+
+    /// A newly enrolled provider of node `id`.
+    pub async fn provider(&self, id: &str, name: &str) -> anyhow::Result<ProviderClient<Channel>> {
+        let identity = self.federation.enroll(id, Role::Provider, name)?;
+        Ok(ProviderClient::new(connect(&identity).await?))
+    }
+
+    /// A federation client speaking to node `to` with the identity `identity`.
+    pub async fn federation_client(
+        &self,
+        identity: &IdentityFile,
+    ) -> anyhow::Result<FederationClient<Channel>> {
+        Ok(FederationClient::new(connect(identity).await?))
+    }
+
+    /// Node `id`'s voucher signing key, read from its key file.
+    pub fn signing_key(&self, id: &str) -> anyhow::Result<SigningKey> {
+        let path = self.federation.node(id)?.dir.join("keys/signing.key");
+        Ok(schein_node::config::read_signing_key(&path)?)
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.federation.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Connects with `identity` to the node it names.
+pub async fn connect(identity: &IdentityFile) -> anyhow::Result<Channel> {
+    identity.connect(None).await.context("connect")
+}
+
+/// Issues a voucher at `office` with default validity and cap, plus `scope`.
+pub async fn issue(
+    office: &mut OfficeClient<Channel>,
+    scope: &[Scope],
+) -> anyhow::Result<VoucherRecord> {
+    let request = IssueVoucherRequest {
+        scope: scope.iter().map(|&s| s as i32).collect(),
+        ..Default::default()
+    };
+    Ok(office.issue_voucher(request).await?.into_inner())
+}
+
+/// Verifies `code` through `provider`.
+pub async fn verify(
+    provider: &mut ProviderClient<Channel>,
+    code: &str,
+) -> anyhow::Result<Verification> {
+    let request = VerifyVoucherRequest {
+        code: code.to_owned(),
+        for_scope: Scope::Unspecified as i32,
+    };
+    Ok(provider.verify_voucher(request).await?.into_inner())
+}
+
+/// Asserts a verdict and, for invalid ones, the reason.
+#[track_caller]
+pub fn assert_verdict(
+    verification: &Verification,
+    verdict: Verdict,
+    reason: schein_proto::v1::InvalidReason,
+) {
+    assert_eq!(
+        (verification.verdict(), verification.reason()),
+        (verdict, reason),
+        "message: {}",
+        verification.message
+    );
+    assert!(
+        !verification.message.is_empty(),
+        "every answer carries a sentence"
+    );
+}

@@ -1,0 +1,171 @@
+//! The `schein` binary as offices and providers use it, against a real local federation: human
+//! and JSON output, exit codes, and clear sentences for failures.
+
+use std::path::Path;
+use std::process::Output;
+
+use schein_node::local::{LocalFederation, SAXONY};
+use schein_node::pki::Role;
+
+async fn schein(identity: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_schein"));
+    command
+        .env_remove("SCHEIN_IDENTITY")
+        .env_remove("SCHEIN_ENDPOINT");
+    if let Some(identity) = identity {
+        command.arg("--identity").arg(identity);
+    }
+    command.args(args).output().await.expect("run schein")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn office_and_provider_work_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut federation = LocalFederation::start(dir.path(), &SAXONY).await.unwrap();
+    let office = dir.path().join("leipzig/identities/office-office.toml");
+    federation
+        .enroll("dresden", Role::Provider, "praxis")
+        .unwrap();
+    let provider = dir.path().join("dresden/identities/provider-praxis.toml");
+
+    let status = schein(Some(&office), &["status"]).await;
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(stdout(&status).contains("accepts you as office"));
+
+    let qr = dir.path().join("card.svg");
+    let issued = schein(
+        Some(&office),
+        &[
+            "--json",
+            "voucher",
+            "issue",
+            "--cap",
+            "250.50",
+            "--scope",
+            "medication",
+            "--qr",
+            qr.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    let record: serde_json::Value = serde_json::from_str(&stdout(&issued)).unwrap();
+    assert_eq!(record["cap_cents"], 25_050);
+    assert_eq!(record["state"], "active");
+    let short = record["short_code"].as_str().unwrap().to_owned();
+    let full = record["full_code"].as_str().unwrap().to_owned();
+    assert!(std::fs::read_to_string(&qr).unwrap().contains("<svg"));
+
+    let human = schein(Some(&provider), &["voucher", "verify", &short]).await;
+    assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
+    assert!(stdout(&human).starts_with("VALID: "), "{}", stdout(&human));
+    let json = schein(
+        Some(&provider),
+        &["--json", "voucher", "verify", &full, "--for", "medication"],
+    )
+    .await;
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(answer["verdict"], "valid");
+    assert_eq!(answer["voucher"]["remaining_cap_cents"], 25_050);
+
+    let mut typo: Vec<char> = short.chars().collect();
+    typo[6] = if typo[6] == '7' { '8' } else { '7' };
+    let typo: String = typo.into_iter().collect();
+    let wrong = schein(Some(&provider), &["voucher", "verify", &typo]).await;
+    assert_eq!(wrong.status.code(), Some(3), "invalid voucher: exit 3");
+    assert!(stdout(&wrong).starts_with("INVALID: "));
+
+    let forbidden = schein(Some(&provider), &["voucher", "issue"]).await;
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert!(
+        stderr(&forbidden).contains("only clearing office staff"),
+        "{}",
+        stderr(&forbidden)
+    );
+
+    let listed = schein(Some(&office), &["voucher", "list"]).await;
+    assert!(stdout(&listed).contains(&short));
+    let revoked = schein(
+        Some(&office),
+        &["voucher", "revoke", &short, "--reason", "lost"],
+    )
+    .await;
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let shown = schein(Some(&office), &["voucher", "show", &short]).await;
+    assert!(stdout(&shown).contains("revoked"), "{}", stdout(&shown));
+    let after = schein(Some(&provider), &["voucher", "verify", &short]).await;
+    assert_eq!(after.status.code(), Some(3));
+    assert!(stdout(&after).contains("revoked"));
+
+    // Issuer down: exit 4, and the sentence says so.
+    let second = schein(Some(&office), &["--json", "voucher", "issue"]).await;
+    let second: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
+    federation.stop("leipzig").await.unwrap();
+    let unknown = schein(
+        Some(&provider),
+        &["voucher", "verify", second["full_code"].as_str().unwrap()],
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(4), "{}", stdout(&unknown));
+    assert!(stdout(&unknown).contains("could not be reached"));
+
+    // Own node down: a clear sentence, exit 1.
+    let down = schein(Some(&office), &["voucher", "list"]).await;
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        stderr(&down).contains("cannot reach the node"),
+        "{}",
+        stderr(&down)
+    );
+    federation.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn usage_errors_are_explained() {
+    let no_identity = schein(None, &["voucher", "list"]).await;
+    assert_eq!(no_identity.status.code(), Some(1));
+    assert!(
+        stderr(&no_identity).contains("--identity"),
+        "{}",
+        stderr(&no_identity)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("identity.toml");
+    std::fs::write(&garbage, "this is not an identity").unwrap();
+    let unreadable = schein(Some(&garbage), &["voucher", "list"]).await;
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert!(stderr(&unreadable).contains("cannot read the identity file"));
+
+    let bad_cap = schein(Some(&garbage), &["voucher", "issue", "--cap", "-5"]).await;
+    assert_eq!(bad_cap.status.code(), Some(2), "usage errors exit 2");
+    let bad_date = schein(
+        Some(&garbage),
+        &["voucher", "issue", "--valid-until", "31.12.2026"],
+    )
+    .await;
+    assert_eq!(bad_date.status.code(), Some(2));
+    assert!(stderr(&bad_date).contains("YYYY-MM-DD"));
+}
+
+#[tokio::test]
+async fn the_demo_runs_every_step_as_expected() {
+    let demo = schein(None, &["demo"]).await;
+    assert!(
+        demo.status.success(),
+        "{}\n{}",
+        stdout(&demo),
+        stderr(&demo)
+    );
+    let out = stdout(&demo);
+    assert!(!out.contains("FAILED"), "{out}");
+    assert!(out.contains("as expected."), "{out}");
+}
