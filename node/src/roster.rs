@@ -442,3 +442,159 @@ fn read(path: &Path) -> Result<String, RosterError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey as Secret;
+
+    use super::*;
+    use crate::pki::NodeCa;
+
+    fn entry(id: &str, prefix: &str, seed: u8) -> MemberEntry {
+        let (_, ca) = NodeCa::generate(id).unwrap();
+        let key = Secret::from_bytes(&[seed; 32]).verifying_key();
+        MemberEntry {
+            id: id.into(),
+            name: id.to_uppercase(),
+            kind: MemberKind::Node,
+            prefix: Some(prefix.into()),
+            endpoint: Some("https://127.0.0.1:7443".into()),
+            ca_cert: ca.cert_pem,
+            signing_keys: vec![SigningKeyEntry::new(
+                &key,
+                Day::parse("2026-01-01").unwrap(),
+            )],
+        }
+    }
+
+    #[test]
+    fn a_valid_roster_finds_members_by_id_and_prefix() {
+        let roster =
+            Roster::from_entries(vec![entry("leipzig", "LEJ", 1), entry("dresden", "DRS", 2)])
+                .unwrap();
+        assert_eq!(roster.member("dresden").unwrap().name(), "DRESDEN");
+        assert_eq!(roster.member_by_prefix("lej").unwrap().id(), "leipzig");
+        assert_eq!(
+            roster.member_by_prefix("1EJ").unwrap().id(),
+            "leipzig",
+            "L reads as 1"
+        );
+        assert!(roster.member("hamburg").is_none());
+        let fingerprint = roster.member("leipzig").unwrap().fingerprint();
+        assert_eq!(fingerprint.len(), 64 + 15);
+    }
+
+    #[test]
+    fn key_windows_are_enforced() {
+        let mut e = entry("leipzig", "LEJ", 1);
+        e.signing_keys[0].valid_until = Some("2026-06-30".into());
+        let member = e.validate().unwrap();
+        let id = member.signing_keys[0].key_id.clone();
+        assert!(
+            member
+                .key_for(&id, Day::parse("2026-03-01").unwrap())
+                .is_ok()
+        );
+        assert_eq!(
+            member
+                .key_for(&id, Day::parse("2025-12-31").unwrap())
+                .unwrap_err(),
+            KeyLookupError::OutsideWindow
+        );
+        assert_eq!(
+            member
+                .key_for(&id, Day::parse("2026-07-01").unwrap())
+                .unwrap_err(),
+            KeyLookupError::OutsideWindow
+        );
+        assert_eq!(
+            member
+                .key_for(&KeyId("00000000".into()), Day::parse("2026-03-01").unwrap())
+                .unwrap_err(),
+            KeyLookupError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn broken_entries_are_refused() {
+        let good = entry("leipzig", "LEJ", 1);
+        let mut cases: Vec<(&str, MemberEntry)> = Vec::new();
+        let mut e = good.clone();
+        e.signing_keys[0].public_key.pop();
+        cases.push(("odd-length key", e));
+        let mut e = good.clone();
+        e.signing_keys[0].public_key.truncate(62);
+        cases.push(("31-byte key", e));
+        let mut e = good.clone();
+        e.signing_keys[0].public_key = "zz".repeat(32);
+        cases.push(("not hex", e));
+        let mut e = good.clone();
+        e.signing_keys[0].public_key = "00".repeat(32);
+        cases.push(("weak key", e));
+        let mut e = good.clone();
+        e.signing_keys[0].key_id = "deadbeef".into();
+        cases.push(("key id mismatch", e));
+        let mut e = good.clone();
+        e.signing_keys[0].valid_from = "soon".into();
+        cases.push(("bad date", e));
+        let mut e = good.clone();
+        e.signing_keys.clear();
+        cases.push(("node without key", e));
+        let mut e = good.clone();
+        e.ca_cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
+        cases.push(("garbage CA", e));
+        let mut e = good.clone();
+        e.endpoint = Some("http://x:1".into());
+        cases.push(("plain http", e));
+        let mut e = good.clone();
+        e.prefix = Some("U".into());
+        cases.push(("bad prefix", e));
+        let mut e = good.clone();
+        e.id = "Leipzig".into();
+        cases.push(("bad id", e));
+        let mut e = good.clone();
+        e.kind = MemberKind::Funder;
+        cases.push(("funder with signing key", e));
+        for (what, e) in cases {
+            assert!(e.validate().is_err(), "{what} accepted");
+        }
+
+        let duplicate_id = Roster::from_entries(vec![good.clone(), entry("leipzig", "LPZ", 2)]);
+        assert!(matches!(duplicate_id, Err(RosterError::DuplicateId(_))));
+        let alike_prefix = Roster::from_entries(vec![good, entry("lindau", "1EJ", 2)]);
+        assert!(matches!(
+            alike_prefix,
+            Err(RosterError::DuplicatePrefix(..))
+        ));
+    }
+
+    #[test]
+    fn roster_files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.toml");
+        let roster = Roster::from_entries(vec![entry("leipzig", "LEJ", 1)]).unwrap();
+        let (roster, replaced) = roster.upsert(entry("dresden", "DRS", 2)).unwrap();
+        assert!(!replaced);
+        roster.save(&path).unwrap();
+        let loaded = Roster::load(&path).unwrap();
+        assert_eq!(loaded.members().count(), 2);
+        let (loaded, replaced) = loaded.upsert(entry("dresden", "DRS", 3)).unwrap();
+        assert!(replaced);
+        assert_eq!(loaded.members().count(), 2);
+        assert!(loaded.without("hamburg").unwrap().is_none());
+        assert_eq!(
+            loaded
+                .without("dresden")
+                .unwrap()
+                .unwrap()
+                .members()
+                .count(),
+            1
+        );
+        std::fs::write(&path, "[[member]]\nid = \"x\"\nsurprise = 1\n").unwrap();
+        assert!(matches!(
+            Roster::load(&path),
+            Err(RosterError::Syntax { .. })
+        ));
+    }
+}
