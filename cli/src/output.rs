@@ -87,7 +87,7 @@ fn record_json(record: &VoucherRecord) -> Value {
         "scope": scopes(&record.scope),
         "cap_cents": record.cap_cents,
         "claimed_cents": record.claimed_cents,
-        "issued_at": record.issued_at,
+        "issued_on": day(record.issued_on),
         "revoked_at": record.revoked_at,
         "revocation_reason": reason_name(record.revocation_reason()),
     })
@@ -121,7 +121,7 @@ impl Output {
         println!("  covers       {}", scopes(&record.scope).join(", "));
         println!("  cap          {}", cents(record.cap_cents));
         println!("  claimed      {}", Cents(record.claimed_cents));
-        println!("  issued       {}", timestamp(record.issued_at));
+        println!("  issued on    {}", day(record.issued_on));
         if let Some(at) = record.revoked_at {
             println!(
                 "  revoked      {} ({})",

@@ -151,10 +151,13 @@ pub(crate) async fn execute(
                 cap_cents: cap.map(|c| c.0),
             };
             let record = issue(client, request).await?;
-            if let Some(path) = &qr {
-                write_qr(&record.full_code, path)?;
-            }
+            // The voucher exists now: show its codes before anything else can fail.
             out.voucher_record("issued", &record, qr.as_deref());
+            if let Some(path) = &qr {
+                write_qr(&record.full_code, path).context(
+                    "the voucher was issued (codes above), but its QR code could not be written",
+                )?;
+            }
             Ok(Outcome::Done)
         }
         VoucherCommand::Verify { code, for_scope } => {

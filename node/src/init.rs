@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use schein_proto::Day;
 use schein_proto::code::validate_prefix;
+use schein_proto::voucher::MAX_BACKDATE_DAYS;
 
 use crate::client::IdentityFile;
 use crate::config::{CONFIG_FILE, Config, signing_key_file};
@@ -18,10 +19,6 @@ use crate::roster::{MemberEntry, MemberKind, Roster, SigningKeyEntry, validate_e
 
 /// File name of the node's public member entry.
 pub const MEMBER_FILE: &str = "member.toml";
-
-/// A signing key may sign vouchers that begin this many days before it was made, since offices
-/// may date a voucher back (see the office service).
-const KEY_BACKDATE_DAYS: i32 = 31;
 
 /// Why a node or identity could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +78,24 @@ pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
     validate_prefix(&options.prefix).map_err(|e| SetupError::Invalid(format!("prefix: {e}")))?;
     validate_endpoint(&options.endpoint).map_err(SetupError::Invalid)?;
     validate_name(&options.office_name)?;
-    if options.name.trim().is_empty() {
-        return Err(SetupError::Invalid("the node needs a display name".into()));
+    let name = options.name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(SetupError::Invalid(
+            "the display name must have 1 to 80 characters and no control characters".into(),
+        ));
+    }
+    options
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| {
+            SetupError::Invalid(format!(
+                "listen: '{}' is not an address and port such as 0.0.0.0:7443",
+                options.listen
+            ))
+        })?;
+    for host in &options.hostnames {
+        rustls::pki_types::ServerName::try_from(host.as_str())
+            .map_err(|_| SetupError::Invalid(format!("'{host}' is not a host name")))?;
     }
     let dir = &options.dir;
     let config_path = dir.join(CONFIG_FILE);
@@ -116,7 +129,7 @@ pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
     write(&dir.join("keys/node.key"), &node_cert.key_pem, true)?;
 
     let key_from = Day::today()
-        .checked_add_days(-KEY_BACKDATE_DAYS)
+        .checked_add_days(-MAX_BACKDATE_DAYS)
         .unwrap_or(Day::today());
     let member = MemberEntry {
         id: options.node_id.clone(),
@@ -164,14 +177,14 @@ fn config_text(options: &InitOptions) -> String {
         r#"# schein node configuration. Paths are relative to this file's directory.
 # Every setting can be overridden by an environment variable SCHEIN_<SETTING>, e.g. SCHEIN_LISTEN.
 
-node_id = "{node_id}"
-name = "{name}"
+node_id = {node_id}
+name = {name}
 # Issuer prefix of this node's short codes.
-prefix = "{prefix}"
+prefix = {prefix}
 # Address and port the node listens on.
-listen = "{listen}"
+listen = {listen}
 # How other nodes and this node's clients reach it.
-endpoint = "{endpoint}"
+endpoint = {endpoint}
 
 data_dir = "data"
 roster = "roster.toml"
@@ -191,12 +204,17 @@ peer_timeout_ms = 3000
 max_message_bytes = 65536
 log = "info"
 "#,
-        node_id = options.node_id,
-        name = options.name.replace('"', "'"),
-        prefix = options.prefix.to_ascii_uppercase(),
-        listen = options.listen,
-        endpoint = options.endpoint,
+        node_id = quoted(&options.node_id),
+        name = quoted(options.name.trim()),
+        prefix = quoted(&options.prefix.to_ascii_uppercase()),
+        listen = quoted(&options.listen),
+        endpoint = quoted(&options.endpoint),
     )
+}
+
+/// `text` as a TOML string, quoted and escaped.
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// Issues a client identity for `role` and `name`, signed by the node's CA, valid for `days`,

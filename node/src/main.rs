@@ -88,8 +88,14 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum RosterCommand {
-    /// Add another member's entry (or replace the entry with the same id).
-    Add { member_file: PathBuf },
+    /// Add another member's entry.
+    Add {
+        member_file: PathBuf,
+        /// Replace the member with the same id (key rotation, new endpoint). Compare the
+        /// fingerprint with its operator first.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Remove a member.
     Remove { id: String },
     /// List the members.
@@ -216,7 +222,10 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
     let config = load_config(config_path)?;
     let path = &config.roster_path;
     match command {
-        RosterCommand::Add { member_file } => {
+        RosterCommand::Add {
+            member_file,
+            replace,
+        } => {
             let entry = MemberEntry::load(&member_file).context("cannot add the member")?;
             let fingerprint = entry
                 .validate()
@@ -226,6 +235,12 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
                 return Err(anyhow::anyhow!("that is this node's own entry").into());
             }
             let id = entry.id.clone();
+            if config.roster.member(&id).is_some() && !replace {
+                return Err(anyhow::anyhow!(
+                    "member '{id}' is in the roster already; to replace its entry, check the fingerprint {fingerprint} with its operator and add --replace"
+                )
+                .into());
+            }
             let (roster, replaced) = config
                 .roster
                 .upsert(entry)
@@ -278,7 +293,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let roster_path = config.roster_path.clone();
-    let config_path_node = config.node_id().to_owned();
+    let node_id = config.node_id().to_owned();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (ready_tx, ready_rx) = oneshot::channel();
     let server = tokio::spawn(run(
@@ -289,8 +304,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         Some(ready_tx),
     ));
-    let control = ready_rx.await.ok();
-    wait_for_signals(control, &roster_path, &config_path_node).await;
+    let Ok(control) = ready_rx.await else {
+        // The node failed before it served; its task holds the reason.
+        return match server.await {
+            Ok(Err(error)) => Err(anyhow::Error::new(error).context("the node could not start")),
+            Ok(Ok(())) => Err(anyhow::anyhow!("the node stopped before it served")),
+            Err(join) => Err(anyhow::anyhow!("the node task failed: {join}")),
+        };
+    };
+    let mut server = server;
+    tokio::select! {
+        () = wait_for_signals(Some(control), &roster_path, &node_id) => {}
+        finished = &mut server => {
+            // The server ended without being asked to: report why.
+            return match finished {
+                Ok(result) => result.context("the node stopped"),
+                Err(join) => Err(anyhow::anyhow!("the node task failed: {join}")),
+            };
+        }
+    }
     let _ = stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(15), server).await {
         Ok(Ok(result)) => result.context("the node failed"),

@@ -35,7 +35,7 @@ pub struct SigningKeyEntry {
     pub public_key: String,
     /// First day on which vouchers signed by it may begin (`YYYY-MM-DD`).
     pub valid_from: String,
-    /// Last such day; absent: still in use.
+    /// Last day on which vouchers signed by it may still be valid; absent: still in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
 }
@@ -88,6 +88,8 @@ pub enum RosterError {
     DuplicateId(String),
     #[error("members '{0}' and '{1}' have short-code prefixes that read alike")]
     DuplicatePrefix(String, String),
+    #[error("members '{0}' and '{1}' name the same CA certificate")]
+    SharedCa(String, String),
 }
 
 fn invalid(id: &str, message: impl Into<String>) -> RosterError {
@@ -111,6 +113,8 @@ pub struct SigningKey {
 pub struct Member {
     pub entry: MemberEntry,
     pub ca_cert: CertificateDer<'static>,
+    /// SHA-256 of `ca_cert`: what a connection authenticated by this CA remembers.
+    pub ca_fingerprint: [u8; 32],
     pub signing_keys: Vec<SigningKey>,
 }
 
@@ -131,14 +135,24 @@ impl Member {
         &self.entry.name
     }
 
-    /// The key with `key_id`, if it may have signed a voucher whose validity begins on `day`.
-    pub fn key_for(&self, key_id: &KeyId, day: Day) -> Result<&VerifyingKey, KeyLookupError> {
-        let key = self
-            .signing_keys
+    /// The key with `key_id`, if any.
+    pub fn key(&self, key_id: &KeyId) -> Result<&SigningKey, KeyLookupError> {
+        self.signing_keys
             .iter()
             .find(|k| &k.key_id == key_id)
-            .ok_or(KeyLookupError::UnknownKey)?;
-        let in_window = key.valid_from <= day && key.valid_until.is_none_or(|until| day <= until);
+            .ok_or(KeyLookupError::UnknownKey)
+    }
+
+    /// The key with `key_id`, if a voucher valid from `from` to `until` lies wholly inside its
+    /// window: a retired key can neither sign vouchers that outlive it nor date them back.
+    pub fn key_for(
+        &self,
+        key_id: &KeyId,
+        from: Day,
+        until: Day,
+    ) -> Result<&VerifyingKey, KeyLookupError> {
+        let key = self.key(key_id)?;
+        let in_window = key.valid_from <= from && key.valid_until.is_none_or(|last| until <= last);
         if in_window {
             Ok(&key.public_key)
         } else {
@@ -149,9 +163,7 @@ impl Member {
     /// SHA-256 of the CA certificate, grouped for reading aloud: operators compare it by phone
     /// before they add a member entry received by mail.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.ca_cert.as_ref());
-        let hex = data_encoding::HEXUPPER.encode(&digest);
+        let hex = data_encoding::HEXUPPER.encode(&self.ca_fingerprint);
         hex.as_bytes()
             .chunks(4)
             .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -232,9 +244,15 @@ impl MemberEntry {
                 }
             }
         }
+        if self.kind == MemberKind::Funder && self.prefix.is_some() {
+            return Err(invalid(id, "a funder issues no vouchers and has no prefix"));
+        }
+        use sha2::Digest;
+        let ca_fingerprint = sha2::Sha256::digest(ca_cert.as_ref()).into();
         Ok(Member {
             entry: self.clone(),
             ca_cert: ca_cert.into_owned(),
+            ca_fingerprint,
             signing_keys,
         })
     }
@@ -356,6 +374,16 @@ impl Roster {
             {
                 return Err(RosterError::DuplicatePrefix(
                     roster.members[other].entry.id.clone(),
+                    member.entry.id,
+                ));
+            }
+            if let Some(other) = roster
+                .members
+                .iter()
+                .find(|m| m.ca_fingerprint == member.ca_fingerprint)
+            {
+                return Err(RosterError::SharedCa(
+                    other.entry.id.clone(),
                     member.entry.id,
                 ));
             }
@@ -490,28 +518,26 @@ mod tests {
         e.signing_keys[0].valid_until = Some("2026-06-30".into());
         let member = e.validate().unwrap();
         let id = member.signing_keys[0].key_id.clone();
+        let day = |text: &str| Day::parse(text).unwrap();
         assert!(
             member
-                .key_for(&id, Day::parse("2026-03-01").unwrap())
+                .key_for(&id, day("2026-03-01"), day("2026-06-30"))
                 .is_ok()
         );
         assert_eq!(
-            member
-                .key_for(&id, Day::parse("2025-12-31").unwrap())
-                .unwrap_err(),
-            KeyLookupError::OutsideWindow
+            member.key_for(&id, day("2025-12-31"), day("2026-03-31")),
+            Err(KeyLookupError::OutsideWindow),
+            "dated back before the key"
         );
         assert_eq!(
-            member
-                .key_for(&id, Day::parse("2026-07-01").unwrap())
-                .unwrap_err(),
-            KeyLookupError::OutsideWindow
+            member.key_for(&id, day("2026-04-01"), day("2026-07-01")),
+            Err(KeyLookupError::OutsideWindow),
+            "outlives the key"
         );
+        let unknown = KeyId("00000000".into());
         assert_eq!(
-            member
-                .key_for(&KeyId("00000000".into()), Day::parse("2026-03-01").unwrap())
-                .unwrap_err(),
-            KeyLookupError::UnknownKey
+            member.key_for(&unknown, day("2026-03-01"), day("2026-03-02")),
+            Err(KeyLookupError::UnknownKey)
         );
     }
 
@@ -555,6 +581,11 @@ mod tests {
         let mut e = good.clone();
         e.kind = MemberKind::Funder;
         cases.push(("funder with signing key", e));
+        let mut e = good.clone();
+        e.kind = MemberKind::Funder;
+        e.signing_keys.clear();
+        e.endpoint = None;
+        cases.push(("funder with prefix", e));
         for (what, e) in cases {
             assert!(e.validate().is_err(), "{what} accepted");
         }

@@ -33,6 +33,12 @@ pub enum RunError {
     Tls(#[from] TlsError),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("the listener is unusable: {0}")]
+    Listener(std::io::Error),
+    #[error("the node ended before it served")]
+    EndedEarly,
+    #[error("the node's task panicked: {0}")]
+    Panicked(String),
 }
 
 /// Ways to change a running node from outside.
@@ -79,7 +85,7 @@ pub async fn run(
         .await;
 
     let local = listener.local_addr().ok();
-    let incoming = ReceiverStream::new(spawn_acceptor(listener, tls));
+    let incoming = ReceiverStream::new(spawn_acceptor(listener, tls, verifier.clone()));
     tracing::info!(node = %node.id, listen = ?local, members = node.roster().members().count(), "node serving");
     if let Some(ready) = on_ready {
         let _ = ready.send(Control {
@@ -121,10 +127,7 @@ pub struct RunningNode {
 impl RunningNode {
     /// Starts `config`'s node on `listener` and waits until it serves.
     pub async fn start(config: Config, listener: TcpListener) -> Result<Self, RunError> {
-        let addr = listener.local_addr().map_err(|e| RunError::Store {
-            path: config.data_dir.clone(),
-            source: StoreError::Corrupt(e.to_string()),
-        })?;
+        let addr = listener.local_addr().map_err(RunError::Listener)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = tokio::spawn(run(
@@ -145,10 +148,8 @@ impl RunningNode {
             // The node failed before serving: its task holds the reason.
             Err(_) => match task.await {
                 Ok(Err(error)) => Err(error),
-                _ => Err(RunError::Store {
-                    path: PathBuf::new(),
-                    source: StoreError::Corrupt("node task ended before serving".into()),
-                }),
+                Ok(Ok(())) => Err(RunError::EndedEarly),
+                Err(join) => Err(RunError::Panicked(join.to_string())),
             },
         }
     }
@@ -160,7 +161,7 @@ impl RunningNode {
         }
         match (&mut self.task).await {
             Ok(result) => result,
-            Err(_) => Ok(()),
+            Err(join) => Err(RunError::Panicked(join.to_string())),
         }
     }
 

@@ -3,14 +3,15 @@
 //! behind the same methods.
 //!
 //! Trees: `issued` (serial → the signed voucher as issued), `voucher_state` (serial →
-//! revocation and claimed sum), `issued_by_time` (issue time ‖ serial → nothing; for listing
-//! newest first). Every change that must survive is one transaction across the trees it
+//! revocation and claimed sum), `issue_order` (issue sequence number → serial; for listing
+//! newest first). Only the day of issue is kept, never the time of day: a time could be matched
+//! against an appointment book. Every change that must survive is one transaction across the trees it
 //! touches, flushed to disk before the method returns.
 
 use prost::Message;
 use schein_proto::v1::RevocationReason;
 use schein_proto::voucher::VerifiedVoucher;
-use schein_proto::{Serial, SignedVoucher};
+use schein_proto::{Day, Serial, SignedVoucher};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 /// The signed voucher as the office issued it. Never changes.
@@ -18,9 +19,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 struct IssuedRecord {
     #[prost(bytes = "vec", tag = "1")]
     signed_voucher: Vec<u8>,
-    /// Seconds since the Unix epoch.
-    #[prost(int64, tag = "2")]
-    issued_at: i64,
+    /// Day of issue (days since 1970-01-01).
+    #[prost(int32, tag = "2")]
+    issued_on: i32,
+    /// Position in the issue order.
+    #[prost(uint64, tag = "3")]
+    sequence: u64,
 }
 
 /// What changes about a voucher after issue.
@@ -64,7 +68,7 @@ impl From<TransactionError<StoreError>> for StoreError {
 pub struct StoredVoucher {
     pub signed: SignedVoucher,
     pub voucher: VerifiedVoucher,
-    pub issued_at: i64,
+    pub issued_on: Day,
     pub revoked_at: Option<i64>,
     pub revocation_reason: RevocationReason,
     pub claimed_cents: i64,
@@ -77,8 +81,12 @@ impl StoredVoucher {
     }
 }
 
-/// Position in the newest-first listing: issue time and serial.
-pub type ListCursor = [u8; 8 + 10];
+/// Position in the newest-first listing: an issue sequence number.
+pub type ListCursor = u64;
+
+/// Most index entries one listing call looks at, so a selective filter cannot make one request
+/// read the whole store; the caller continues from the cursor it gets back.
+const MAX_SCAN: usize = 10_000;
 
 /// The node's storage.
 #[derive(Clone, Debug)]
@@ -86,7 +94,7 @@ pub struct Store {
     db: sled::Db,
     issued: sled::Tree,
     state: sled::Tree,
-    by_time: sled::Tree,
+    order: sled::Tree,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -96,37 +104,40 @@ fn corrupt(what: &str) -> StoreError {
 impl Store {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        // No background flushing: durability comes from the explicit flush before each answer,
+        // and tests that kill a node can only pass if that flush is there.
+        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
         Ok(Self {
             issued: db.open_tree("issued")?,
             state: db.open_tree("voucher_state")?,
-            by_time: db.open_tree("issued_by_time")?,
+            order: db.open_tree("issue_order")?,
             db,
         })
     }
 
     /// Records a newly signed voucher. Fails with [`StoreError::SerialTaken`] if the serial
     /// exists (the caller draws another).
-    pub async fn issue(&self, signed: &SignedVoucher, issued_at: i64) -> Result<(), StoreError> {
+    pub async fn issue(&self, signed: &SignedVoucher, issued_on: Day) -> Result<(), StoreError> {
         let voucher = signed
             .decode_own()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let serial = voucher.serial;
+        let sequence = self.db.generate_id()?;
         let issued = IssuedRecord {
             signed_voucher: signed.to_bytes(),
-            issued_at,
+            issued_on: issued_on.days_since_epoch(),
+            sequence,
         }
         .encode_to_vec();
         let state = StateRecord::default().encode_to_vec();
-        let time_key = time_key(issued_at, &serial);
-        (&self.issued, &self.state, &self.by_time).transaction(
-            |(issued_tree, state_tree, time_tree)| {
+        (&self.issued, &self.state, &self.order).transaction(
+            |(issued_tree, state_tree, order_tree)| {
                 if issued_tree.get(serial.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
                 }
                 issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
                 state_tree.insert(serial.as_bytes(), state.as_slice())?;
-                time_tree.insert(&time_key[..], &[][..])?;
+                order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
                 Ok(())
             },
         )?;
@@ -188,7 +199,7 @@ impl Store {
         Ok(StoredVoucher {
             signed,
             voucher,
-            issued_at: issued.issued_at,
+            issued_on: Day::from_days_since_epoch(issued.issued_on),
             revoked_at: state.revoked_at,
             revocation_reason: RevocationReason::try_from(state.revocation_reason)
                 .unwrap_or(RevocationReason::Unspecified),
@@ -197,7 +208,7 @@ impl Store {
     }
 
     /// Up to `limit` vouchers accepted by `keep`, newest first, starting after `after`. Also
-    /// returns where the next page starts, if anything is left.
+    /// returns where the next page starts, if anything may be left.
     pub fn list(
         &self,
         after: Option<ListCursor>,
@@ -205,24 +216,25 @@ impl Store {
         keep: impl Fn(&StoredVoucher) -> bool,
     ) -> Result<(Vec<StoredVoucher>, Option<ListCursor>), StoreError> {
         let range = match after {
-            Some(cursor) => self.by_time.range(..cursor.to_vec()),
-            None => self.by_time.iter(),
+            Some(cursor) => self.order.range(..cursor.to_be_bytes()),
+            None => self.order.iter(),
         };
         let mut page = Vec::new();
-        for entry in range.rev() {
-            let (key, _) = entry?;
-            let cursor: ListCursor = key
-                .as_ref()
-                .try_into()
-                .map_err(|_| corrupt("listing index key"))?;
-            if page.len() == limit {
-                let next = last_cursor(&page);
-                return Ok((page, Some(next)));
+        for (scanned, entry) in range.rev().enumerate() {
+            let (key, serial) = entry?;
+            let sequence = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("issue order key"))?,
+            );
+            if page.len() == limit || scanned == MAX_SCAN {
+                // Resume at this entry: the cursor is exclusive.
+                return Ok((page, Some(sequence.saturating_add(1))));
             }
-            let serial = Serial::from_slice(&cursor[8..]).map_err(|_| corrupt("listing index"))?;
+            let serial = Serial::from_slice(&serial).map_err(|_| corrupt("issue order"))?;
             let voucher = self
                 .voucher(serial)?
-                .ok_or_else(|| corrupt("listing index"))?;
+                .ok_or_else(|| corrupt("issue order"))?;
             if keep(&voucher) {
                 page.push(voucher);
             }
@@ -235,20 +247,6 @@ impl Store {
         self.db.flush_async().await?;
         Ok(())
     }
-}
-
-fn time_key(issued_at: i64, serial: &Serial) -> ListCursor {
-    let mut key = [0u8; 18];
-    // Offset so that the big-endian bytes sort like the signed number.
-    key[..8].copy_from_slice(&((issued_at as u64) ^ (1 << 63)).to_be_bytes());
-    key[8..].copy_from_slice(serial.as_bytes());
-    key
-}
-
-fn last_cursor(page: &[StoredVoucher]) -> ListCursor {
-    page.last()
-        .map(|v| time_key(v.issued_at, &v.voucher.serial))
-        .unwrap_or([0; 18])
 }
 
 #[cfg(test)]
@@ -281,10 +279,15 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             for (i, v) in vouchers.iter().enumerate() {
-                store.issue(v, 1_000 + i as i64).await.unwrap();
+                store
+                    .issue(v, Day::from_days_since_epoch(1_000 + i as i32))
+                    .await
+                    .unwrap();
             }
             assert!(matches!(
-                store.issue(&vouchers[0], 2_000).await,
+                store
+                    .issue(&vouchers[0], Day::from_days_since_epoch(2_000))
+                    .await,
                 Err(StoreError::SerialTaken)
             ));
             let serial = vouchers[1].decode_own().unwrap().serial;
@@ -309,21 +312,17 @@ mod tests {
         assert_eq!(revoked.revoked_at, Some(5_000));
         assert_eq!(revoked.revocation_reason, RevocationReason::Lost);
 
+        let days = |page: &[StoredVoucher]| -> Vec<i32> {
+            page.iter()
+                .map(|v| v.issued_on.days_since_epoch())
+                .collect()
+        };
         let (first, next) = store.list(None, 2, |_| true).unwrap();
-        assert_eq!(
-            first.iter().map(|v| v.issued_at).collect::<Vec<_>>(),
-            [1_004, 1_003]
-        );
+        assert_eq!(days(&first), [1_004, 1_003]);
         let (second, next) = store.list(next, 2, |_| true).unwrap();
-        assert_eq!(
-            second.iter().map(|v| v.issued_at).collect::<Vec<_>>(),
-            [1_002, 1_001]
-        );
+        assert_eq!(days(&second), [1_002, 1_001]);
         let (third, next) = store.list(next, 2, |_| true).unwrap();
-        assert_eq!(
-            third.iter().map(|v| v.issued_at).collect::<Vec<_>>(),
-            [1_000]
-        );
+        assert_eq!(days(&third), [1_000]);
         assert!(next.is_none());
         let (only_revoked, _) = store.list(None, 10, |v| v.revoked_at.is_some()).unwrap();
         assert_eq!(only_revoked.len(), 1);

@@ -64,6 +64,10 @@ pub enum TlsError {
 pub struct Caller {
     pub identity: Identity,
     pub remote: Option<SocketAddr>,
+    /// SHA-256 of the CA that vouched for the caller at the handshake. Each request checks it
+    /// against the roster in force, so removing a member or replacing its CA also cuts
+    /// connections that are already open.
+    pub ca_fingerprint: [u8; 32],
 }
 
 /// A refusal of a client certificate, as rustls carries it to the handshake's error.
@@ -79,7 +83,7 @@ fn refuse(message: String) -> rustls::Error {
 
 /// Per-member verifiers built from the roster.
 struct TrustState {
-    verifiers: HashMap<String, (MemberKind, Arc<dyn ClientCertVerifier>)>,
+    verifiers: HashMap<String, (MemberKind, [u8; 32], Arc<dyn ClientCertVerifier>)>,
 }
 
 /// Accepts a client certificate only if the CA of the node it names signed it.
@@ -126,9 +130,20 @@ impl RosterClientVerifier {
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
-            verifiers.insert(member.id().to_owned(), (member.entry.kind, verifier));
+            verifiers.insert(
+                member.id().to_owned(),
+                (member.entry.kind, member.ca_fingerprint, verifier),
+            );
         }
         Ok(TrustState { verifiers })
+    }
+
+    /// Fingerprint of the CA trusted for member `node` now.
+    fn ca_fingerprint(&self, node: &str) -> Option<[u8; 32]> {
+        self.current()
+            .verifiers
+            .get(node)
+            .map(|(_, fingerprint, _)| *fingerprint)
     }
 
     fn current(&self) -> Arc<TrustState> {
@@ -152,7 +167,7 @@ impl ClientCertVerifier for RosterClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let identity = Identity::from_certificate(end_entity).map_err(|e| refuse(e.to_string()))?;
         let state = self.current();
-        let (kind, verifier) = state.verifiers.get(&identity.node).ok_or_else(|| {
+        let (kind, _, verifier) = state.verifiers.get(&identity.node).ok_or_else(|| {
             refuse(format!(
                 "node '{}' is not a member of this roster",
                 identity.node
@@ -295,6 +310,7 @@ impl AsyncWrite for AuthenticatedStream {
 pub fn spawn_acceptor(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    verifier: Arc<RosterClientVerifier>,
 ) -> mpsc::Receiver<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -316,6 +332,7 @@ pub fn spawn_acceptor(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let verifier = verifier.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -325,12 +342,17 @@ pub fn spawn_acceptor(
                             .peer_certificates()
                             .and_then(|certs| certs.first())
                             .map(|cert| Identity::from_certificate(cert));
-                        match identity {
-                            Some(Ok(identity)) => {
+                        let fingerprint = identity
+                            .as_ref()
+                            .and_then(|i| i.as_ref().ok())
+                            .and_then(|i| verifier.ca_fingerprint(&i.node));
+                        match (identity, fingerprint) {
+                            (Some(Ok(identity)), Some(ca_fingerprint)) => {
                                 tracing::debug!(%remote, caller = %identity, "client authenticated");
                                 let caller = Caller {
                                     identity,
                                     remote: Some(remote),
+                                    ca_fingerprint,
                                 };
                                 let _ = tx
                                     .send(Ok(AuthenticatedStream {

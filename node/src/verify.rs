@@ -53,6 +53,16 @@ async fn verify_inner(node: &Node, code: &str, for_scope: Scope) -> Result<Verif
             let (member, voucher) = check_signed(&roster, &full.0)?;
             check_window_and_scope(node, member, &voucher, for_scope)?;
             let answer = ask_issuer(node, member, voucher.serial).await;
+            // A stolen or leaked key could sign new content under a real serial: only the
+            // bytes the issuer stored are the voucher.
+            if let IssuerAnswer::Known { signed, .. } = &answer
+                && signed != &full.0
+            {
+                return Err(refusal(
+                    InvalidReason::BadSignature,
+                    "This code does not match the voucher its issuing office issued under this serial. Do not accept it, and tell your clearing office.",
+                ));
+            }
             if let IssuerAnswer::Unreachable = answer {
                 tracing::info!(serial = %voucher.serial.short(), issuer = member.id(), "voucher genuine, issuer unreachable");
                 return Ok(Verification {
@@ -185,11 +195,7 @@ fn check_signed<'r>(
     })?;
     // The key's window is checked against the voucher's first day, which is only known after
     // decoding; so try the key first, then check the window on the verified body.
-    let key = member
-        .signing_keys
-        .iter()
-        .find(|k| k.key_id == key_id)
-        .ok_or_else(|| unknown_key(member))?;
+    let key = member.key(&key_id).map_err(|_| unknown_key(member))?;
     let voucher = signed.verify(&key.public_key).map_err(|e| match e {
         VoucherError::BadSignature => refusal(
             InvalidReason::BadSignature,
@@ -200,7 +206,7 @@ fn check_signed<'r>(
             format!("This is not a readable voucher ({other})."),
         ),
     })?;
-    match member.key_for(&key_id, voucher.valid_from) {
+    match member.key_for(&key_id, voucher.valid_from, voucher.valid_until) {
         Ok(_) => Ok((member, voucher)),
         Err(KeyLookupError::UnknownKey | KeyLookupError::OutsideWindow) => Err(unknown_key(member)),
     }

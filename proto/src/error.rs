@@ -7,12 +7,26 @@ use tonic::{Code, Status};
 
 use crate::v1::{ErrorDetail, ErrorReason};
 
-/// A status with `code`, a human `message`, and `reason` in its details.
-pub fn refusal(code: Code, reason: ErrorReason, message: impl Into<String>) -> Status {
+/// The gRPC code of each reason: chosen here, once, for every service.
+pub fn code_of(reason: ErrorReason) -> Code {
+    match reason {
+        ErrorReason::WrongRole | ErrorReason::WrongNode => Code::PermissionDenied,
+        ErrorReason::UnknownIdentity => Code::Unauthenticated,
+        ErrorReason::InvalidArgument | ErrorReason::MalformedCode => Code::InvalidArgument,
+        ErrorReason::UnknownVoucher | ErrorReason::NotIssuedHere => Code::NotFound,
+        ErrorReason::AlreadyRevoked => Code::FailedPrecondition,
+        ErrorReason::UnknownIssuer => Code::FailedPrecondition,
+        ErrorReason::PeerUnreachable => Code::Unavailable,
+        ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => Code::Internal,
+    }
+}
+
+/// A status for `reason` with a human `message`; the reason travels in the details.
+pub fn refusal(reason: ErrorReason, message: impl Into<String>) -> Status {
     let detail = ErrorDetail {
         reason: reason as i32,
     };
-    Status::with_details(code, message, detail.encode_to_vec().into())
+    Status::with_details(code_of(reason), message, detail.encode_to_vec().into())
 }
 
 /// The reason carried by a status made with [`refusal`], if any.
@@ -29,11 +43,7 @@ mod tests {
 
     #[test]
     fn reason_survives_the_status() {
-        let status = refusal(
-            Code::PermissionDenied,
-            ErrorReason::WrongRole,
-            "not for you",
-        );
+        let status = refusal(ErrorReason::WrongRole, "not for you");
         assert_eq!(status.code(), Code::PermissionDenied);
         assert_eq!(status.message(), "not for you");
         assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));

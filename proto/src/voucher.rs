@@ -28,6 +28,14 @@ const SIGNATURE_LEN: usize = 64;
 /// Longest body accepted: a real body is under 100 bytes. Keeps hostile input cheap.
 pub const MAX_BODY_LEN: usize = 512;
 
+/// Longest validity of one voucher, first to last day: about one quarter is usual, a year the
+/// most any issuer may sign and any verifier accepts.
+pub const MAX_VALIDITY_DAYS: i32 = 366;
+
+/// How far back an office may date a voucher's first day (a treatment in the last weeks); a
+/// new signing key's window opens as far back, so that it can sign such vouchers.
+pub const MAX_BACKDATE_DAYS: i32 = 31;
+
 /// Length of a serial in bytes (80 bits).
 pub const SERIAL_LEN: usize = 10;
 

@@ -8,7 +8,7 @@ use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ErrorReason, Member, MemberEntryRequest, VoucherStatusRequest, VoucherStatusResponse,
 };
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
 use crate::auth::require_peer;
@@ -31,7 +31,7 @@ impl Federation for FederationService {
         &self,
         request: Request<VoucherStatusRequest>,
     ) -> Result<Response<VoucherStatusResponse>, Status> {
-        let peer = require_peer(&request)?;
+        let peer = require_peer(&request, &self.node)?;
         let serial = Serial::from_slice(&request.get_ref().serial)
             .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
         let response = match self.node.store.voucher(serial)? {
@@ -51,11 +51,10 @@ impl Federation for FederationService {
         &self,
         request: Request<MemberEntryRequest>,
     ) -> Result<Response<Member>, Status> {
-        require_peer(&request)?;
+        require_peer(&request, &self.node)?;
         let roster = self.node.roster();
         let me = roster.member(&self.node.id).ok_or_else(|| {
             refusal(
-                Code::Internal,
                 ErrorReason::Unspecified,
                 "this node is missing from its own roster",
             )

@@ -11,7 +11,7 @@ pub use provider::ProviderService;
 
 use schein_proto::error::refusal;
 use schein_proto::v1::ErrorReason;
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::store::StoreError;
 
@@ -19,12 +19,10 @@ impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::UnknownVoucher => refusal(
-                Code::NotFound,
                 ErrorReason::UnknownVoucher,
                 "no voucher with this code was issued by this office",
             ),
             StoreError::AlreadyRevoked => refusal(
-                Code::FailedPrecondition,
                 ErrorReason::AlreadyRevoked,
                 "this voucher is revoked already",
             ),
@@ -32,7 +30,6 @@ impl From<StoreError> for Status {
                 // The details stay in the node's log; the caller learns only that nothing changed.
                 tracing::error!(%error, "storage failed");
                 refusal(
-                    Code::Internal,
                     ErrorReason::Storage,
                     "the node could not store this; nothing was changed. Try again, and tell the node's operator if it persists",
                 )
@@ -42,5 +39,5 @@ impl From<StoreError> for Status {
 }
 
 fn invalid_argument(message: impl Into<String>) -> Status {
-    refusal(Code::InvalidArgument, ErrorReason::InvalidArgument, message)
+    refusal(ErrorReason::InvalidArgument, message)
 }

@@ -12,9 +12,9 @@ use schein_proto::v1::{
     ErrorReason, IssueVoucherRequest, ListVouchersRequest, ListVouchersResponse, RevocationReason,
     RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord, VoucherState,
 };
-use schein_proto::voucher::new_body;
-use schein_proto::{Day, FullCode, Serial, ShortCode, SignedVoucher};
-use tonic::{Code, Request, Response, Status};
+use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
+use schein_proto::{Day, FullCode, KeyId, Serial, ShortCode, SignedVoucher, VoucherError};
+use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
 use crate::auth::require_local;
@@ -22,10 +22,9 @@ use crate::node::{Node, unix_now};
 use crate::pki::Role;
 use crate::store::{ListCursor, StoreError, StoredVoucher};
 
-/// How far back an office may date a voucher's first day (a treatment in the last weeks).
-const MAX_BACKDATE_DAYS: i32 = 31;
-/// Longest validity of one voucher.
-const MAX_VALIDITY_DAYS: i32 = 366;
+/// A default validity that would end sooner than this runs to the end of the next quarter
+/// instead: a card issued on the last days of a quarter must still be usable.
+const MIN_DEFAULT_VALIDITY_DAYS: i32 = 14;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
@@ -43,7 +42,6 @@ impl OfficeService {
     fn own_serial(&self, code: &str) -> Result<Serial, Status> {
         let not_here = || {
             refusal(
-                Code::NotFound,
                 ErrorReason::NotIssuedHere,
                 format!(
                     "this voucher was not issued by {}; only its issuing office can change it",
@@ -51,12 +49,31 @@ impl OfficeService {
                 ),
             )
         };
+        let damaged = |error: &dyn std::fmt::Display| {
+            refusal(
+                ErrorReason::MalformedCode,
+                format!("the voucher code cannot be read: {error}"),
+            )
+        };
         match VoucherCode::parse(code) {
             Ok(VoucherCode::Full(FullCode(signed))) => {
-                let voucher = signed
-                    .verify(&self.node.signing_key.verifying_key())
-                    .map_err(|_| not_here())?;
-                Ok(voucher.serial)
+                let (issuer, key_id) = signed.claimed_key().map_err(|e| damaged(&e))?;
+                if issuer != self.node.id {
+                    return Err(not_here());
+                }
+                // Any of this node's keys, also retired ones: old vouchers stay manageable.
+                let roster = self.node.roster();
+                let key = roster
+                    .member(&self.node.id)
+                    .and_then(|me| me.key(&key_id).ok())
+                    .ok_or_else(not_here)?;
+                match signed.verify(&key.public_key) {
+                    Ok(voucher) => Ok(voucher.serial),
+                    Err(VoucherError::BadSignature) => {
+                        Err(damaged(&"it was altered (its signature does not match)"))
+                    }
+                    Err(other) => Err(damaged(&other)),
+                }
             }
             Ok(VoucherCode::Short(short)) => {
                 if short.prefix_key() != prefix_key(&self.node.prefix) {
@@ -64,11 +81,7 @@ impl OfficeService {
                 }
                 Ok(short.serial())
             }
-            Err(error) => Err(refusal(
-                Code::InvalidArgument,
-                ErrorReason::MalformedCode,
-                format!("the voucher code cannot be read: {error}"),
-            )),
+            Err(error) => Err(damaged(&error)),
         }
     }
 
@@ -100,7 +113,7 @@ impl OfficeService {
             scope: voucher.scope.iter().map(|&s| s as i32).collect(),
             cap_cents: voucher.cap_cents,
             state: state as i32,
-            issued_at: stored.issued_at,
+            issued_on: Some(stored.issued_on.into()),
             revoked_at: stored.revoked_at,
             revocation_reason: stored.revocation_reason as i32,
             claimed_cents: stored.claimed_cents,
@@ -110,12 +123,22 @@ impl OfficeService {
 
 /// Checks an issue request against today and fills in the defaults.
 fn validity(request: &IssueVoucherRequest, today: Day) -> Result<(Day, Day), Status> {
+    let out_of_range = || invalid_argument("the first day of validity is out of range");
     let valid_from = request.valid_from.map(Day::from).unwrap_or(today);
     let valid_until = match request.valid_until {
         Some(day) => Day::from(day),
-        None => valid_from
-            .end_of_quarter()
-            .ok_or_else(|| invalid_argument("the first day of validity is out of range"))?,
+        None => {
+            let end = valid_from.end_of_quarter().ok_or_else(out_of_range)?;
+            let soon = valid_from
+                .checked_add_days(MIN_DEFAULT_VALIDITY_DAYS)
+                .ok_or_else(out_of_range)?;
+            if end < soon {
+                let next_quarter = end.checked_add_days(1).ok_or_else(out_of_range)?;
+                next_quarter.end_of_quarter().ok_or_else(out_of_range)?
+            } else {
+                end
+            }
+        }
     };
     let earliest = today
         .checked_add_days(-MAX_BACKDATE_DAYS)
@@ -149,10 +172,30 @@ impl Office for OfficeService {
         &self,
         request: Request<IssueVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        let caller = require_local(&request, &self.node.id, &[Role::Office], "issue vouchers")?;
+        let caller = require_local(&request, &self.node, &[Role::Office], "issue vouchers")?;
         let request = request.into_inner();
-        let (_, today) = self.node.today_range();
-        let (valid_from, valid_until) = validity(&request, today)?;
+        let (valid_from, valid_until) = validity(&request, Day::today())?;
+        let key = &self.node.signing_key;
+        let key_id = KeyId::of(&key.verifying_key());
+        let roster = self.node.roster();
+        let window = roster
+            .member(&self.node.id)
+            .and_then(|me| me.key(&key_id).ok())
+            .map(|k| (k.valid_from, k.valid_until));
+        let fits = window.is_some_and(|(first, last)| {
+            first <= valid_from && last.is_none_or(|last| valid_until <= last)
+        });
+        if !fits {
+            let window = window
+                .map(|(first, last)| {
+                    let last = last.map(|d| d.to_string()).unwrap_or_else(|| "open".into());
+                    format!("{first} to {last}")
+                })
+                .unwrap_or_else(|| "missing from the roster".into());
+            return Err(invalid_argument(format!(
+                "this node's signing key covers vouchers from {window}; {valid_from} to {valid_until} lies outside"
+            )));
+        }
         let cap_cents = request.cap_cents.unwrap_or(self.node.default_cap_cents);
         if !(1..=MAX_CENTS).contains(&cap_cents) {
             return Err(invalid_argument(format!(
@@ -167,7 +210,6 @@ impl Office for OfficeService {
                 Scope::try_from(s).map_err(|_| invalid_argument(format!("unknown scope {s}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let key = &self.node.signing_key;
         // 80 random bits collide practically never; retry anyway rather than fail.
         for _ in 0..3 {
             let serial = Serial::random();
@@ -181,8 +223,7 @@ impl Office for OfficeService {
                 Some(cap_cents),
             );
             let signed = SignedVoucher::sign(&body, key);
-            let issued_at = unix_now();
-            match self.node.store.issue(&signed, issued_at).await {
+            match self.node.store.issue(&signed, Day::today()).await {
                 Ok(()) => {
                     tracing::info!(serial = %serial.short(), office = %caller.name, %valid_until, cap_cents, "voucher issued");
                     let stored = self
@@ -203,7 +244,7 @@ impl Office for OfficeService {
         &self,
         request: Request<RevokeVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        let caller = require_local(&request, &self.node.id, &[Role::Office], "revoke vouchers")?;
+        let caller = require_local(&request, &self.node, &[Role::Office], "revoke vouchers")?;
         let request = request.into_inner();
         let reason = RevocationReason::try_from(request.reason)
             .ok()
@@ -223,7 +264,7 @@ impl Office for OfficeService {
         &self,
         request: Request<ShowVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        require_local(&request, &self.node.id, &[Role::Office], "look at vouchers")?;
+        require_local(&request, &self.node, &[Role::Office], "look at vouchers")?;
         let serial = self.own_serial(&request.get_ref().code)?;
         let stored = self
             .node
@@ -237,23 +278,21 @@ impl Office for OfficeService {
         &self,
         request: Request<ListVouchersRequest>,
     ) -> Result<Response<ListVouchersResponse>, Status> {
-        require_local(&request, &self.node.id, &[Role::Office], "list vouchers")?;
+        require_local(&request, &self.node, &[Role::Office], "list vouchers")?;
         let request = request.into_inner();
         let limit = match request.limit {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         } as usize;
+        let bad_token = || invalid_argument("the page token is not one this node gave out");
         let after: Option<ListCursor> = if request.page_token.is_empty() {
             None
         } else {
             let bytes = BASE32_NOPAD
                 .decode(request.page_token.as_bytes())
-                .map_err(|_| invalid_argument("the page token is not one this node gave out"))?;
-            Some(
-                bytes.try_into().map_err(|_| {
-                    invalid_argument("the page token is not one this node gave out")
-                })?,
-            )
+                .map_err(|_| bad_token())?;
+            let bytes: [u8; 8] = bytes.try_into().map_err(|_| bad_token())?;
+            Some(u64::from_be_bytes(bytes))
         };
         let wanted = VoucherState::try_from(request.state)
             .map_err(|_| invalid_argument("unknown voucher state"))?;
@@ -262,7 +301,9 @@ impl Office for OfficeService {
         })?;
         Ok(Response::new(ListVouchersResponse {
             vouchers: page.into_iter().map(|v| self.record(v)).collect(),
-            next_page_token: next.map(|c| BASE32_NOPAD.encode(&c)).unwrap_or_default(),
+            next_page_token: next
+                .map(|c| BASE32_NOPAD.encode(&c.to_be_bytes()))
+                .unwrap_or_default(),
         }))
     }
 }

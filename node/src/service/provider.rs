@@ -31,12 +31,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<VerifyVoucherRequest>,
     ) -> Result<Response<Verification>, Status> {
-        require_local(
-            &request,
-            &self.node.id,
-            &[Role::Provider],
-            "verify vouchers",
-        )?;
+        require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
         let request = request.into_inner();
         if request.code.len() > MAX_CODE_LEN {
             return Err(invalid_argument(
