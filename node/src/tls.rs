@@ -83,7 +83,14 @@ fn refuse(message: String) -> rustls::Error {
 
 /// Per-member verifiers built from the roster.
 struct TrustState {
-    verifiers: HashMap<String, (MemberKind, [u8; 32], Arc<dyn ClientCertVerifier>)>,
+    members: HashMap<String, TrustedMember>,
+}
+
+/// What the handshake needs to know of one member.
+struct TrustedMember {
+    kind: MemberKind,
+    ca_fingerprint: [u8; 32],
+    verifier: Arc<dyn ClientCertVerifier>,
 }
 
 /// Accepts a client certificate only if the CA of the node it names signed it.
@@ -120,7 +127,7 @@ impl RosterClientVerifier {
     }
 
     fn build(roster: &Roster, provider: &Arc<CryptoProvider>) -> Result<TrustState, TlsError> {
-        let mut verifiers = HashMap::new();
+        let mut members = HashMap::new();
         for member in roster.members() {
             let mut roots = RootCertStore::empty();
             roots
@@ -130,12 +137,16 @@ impl RosterClientVerifier {
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
-            verifiers.insert(
+            members.insert(
                 member.id().to_owned(),
-                (member.entry.kind, member.ca_fingerprint, verifier),
+                TrustedMember {
+                    kind: member.entry.kind,
+                    ca_fingerprint: member.ca_fingerprint,
+                    verifier,
+                },
             );
         }
-        Ok(TrustState { verifiers })
+        Ok(TrustState { members })
     }
 
     /// Fingerprint of the CA trusted for member `node` now.
@@ -167,13 +178,13 @@ impl ClientCertVerifier for RosterClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let identity = Identity::from_certificate(end_entity).map_err(|e| refuse(e.to_string()))?;
         let state = self.current();
-        let (kind, _, verifier) = state.verifiers.get(&identity.node).ok_or_else(|| {
+        let member = state.members.get(&identity.node).ok_or_else(|| {
             refuse(format!(
                 "node '{}' is not a member of this roster",
                 identity.node
             ))
         })?;
-        let role_fits = match kind {
+        let role_fits = match member.kind {
             MemberKind::Node => true,
             MemberKind::Funder => identity.role == Role::Funder,
         };
@@ -183,7 +194,9 @@ impl ClientCertVerifier for RosterClientVerifier {
                 identity.node, identity.role
             )));
         }
-        verifier.verify_client_cert(end_entity, intermediates, now)
+        member
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
