@@ -151,10 +151,7 @@ impl RosterClientVerifier {
 
     /// Fingerprint of the CA trusted for member `node` now.
     fn ca_fingerprint(&self, node: &str) -> Option<[u8; 32]> {
-        self.current()
-            .verifiers
-            .get(node)
-            .map(|(_, fingerprint, _)| *fingerprint)
+        self.current().members.get(node).map(|m| m.ca_fingerprint)
     }
 
     fn current(&self) -> Arc<TrustState> {
