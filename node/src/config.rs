@@ -278,14 +278,19 @@ impl Config {
                 "the roster's entry for this node names another CA certificate".into(),
             ));
         }
-        if !me
+        let own_key = me
             .signing_keys
             .iter()
-            .any(|k| k.public_key == signing_key.verifying_key())
+            .find(|k| k.public_key == signing_key.verifying_key())
+            .ok_or_else(|| {
+                invalid("the roster's entry for this node does not list its signing key".into())
+            })?;
+        if let Some(last) = own_key.valid_until
+            && last < schein_proto::Day::today()
         {
-            return Err(invalid(
-                "the roster's entry for this node does not list its signing key".into(),
-            ));
+            return Err(invalid(format!(
+                "the signing key's window ended on {last}: make a new key before running the node"
+            )));
         }
         Ok(Self {
             listen,

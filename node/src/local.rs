@@ -187,6 +187,23 @@ impl LocalFederation {
         Ok(enroll(&config, role, name, 30, &path)?)
     }
 
+    /// Writes `roster` as node `id`'s roster and puts it in force, as `roster add` and SIGHUP do.
+    pub fn replace_roster(&self, id: &str, roster: Roster) -> Result<(), LocalError> {
+        let node = self.node(id)?;
+        roster
+            .save(&node.dir.join("roster.toml"))
+            .map_err(SetupError::from)?;
+        let running = node
+            .running
+            .as_ref()
+            .ok_or_else(|| LocalError::NotRunning(id.to_owned()))?;
+        running
+            .control
+            .replace_roster(roster)
+            .map_err(|e| LocalError::Run(RunError::Tls(e)))?;
+        Ok(())
+    }
+
     /// Stops node `id` gracefully.
     pub async fn stop(&mut self, id: &str) -> Result<(), LocalError> {
         let node = self.node_mut(id)?;

@@ -2,15 +2,29 @@
 //! of broken configuration with exit code 64 before anything is bound.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+/// Runs `schein-node` and collects its output; a command that has not finished within 30 s
+/// (a `run` that started serving although it should have refused) is killed and fails.
 fn schein_node(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_schein-node"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_schein-node"))
         .current_dir(dir)
         .env_remove("SCHEIN_NODE_CONFIG")
         .args(args)
-        .output()
-        .expect("run schein-node")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run schein-node");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("schein-node {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 fn text(output: &Output) -> String {

@@ -245,6 +245,13 @@ impl VerifiedVoucher {
                 "its validity ends before it begins",
             ));
         }
+        let span =
+            i64::from(valid_until.days_since_epoch()) - i64::from(valid_from.days_since_epoch());
+        if span >= i64::from(MAX_VALIDITY_DAYS) {
+            return Err(VoucherError::Malformed(
+                "it is valid for longer than a year",
+            ));
+        }
         let scope = body
             .scope
             .iter()

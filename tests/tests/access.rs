@@ -111,8 +111,15 @@ async fn certificates_outside_the_roster_or_impersonating_are_refused() {
         ("no schein identity", not_schein),
         ("expired", expired),
     ] {
-        let result = list_at_leipzig(&with_cert(&office, cert)).await;
-        assert!(result.is_err(), "{what}: accepted");
+        let status = list_at_leipzig(&with_cert(&office, cert))
+            .await
+            .unwrap_err();
+        // Refused at the handshake: a dropped connection, not an answer of the service.
+        assert_eq!(reason_of(&status), None, "{what}: {status:?}");
+        assert!(
+            std::error::Error::source(&status).is_some(),
+            "{what}: not a transport failure: {status:?}"
+        );
     }
     assert!(
         list_at_leipzig(&office).await.is_ok(),

@@ -166,6 +166,38 @@ async fn bad_vouchers_are_rejected_with_the_right_reason() {
         assert_verdict(&answer, Verdict::Invalid, reason);
     }
 
+    // A voucher valid for longer than a year is refused even with the genuine key.
+    let too_long = signed_code("leipzig", &leipzig_key, today, days_from_today(400));
+    assert_verdict(
+        &verify(&mut provider, &too_long).await.unwrap(),
+        Verdict::Invalid,
+        R::Malformed,
+    );
+
+    // A leaked key re-signing a real serial with a bigger cap: the issuer's bytes differ.
+    let real = match schein_proto::VoucherCode::parse(&genuine.full_code).unwrap() {
+        schein_proto::VoucherCode::Full(full) => {
+            full.0.verify(&leipzig_key.verifying_key()).unwrap()
+        }
+        other => panic!("not a full code: {other:?}"),
+    };
+    let mut inflated = new_body(
+        "leipzig",
+        real.serial,
+        &leipzig_key.verifying_key(),
+        real.valid_from,
+        real.valid_until,
+        &[Scope::Dental],
+        Some(5_000_000),
+    );
+    inflated.cap_cents = Some(5_000_000);
+    let inflated = FullCode(SignedVoucher::sign(&inflated, &leipzig_key)).to_string();
+    assert_verdict(
+        &verify(&mut provider, &inflated).await.unwrap(),
+        Verdict::Invalid,
+        R::BadSignature,
+    );
+
     // Revoked: before, valid; after, rejected from every city.
     let answer = verify(&mut provider, &genuine.full_code).await.unwrap();
     assert_verdict(&answer, Verdict::Valid, R::Unspecified);
@@ -221,6 +253,45 @@ async fn an_unreachable_issuer_is_never_a_silent_yes() {
     saxony.federation.restart("leipzig").await.unwrap();
     assert_verdict(
         &verify(&mut provider, &voucher.short_code).await.unwrap(),
+        Verdict::Valid,
+        R::Unspecified,
+    );
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_member_taken_off_the_roster_is_cut_off_at_once() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut office = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut office, &[]).await.unwrap();
+    let mut provider = saxony.provider("dresden", "praxis").await.unwrap();
+    // Dresden's node now holds an open connection to Leipzig's.
+    assert_verdict(
+        &verify(&mut provider, &voucher.short_code).await.unwrap(),
+        Verdict::Valid,
+        R::Unspecified,
+    );
+
+    let leipzig_roster = saxony
+        .federation
+        .node("leipzig")
+        .unwrap()
+        .config()
+        .unwrap()
+        .roster;
+    let without_dresden = leipzig_roster.without("dresden").unwrap().unwrap();
+    saxony
+        .federation
+        .replace_roster("leipzig", without_dresden)
+        .unwrap();
+
+    // Leipzig no longer answers Dresden, even on the open connection; Dresden says so.
+    let answer = verify(&mut provider, &voucher.short_code).await.unwrap();
+    assert_verdict(&answer, Verdict::IssuerUnreachable, R::Unspecified);
+    // Chemnitz is still a member and is still answered.
+    let mut chemnitz = saxony.provider("chemnitz", "praxis").await.unwrap();
+    assert_verdict(
+        &verify(&mut chemnitz, &voucher.short_code).await.unwrap(),
         Verdict::Valid,
         R::Unspecified,
     );
