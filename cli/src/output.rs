@@ -113,13 +113,12 @@ impl Output {
         }
         println!("  short code   {}", record.short_code);
         println!("  state        {}", state_name(record.state()));
-        println!(
-            "  valid        {} to {}",
-            day(record.valid_from),
-            day(record.valid_until)
+        print_terms(
+            record.valid_from,
+            record.valid_until,
+            &record.scope,
+            record.cap_cents,
         );
-        println!("  covers       {}", scopes(&record.scope).join(", "));
-        println!("  cap          {}", cents(record.cap_cents));
         println!("  claimed      {}", Cents(record.claimed_cents));
         println!("  issued on    {}", day(record.issued_on));
         if let Some(at) = record.revoked_at {
@@ -199,13 +198,7 @@ impl Output {
             if !f.short_code.is_empty() {
                 println!("  short code   {}", f.short_code);
             }
-            println!(
-                "  valid        {} to {}",
-                day(f.valid_from),
-                day(f.valid_until)
-            );
-            println!("  covers       {}", scopes(&f.scope).join(", "));
-            println!("  cap          {}", cents(f.cap_cents));
+            print_terms(f.valid_from, f.valid_until, &f.scope, f.cap_cents);
             if f.remaining_cap_cents.is_some() {
                 println!("  left         {}", cents(f.remaining_cap_cents));
             }
@@ -226,6 +219,18 @@ impl Output {
             );
         }
     }
+}
+
+/// The terms of a voucher, as the office and the provider both see them.
+fn print_terms(
+    from: Option<schein_proto::v1::Day>,
+    until: Option<schein_proto::v1::Day>,
+    scope: &[i32],
+    cap_cents: Option<i64>,
+) {
+    println!("  valid        {} to {}", day(from), day(until));
+    println!("  covers       {}", scopes(scope).join(", "));
+    println!("  cap          {}", cents(cap_cents));
 }
 
 pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {
