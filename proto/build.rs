@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "schein/v1/common.proto",
         "schein/v1/voucher.proto",
+        "schein/v1/claim.proto",
         "schein/v1/office.proto",
         "schein/v1/provider.proto",
         "schein/v1/federation.proto",

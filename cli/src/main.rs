@@ -6,6 +6,7 @@
 //! unreachable, bad input), 2 wrong usage, 3 `verify`: the voucher is invalid, 4 `verify`: its
 //! status could not be confirmed (the issuer could not be reached).
 
+mod claim;
 mod client;
 mod demo;
 mod output;
@@ -52,6 +53,12 @@ enum Command {
     /// Vouchers: issue, verify, revoke, show, list.
     #[command(subcommand)]
     Voucher(voucher::VoucherCommand),
+    /// Claims: submit, status, list (providers); held claims (offices).
+    #[command(subcommand)]
+    Claim(claim::ClaimCommand),
+    /// The node's ledger of settlement events.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Check that your node answers and accepts your identity.
     Status,
     /// Run a local federation of three cities and walk through issuing and verifying.
@@ -60,6 +67,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Fetch your node's ledger and check its hash chain and signed head (office).
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +105,14 @@ async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             client.status().await?;
             out.status(&client);
             Ok(Outcome::Done)
+        }
+        Command::Claim(command) => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            claim::execute(&client, command, &out).await
+        }
+        Command::Ledger(LedgerCommand::Verify) => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            claim::verify_ledger(&client, &out).await
         }
         Command::Voucher(command) => {
             let client = client::Client::connect(cli.identity, cli.endpoint).await?;

@@ -4,7 +4,7 @@
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
-    InvalidReason, ListVouchersResponse, RevocationReason, Scope, Verdict, Verification,
+    ClaimRecord, ClaimState, InvalidReason, RejectReason, ListVouchersResponse, RevocationReason, Scope, Verdict, Verification,
     VoucherRecord, VoucherState,
 };
 use serde_json::{Value, json};
@@ -231,6 +231,102 @@ fn print_terms(
     println!("  valid        {} to {}", day(from), day(until));
     println!("  covers       {}", scopes(scope).join(", "));
     println!("  cap          {}", cents(cap_cents));
+}
+
+fn claim_state_name(state: ClaimState) -> &'static str {
+    match state {
+        ClaimState::Unspecified => "unknown",
+        ClaimState::Pending => "pending",
+        ClaimState::Settled => "settled",
+        ClaimState::Rejected => "rejected",
+        ClaimState::Held => "held",
+    }
+}
+
+pub(crate) fn reject_reason_code(reason: RejectReason) -> Option<&'static str> {
+    match reason {
+        RejectReason::Unspecified => None,
+        RejectReason::UnknownVoucher => Some("unknown_voucher"),
+        RejectReason::Revoked => Some("revoked"),
+        RejectReason::Expired => Some("expired"),
+        RejectReason::DeadlinePassed => Some("deadline_passed"),
+        RejectReason::OverCap => Some("over_cap"),
+        RejectReason::Duplicate => Some("duplicate"),
+    }
+}
+
+fn claim_json(claim: &ClaimRecord) -> Value {
+    json!({
+        "claim_id": claim.claim_id,
+        "state": claim_state_name(claim.state()),
+        "reason": reject_reason_code(claim.reason()),
+        "message": claim.message,
+        "voucher": claim.voucher_short_code,
+        "issuer": claim.issuer,
+        "service_date": day(claim.service_date),
+        "amount_cents": claim.amount_cents,
+        "remaining_cap_cents": claim.remaining_cap_cents,
+        "issuer_ledger_seq": claim.issuer_ledger_seq,
+        "items": claim.items.iter().map(|i| json!({"fee_code": i.fee_code, "count": i.count, "amount_cents": i.amount_cents})).collect::<Vec<_>>(),
+        "provider": claim.provider,
+    })
+}
+
+impl Output {
+    pub(crate) fn message(&self, message: &str) {
+        if !self.json {
+            println!("{message}");
+        }
+    }
+
+    pub(crate) fn claim(&self, claim: &ClaimRecord) {
+        if self.json {
+            println!("{}", claim_json(claim));
+            return;
+        }
+        println!("Claim {}: {}. {}", claim.claim_id, claim_state_name(claim.state()), claim.message);
+        println!("  voucher      {} ({})", claim.voucher_short_code, claim.issuer);
+        println!("  service on   {}", day(claim.service_date));
+        println!("  amount       {}", Cents(claim.amount_cents));
+        if claim.issuer_ledger_seq > 0 {
+            println!("  receipt      entry {} of the issuer's ledger", claim.issuer_ledger_seq);
+        }
+    }
+
+    pub(crate) fn claims(&self, claims: &[ClaimRecord]) {
+        if self.json {
+            let claims: Vec<Value> = claims.iter().map(claim_json).collect();
+            println!("{}", json!({ "claims": claims }));
+            return;
+        }
+        if claims.is_empty() {
+            println!("No claims.");
+        }
+        for claim in claims {
+            println!(
+                "{:<18} {:<9} {:<28} {}  {:>12}  {}",
+                claim.claim_id,
+                claim_state_name(claim.state()),
+                claim.voucher_short_code,
+                day(claim.service_date),
+                Cents(claim.amount_cents).to_string(),
+                claim.provider
+            );
+        }
+    }
+
+    pub(crate) fn ledger(&self, node: &str, checked: &schein_proto::ledger::CheckedLedger) {
+        let hash = data_encoding::HEXLOWER.encode(&checked.head.hash);
+        if self.json {
+            println!("{}", json!({"node": node, "entries": checked.entries, "head_hash": hash, "valid": true}));
+        } else {
+            println!(
+                "The ledger of node {node} checks out: {} entries, each chained to the one before; head {} signed by the node.",
+                checked.entries,
+                &hash[..16.min(hash.len())]
+            );
+        }
+    }
 }
 
 pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {

@@ -34,6 +34,20 @@ pub(crate) enum VoucherCommand {
         /// Write the full code as a QR code to this SVG file, for the printed card.
         #[arg(long, value_name = "FILE.svg")]
         qr: Option<PathBuf>,
+        /// An emergency voucher, charged to the emergency budget.
+        #[arg(long)]
+        emergency: bool,
+        /// Only this provider may claim on it: NODE/NAME, e.g. leipzig/klinikum-sued.
+        #[arg(long, value_name = "NODE/NAME")]
+        for_provider: Option<String>,
+    },
+    /// Raise a voucher's treatment cap (office). Above the node's threshold a second, different
+    /// office identity must approve the same amount.
+    Approve {
+        code: String,
+        /// The new cap in euros.
+        #[arg(long, value_parser = parse_euros)]
+        cap: Cents,
     },
     /// Check a voucher before treating (provider): full code or short code; `-` reads it from
     /// standard input.
@@ -143,8 +157,12 @@ pub(crate) async fn execute(
             cap,
             scopes,
             qr,
+            emergency,
+            for_provider,
         } => {
             let request = IssueVoucherRequest {
+                emergency,
+                bound_provider: for_provider.unwrap_or_default(),
                 valid_from: valid_from.map(Into::into),
                 valid_until: valid_until.map(Into::into),
                 scope: scopes.into_iter().map(|s| Scope::from(s) as i32).collect(),
@@ -158,6 +176,14 @@ pub(crate) async fn execute(
                     "the voucher was issued (codes above), but its QR code could not be written",
                 )?;
             }
+            Ok(Outcome::Done)
+        }
+        VoucherCommand::Approve { code, cap } => {
+            let response = approve(client, &read_code(&code)?, cap).await?;
+            if let Some(record) = &response.voucher {
+                out.voucher_record("", record, None);
+            }
+            out.message(&response.message);
             Ok(Outcome::Done)
         }
         VoucherCommand::Verify { code, for_scope } => {
@@ -213,6 +239,22 @@ pub(crate) async fn issue(
     Ok(client
         .office()
         .issue_voucher(request)
+        .await
+        .map_err(|s| client.explain(&s))?
+        .into_inner())
+}
+
+pub(crate) async fn approve(
+    client: &Client,
+    code: &str,
+    cap: Cents,
+) -> anyhow::Result<schein_proto::v1::ApproveCapResponse> {
+    Ok(client
+        .office()
+        .approve_cap(schein_proto::v1::ApproveCapRequest {
+            code: code.to_owned(),
+            new_cap_cents: cap.0,
+        })
         .await
         .map_err(|s| client.explain(&s))?
         .into_inner())

@@ -51,6 +51,9 @@ pub struct Settings {
     /// Treatment cap of a voucher when the office names none, in euro cents (EUR 500).
     #[serde(default = "defaults::default_cap_cents")]
     pub default_cap_cents: i64,
+    /// A cap raised above this (euro cents) needs a second, different office identity.
+    #[serde(default = "defaults::second_approval_above_cents")]
+    pub second_approval_above_cents: i64,
     /// Clock difference tolerated between this node and others when checking validity days.
     #[serde(default = "defaults::clock_skew_seconds")]
     pub clock_skew_seconds: u64,
@@ -95,6 +98,9 @@ mod defaults {
     pub(super) fn default_cap_cents() -> i64 {
         50_000
     }
+    pub(super) fn second_approval_above_cents() -> i64 {
+        100_000
+    }
     pub(super) fn clock_skew_seconds() -> u64 {
         300
     }
@@ -125,6 +131,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "default_cap_cents",
+    "second_approval_above_cents",
     "clock_skew_seconds",
     "peer_timeout_ms",
     "max_message_bytes",
@@ -239,6 +246,11 @@ impl Config {
         if !(1..=MAX_CENTS).contains(&settings.default_cap_cents) {
             return Err(invalid(format!(
                 "default_cap_cents must be between 1 and {MAX_CENTS}"
+            )));
+        }
+        if !(1..=MAX_CENTS).contains(&settings.second_approval_above_cents) {
+            return Err(invalid(format!(
+                "second_approval_above_cents must be between 1 and {MAX_CENTS}"
             )));
         }
         if !(100..=60_000).contains(&settings.peer_timeout_ms) {

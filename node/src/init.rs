@@ -139,6 +139,7 @@ pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
         endpoint: Some(options.endpoint.clone()),
         ca_cert: ca_pem.cert_pem.clone(),
         signing_keys: vec![SigningKeyEntry::new(&signing_key.verifying_key(), key_from)],
+        fee_schedule: Some(crate::fees::FeeSchedule::builtin()),
     };
     member.validate()?;
     let member_path = dir.join(MEMBER_FILE);
@@ -196,6 +197,8 @@ tls_key = "keys/node.key"
 
 # Treatment cap of a voucher when the office names none, in euro cents.
 default_cap_cents = 50000
+# A cap raised above this (euro cents) needs a second, different office identity.
+second_approval_above_cents = 100000
 # Clock difference tolerated between nodes when checking validity days.
 clock_skew_seconds = 300
 # How long to wait for another node before answering "could not be reached".

@@ -4,8 +4,10 @@
 //! integration tests start nodes through the same [`server::run`] and [`local`] code.
 
 mod auth;
+pub mod claim;
 pub mod client;
 pub mod config;
+pub mod fees;
 pub mod files;
 pub mod init;
 pub mod local;

@@ -20,6 +20,7 @@ pub struct Node {
     pub prefix: String,
     pub signing_key: SigningKey,
     pub default_cap_cents: i64,
+    pub second_approval_above_cents: i64,
     pub clock_skew: Duration,
     pub store: Store,
     pub peers: Peers,
@@ -35,6 +36,7 @@ impl Node {
             prefix: settings.prefix.clone(),
             signing_key: config.signing_key.clone(),
             default_cap_cents: settings.default_cap_cents,
+            second_approval_above_cents: settings.second_approval_above_cents,
             clock_skew: config.clock_skew,
             store,
             peers: Peers::new(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
-use schein_proto::v1::{VoucherStatusRequest, VoucherStatusResponse};
+use schein_proto::v1::{SettleRequest, VoucherStatusRequest, VoucherStatusResponse};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pki::CertifiedKey;
@@ -107,6 +107,33 @@ impl Peers {
             .max_decoding_message_size(self.max_message_bytes))
     }
 
+    /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.
+    pub async fn settle(&self, member: &Member, signed_record: Vec<u8>) -> Result<Vec<u8>, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.settle(SettleRequest { signed_record });
+        self.bounded(member, call)
+            .await
+            .map(|response| response.signed_receipt)
+    }
+
+    /// Awaits a call within twice the peer timeout (the channel's own timeout covers the call;
+    /// this one also covers a stuck connect).
+    async fn bounded<T>(
+        &self,
+        member: &Member,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, PeerError> {
+        let failed = |status: tonic::Status| PeerError::Call {
+            member: member.id().to_owned(),
+            status: Box::new(status),
+        };
+        match tokio::time::timeout(self.timeout * 2, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(failed(status)),
+            Err(_) => Err(failed(tonic::Status::deadline_exceeded("no answer in time"))),
+        }
+    }
+
     /// Asks `member`, the issuer, about one of its vouchers.
     pub async fn voucher_status(
         &self,
@@ -117,18 +144,6 @@ impl Peers {
         let request = VoucherStatusRequest {
             serial: serial.as_bytes().to_vec(),
         };
-        let call = client.voucher_status(request);
-        // The channel's own timeout covers the call; this one also covers a stuck connect.
-        match tokio::time::timeout(self.timeout * 2, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(PeerError::Call {
-                member: member.id().to_owned(),
-                status: Box::new(status),
-            }),
-            Err(_) => Err(PeerError::Call {
-                member: member.id().to_owned(),
-                status: Box::new(tonic::Status::deadline_exceeded("no answer in time")),
-            }),
-        }
+        self.bounded(member, client.voucher_status(request)).await
     }
 }

@@ -16,6 +16,7 @@ use schein_proto::code::{prefix_key, validate_prefix};
 use schein_proto::{Day, KeyId, v1};
 use serde::{Deserialize, Serialize};
 
+use crate::fees::FeeSchedule;
 use crate::pki::validate_node_id;
 
 /// Whether a member runs a node or only reads reports.
@@ -57,6 +58,9 @@ pub struct MemberEntry {
     pub ca_cert: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signing_keys: Vec<SigningKeyEntry>,
+    /// What the member pays for, as issuer. Absent: schein's built-in schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_schedule: Option<FeeSchedule>,
 }
 
 /// The roster file: `[[member]]` tables.
@@ -133,6 +137,15 @@ impl Member {
 
     pub fn name(&self) -> &str {
         &self.entry.name
+    }
+
+    /// The fee schedule this member pays by, as issuer.
+    pub fn fee_schedule(&self) -> &FeeSchedule {
+        static BUILTIN: std::sync::OnceLock<FeeSchedule> = std::sync::OnceLock::new();
+        self.entry
+            .fee_schedule
+            .as_ref()
+            .unwrap_or_else(|| BUILTIN.get_or_init(FeeSchedule::builtin))
     }
 
     /// The key with `key_id`, if any.
@@ -243,6 +256,11 @@ impl MemberEntry {
                     return Err(invalid(id, "a funder has no voucher signing keys"));
                 }
             }
+        }
+        if let Some(schedule) = &self.fee_schedule {
+            schedule
+                .validate()
+                .map_err(|m| invalid(id, format!("fee schedule: {m}")))?;
         }
         if self.kind == MemberKind::Funder && self.prefix.is_some() {
             return Err(invalid(id, "a funder issues no vouchers and has no prefix"));
@@ -492,6 +510,7 @@ mod tests {
                 &key,
                 Day::parse("2026-01-01").unwrap(),
             )],
+            fee_schedule: None,
         }
     }
 

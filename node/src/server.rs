@@ -93,7 +93,7 @@ pub async fn run(
             verifier,
         });
     }
-    let served = tonic::transport::Server::builder()
+    let serve = tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(30))
         .add_service(health_service)
         .add_service(
@@ -106,8 +106,18 @@ pub async fn run(
             FederationServer::new(FederationService::new(node.clone()))
                 .max_decoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // The outbox runs inside this future, not on a task of its own, so that a node that is
+    // dropped (killed) stops delivering with it.
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+    let (served, ()) = tokio::join!(
+        async {
+            let served = serve.await;
+            let _ = stop_outbox.send(true);
+            served
+        },
+        crate::claim::run_outbox(node.clone(), outbox_stopped),
+    );
     if let Err(error) = store.flush().await {
         tracing::error!(%error, "flushing storage at shutdown failed");
     }

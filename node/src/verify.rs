@@ -326,3 +326,62 @@ pub(crate) async fn ask_issuer(node: &Node, issuer: &Member, serial: Serial) -> 
         }
     }
 }
+
+/// A voucher as a claim needs it.
+pub(crate) enum Resolved {
+    /// Genuine: its issuer and its content.
+    Voucher(Box<Member>, VerifiedVoucher),
+    /// Not a voucher that can be accepted, and why.
+    Invalid(String),
+    /// A short code whose issuer could not be asked.
+    Unreachable(String),
+}
+
+/// Reads a code for a claim: a full code is checked offline with the roster, a short code is
+/// fetched from its issuer and checked the same way. Validity on the day of service and
+/// revocation are the claim's and the issuer's business.
+pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
+    let invalid = |Refusal(_, message, _): Refusal| Resolved::Invalid(message);
+    let code = match VoucherCode::parse(code) {
+        Ok(code) => code,
+        Err(error) => return invalid(code_refusal(&error)),
+    };
+    let roster = node.roster();
+    let signed = match code {
+        VoucherCode::Full(full) => full.0,
+        VoucherCode::Short(short) => {
+            let Some(member) = roster.member_by_prefix(short.prefix()) else {
+                return Resolved::Invalid(format!(
+                    "No clearing office in the network uses the prefix {}.",
+                    short.prefix()
+                ));
+            };
+            match ask_issuer(node, member, short.serial()).await {
+                IssuerAnswer::Known { signed, .. } => {
+                    match check_signed(&roster, &signed) {
+                        Ok((signer, voucher))
+                            if signer.id() == member.id() && voucher.serial == short.serial() => {}
+                        Ok(_) => {
+                            return Resolved::Invalid(
+                                "The issuing office answered with a different voucher.".into(),
+                            );
+                        }
+                        Err(refused) => return invalid(refused),
+                    }
+                    signed
+                }
+                IssuerAnswer::NotIssued => return invalid(not_issued(member)),
+                IssuerAnswer::Unreachable => {
+                    return Resolved::Unreachable(format!(
+                        "The issuing office ({}) could not be reached to look up the short code. Submit the claim with the full code from the QR code; it will be settled as soon as the office is back.",
+                        member.name()
+                    ));
+                }
+            }
+        }
+    };
+    match check_signed(&roster, &signed) {
+        Ok((member, voucher)) => Resolved::Voucher(Box::new(member.clone()), voucher),
+        Err(refused) => invalid(refused),
+    }
+}

@@ -54,6 +54,25 @@ impl Day {
         self.0.checked_add(days).map(Self)
     }
 
+    /// The month this day lies in, as year * 100 + month (e.g. 202611).
+    pub fn month(self) -> Option<i32> {
+        let date = self.to_date()?;
+        Some(date.year() * 100 + i32::from(u8::from(date.month())))
+    }
+
+    /// The same day `months` later, or the last day of that month if it is shorter.
+    pub fn add_months(self, months: u32) -> Option<Self> {
+        let date = self.to_date()?;
+        let index = i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1
+            + i64::from(months);
+        let year = i32::try_from(index.div_euclid(12)).ok()?;
+        let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
+        let last = time::util::days_in_month(month, year);
+        Date::from_calendar_date(year, month, date.day().min(last))
+            .ok()
+            .map(Self::from_date)
+    }
+
     /// The last day of the quarter this day lies in.
     pub fn end_of_quarter(self) -> Option<Self> {
         let date = self.to_date()?;
@@ -125,6 +144,16 @@ mod tests {
         assert_eq!(Day::parse("1970-01-01").unwrap().days_since_epoch(), 0);
         assert_eq!(Day::of_unix_seconds(86_400 * 3 + 5), Day(3));
         assert_eq!(Day::of_unix_seconds(-1), Day(-1));
+    }
+
+    #[test]
+    fn months_and_deadlines() {
+        let day = |t: &str| Day::parse(t).unwrap();
+        assert_eq!(day("2026-11-26").month(), Some(202_611));
+        assert_eq!(day("2026-12-31").add_months(3), Some(day("2027-03-31")));
+        assert_eq!(day("2026-11-30").add_months(3), Some(day("2027-02-28")));
+        assert_eq!(day("2027-11-30").add_months(3), Some(day("2028-02-29")));
+        assert_eq!(day("2026-01-15").add_months(0), Some(day("2026-01-15")));
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub fn code_of(reason: ErrorReason) -> Code {
         ErrorReason::AlreadyRevoked => Code::FailedPrecondition,
         ErrorReason::UnknownIssuer => Code::FailedPrecondition,
         ErrorReason::PeerUnreachable => Code::Unavailable,
+        ErrorReason::ClaimIdReused => Code::AlreadyExists,
+        ErrorReason::UnknownClaim => Code::NotFound,
+        ErrorReason::FeeItem | ErrorReason::BadSignature => Code::InvalidArgument,
+        ErrorReason::VoucherNotClaimable | ErrorReason::NeedsSecondApproval => {
+            Code::FailedPrecondition
+        }
         ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => Code::Internal,
     }
 }

@@ -5,7 +5,9 @@
 pub mod code;
 pub mod day;
 pub mod error;
+pub mod ledger;
 pub mod money;
+pub mod signed;
 pub mod voucher;
 
 /// Generated messages and services of package `schein.v1`.

@@ -222,6 +222,10 @@ pub struct VerifiedVoucher {
     pub valid_until: Day,
     pub scope: Vec<v1::Scope>,
     pub cap_cents: Option<i64>,
+    /// Charged to the issuer's emergency budget.
+    pub emergency: bool,
+    /// Only this provider (`node/name`) may claim on it.
+    pub bound_provider: Option<String>,
 }
 
 impl VerifiedVoucher {
@@ -268,6 +272,8 @@ impl VerifiedVoucher {
             valid_until,
             scope,
             cap_cents: body.cap_cents,
+            emergency: body.emergency,
+            bound_provider: Some(body.bound_provider).filter(|p| !p.is_empty()),
         })
     }
 
@@ -307,6 +313,8 @@ pub fn new_body(
         valid_until: Some(valid_until.into()),
         scope,
         cap_cents,
+        emergency: false,
+        bound_provider: String::new(),
     }
 }
 

@@ -6,7 +6,8 @@ use schein_proto::Serial;
 use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
-    ErrorReason, Member, MemberEntryRequest, VoucherStatusRequest, VoucherStatusResponse,
+    ErrorReason, Member, MemberEntryRequest, SettleRequest, SettleResponse, VoucherStatusRequest,
+    VoucherStatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -60,5 +61,26 @@ impl Federation for FederationService {
             )
         })?;
         Ok(Response::new(me.to_proto()))
+    }
+
+    async fn settle(
+        &self,
+        request: Request<SettleRequest>,
+    ) -> Result<Response<SettleResponse>, Status> {
+        let peer = require_peer(&request, &self.node)?;
+        let roster = self.node.roster();
+        let redeemer = roster.member(&peer.node).ok_or_else(|| {
+            refusal(ErrorReason::UnknownIdentity, "you are not a member of this roster")
+        })?;
+        let record = crate::claim::open_record(redeemer, &request.get_ref().signed_record)?;
+        if record.redeemer != peer.node {
+            tracing::warn!(peer = %peer.node, "refused: settlement record of another node");
+            return Err(refusal(
+                ErrorReason::WrongNode,
+                "a node may only send its own settlement records",
+            ));
+        }
+        let signed_receipt = crate::claim::settle_here(&self.node, &record).await?;
+        Ok(Response::new(SettleResponse { signed_receipt }))
     }
 }

@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
-use data_encoding::BASE32_NOPAD;
 use schein_proto::code::{VoucherCode, prefix_key};
 use schein_proto::error::refusal;
 use schein_proto::money::MAX_CENTS;
 use schein_proto::v1::office_server::Office;
+use schein_proto::money::Cents;
 use schein_proto::v1::{
-    ErrorReason, IssueVoucherRequest, ListVouchersRequest, ListVouchersResponse, RevocationReason,
-    RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord, VoucherState,
+    ApproveCapRequest, ApproveCapResponse, ClaimRecord, ClaimState, DecideHeldClaimRequest,
+    ErrorReason, IssueVoucherRequest, LedgerHead, LedgerRequest, LedgerResponse,
+    ListClaimsRequest, ListClaimsResponse, ListVouchersRequest, ListVouchersResponse,
+    RevocationReason, RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord,
+    VoucherState,
 };
 use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
 use schein_proto::{Day, FullCode, KeyId, Serial, ShortCode, SignedVoucher, VoucherError};
@@ -20,13 +23,11 @@ use super::invalid_argument;
 use crate::auth::require_local;
 use crate::node::{Node, unix_now};
 use crate::pki::Role;
-use crate::store::{ListCursor, StoreError, StoredVoucher};
+use crate::store::{CapApproval, ClaimKey, StoreError, StoredVoucher};
 
 /// A default validity that would end sooner than this runs to the end of the next quarter
 /// instead: a card issued on the last days of a quarter must still be usable.
 const MIN_DEFAULT_VALIDITY_DAYS: i32 = 14;
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct OfficeService {
@@ -111,12 +112,16 @@ impl OfficeService {
             valid_from: Some(voucher.valid_from.into()),
             valid_until: Some(voucher.valid_until.into()),
             scope: voucher.scope.iter().map(|&s| s as i32).collect(),
-            cap_cents: voucher.cap_cents,
+            cap_cents: stored.cap_cents,
             state: state as i32,
             issued_on: Some(stored.issued_on.into()),
             revoked_at: stored.revoked_at,
             revocation_reason: stored.revocation_reason as i32,
             claimed_cents: stored.claimed_cents,
+            emergency: voucher.emergency,
+            bound_provider: voucher.bound_provider.clone().unwrap_or_default(),
+            medication_cents: stored.medication_cents,
+            pending_cap_cents: stored.pending_cap_cents,
         }
     }
 }
@@ -203,6 +208,17 @@ impl Office for OfficeService {
                 schein_proto::money::Cents(MAX_CENTS)
             )));
         }
+        let bound_provider = request.bound_provider.trim().to_owned();
+        if !bound_provider.is_empty() {
+            let valid = bound_provider.split_once('/').is_some_and(|(node, name)| {
+                crate::pki::validate_node_id(node).is_ok() && crate::pki::validate_name(name).is_ok()
+            });
+            if !valid {
+                return Err(invalid_argument(
+                    "name the provider as node/name, e.g. leipzig/klinikum-sued",
+                ));
+            }
+        }
         let scope = request
             .scope
             .iter()
@@ -222,6 +238,9 @@ impl Office for OfficeService {
                 &scope,
                 Some(cap_cents),
             );
+            let mut body = body;
+            body.emergency = request.emergency;
+            body.bound_provider = bound_provider.clone();
             let signed = SignedVoucher::sign(&body, key);
             match self.node.store.issue(&signed, Day::today()).await {
                 Ok(()) => {
@@ -280,20 +299,8 @@ impl Office for OfficeService {
     ) -> Result<Response<ListVouchersResponse>, Status> {
         require_local(&request, &self.node, &[Role::Office], "list vouchers")?;
         let request = request.into_inner();
-        let limit = match request.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        } as usize;
-        let bad_token = || invalid_argument("the page token is not one this node gave out");
-        let after: Option<ListCursor> = if request.page_token.is_empty() {
-            None
-        } else {
-            let bytes = BASE32_NOPAD
-                .decode(request.page_token.as_bytes())
-                .map_err(|_| bad_token())?;
-            let bytes: [u8; 8] = bytes.try_into().map_err(|_| bad_token())?;
-            Some(u64::from_be_bytes(bytes))
-        };
+        let limit = super::page_size(request.limit);
+        let after = super::decode_page_token(&request.page_token)?;
         let wanted = VoucherState::try_from(request.state)
             .map_err(|_| invalid_argument("unknown voucher state"))?;
         let (page, next) = self.node.store.list(after, limit, |stored| {
@@ -301,9 +308,109 @@ impl Office for OfficeService {
         })?;
         Ok(Response::new(ListVouchersResponse {
             vouchers: page.into_iter().map(|v| self.record(v)).collect(),
-            next_page_token: next
-                .map(|c| BASE32_NOPAD.encode(&c.to_be_bytes()))
-                .unwrap_or_default(),
+            next_page_token: super::encode_page_token(next),
+        }))
+    }
+    async fn approve_cap(
+        &self,
+        request: Request<ApproveCapRequest>,
+    ) -> Result<Response<ApproveCapResponse>, Status> {
+        let caller = require_local(&request, &self.node, &[Role::Office], "approve caps")?;
+        let request = request.into_inner();
+        if !(1..=MAX_CENTS).contains(&request.new_cap_cents) {
+            return Err(invalid_argument("the new cap is out of range"));
+        }
+        let serial = self.own_serial(&request.code)?;
+        let threshold = self.node.second_approval_above_cents;
+        let approval = self
+            .node
+            .store
+            .approve_cap(serial, request.new_cap_cents, &caller.name, threshold)
+            .await?;
+        let new_cap = Cents(request.new_cap_cents);
+        let (applied, stored, message) = match approval {
+            CapApproval::Applied(stored) => {
+                tracing::info!(serial = %serial.short(), office = %caller.name, new_cap_cents = request.new_cap_cents, "cap raised");
+                (true, stored, format!("The cap is now {new_cap}."))
+            }
+            CapApproval::Pending(stored) => (
+                false,
+                stored,
+                format!(
+                    "Recorded. A cap above {} needs a second office identity: another colleague approves {new_cap} the same way.",
+                    Cents(threshold)
+                ),
+            ),
+        };
+        Ok(Response::new(ApproveCapResponse {
+            voucher: Some(self.record(stored)),
+            applied,
+            message,
+        }))
+    }
+
+    async fn list_held_claims(
+        &self,
+        request: Request<ListClaimsRequest>,
+    ) -> Result<Response<ListClaimsResponse>, Status> {
+        require_local(&request, &self.node, &[Role::Office], "look at held claims")?;
+        let response = super::list_claims(&self.node, request.get_ref(), |claim| {
+            claim.state == ClaimState::Held as i32
+        })?;
+        Ok(Response::new(response))
+    }
+
+    async fn decide_held_claim(
+        &self,
+        request: Request<DecideHeldClaimRequest>,
+    ) -> Result<Response<ClaimRecord>, Status> {
+        let caller = require_local(&request, &self.node, &[Role::Office], "decide on held claims")?;
+        let request = request.into_inner();
+        let key = ClaimKey::new(&request.provider, &request.claim_id);
+        let record = self.node.store.decide_held(&key, request.release).await?;
+        tracing::info!(office = %caller.name, release = request.release, "held claim decided");
+        if record.state == ClaimState::Pending as i32 {
+            let (settlement_id, signed_record) = self.node.store.settlement_of(&key)?;
+            if let Ok(settled) =
+                crate::claim::deliver(&self.node, &key, &settlement_id, &record.issuer, signed_record).await
+            {
+                return Ok(Response::new(settled));
+            }
+        }
+        Ok(Response::new(record))
+    }
+
+    async fn ledger(
+        &self,
+        request: Request<LedgerRequest>,
+    ) -> Result<Response<LedgerResponse>, Status> {
+        require_local(&request, &self.node, &[Role::Office], "read the ledger")?;
+        let request = request.into_inner();
+        let entries = self
+            .node
+            .store
+            .ledger_entries(request.from_seq.max(1), super::page_size(request.limit))?;
+        let head = self.node.store.ledger_head()?;
+        let key_id = KeyId::of(&self.node.signing_key.verifying_key());
+        let signed_head = schein_proto::signed::seal(
+            schein_proto::signed::Kind::LedgerHead,
+            &LedgerHead {
+                node: self.node.id.clone(),
+                seq: head.seq,
+                hash: head.hash.to_vec(),
+                key_id: key_id.0,
+            },
+            &self.node.signing_key,
+        );
+        let roster = self.node.roster();
+        let signing_keys = roster
+            .member(&self.node.id)
+            .map(|me| me.to_proto().signing_keys)
+            .unwrap_or_default();
+        Ok(Response::new(LedgerResponse {
+            entries,
+            signed_head,
+            signing_keys,
         }))
     }
 }

@@ -3,13 +3,17 @@
 use std::sync::Arc;
 
 use schein_proto::v1::provider_server::Provider;
-use schein_proto::v1::{Scope, Verification, VerifyVoucherRequest};
+use schein_proto::v1::{
+    ClaimRecord, ClaimState, ClaimStatusRequest, ListClaimsRequest, ListClaimsResponse, Scope,
+    SubmitClaimRequest, Verification, VerifyVoucherRequest,
+};
 use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
 use crate::auth::require_local;
 use crate::node::Node;
 use crate::pki::Role;
+use crate::store::{ClaimKey, StoreError};
 
 /// Longest code text accepted; a full code is about 250 characters.
 const MAX_CODE_LEN: usize = 2048;
@@ -42,5 +46,37 @@ impl Provider for ProviderService {
             .map_err(|_| invalid_argument("unknown kind of care (for_scope)"))?;
         let verification = crate::verify::verify(&self.node, &request.code, scope).await;
         Ok(Response::new(verification))
+    }
+
+    async fn submit_claim(
+        &self,
+        request: Request<SubmitClaimRequest>,
+    ) -> Result<Response<ClaimRecord>, Status> {
+        let provider = require_local(&request, &self.node, &[Role::Provider], "submit claims")?;
+        let record = crate::claim::submit(&self.node, &provider, request.into_inner()).await?;
+        Ok(Response::new(record))
+    }
+
+    async fn claim_status(
+        &self,
+        request: Request<ClaimStatusRequest>,
+    ) -> Result<Response<ClaimRecord>, Status> {
+        let provider = require_local(&request, &self.node, &[Role::Provider], "look at claims")?;
+        let key = ClaimKey::new(&provider.name, &request.get_ref().claim_id);
+        let record = self.node.store.claim(&key)?.ok_or(StoreError::UnknownClaim)?;
+        Ok(Response::new(record))
+    }
+
+    async fn list_claims(
+        &self,
+        request: Request<ListClaimsRequest>,
+    ) -> Result<Response<ListClaimsResponse>, Status> {
+        let provider = require_local(&request, &self.node, &[Role::Provider], "list claims")?;
+        let request = request.into_inner();
+        let response = super::list_claims(&self.node, &request, |claim| {
+            claim.provider == provider.name
+                && (!request.pending_only || claim.state == ClaimState::Pending as i32)
+        })?;
+        Ok(Response::new(response))
     }
 }

@@ -1,12 +1,25 @@
 //! The node's durable state in sled, reached only through domain methods (`issue`, `revoke`,
-//! `voucher`, `list`), so that services never touch trees and another backend could stand
-//! behind the same methods.
+//! `settle`, `submit_claim`, …), so that services never touch trees and another backend could
+//! stand behind the same methods.
 //!
-//! Trees: `issued` (serial → the signed voucher as issued), `voucher_state` (serial →
-//! revocation and claimed sum), `issue_order` (issue sequence number → serial; for listing
-//! newest first). Only the day of issue is kept, never the time of day: a time could be matched
-//! against an appointment book. Every change that must survive is one transaction across the trees it
+//! Trees of the issuer side: `issued` (serial → the signed voucher as issued), `voucher_state`
+//! (serial → revocation, claimed sums, cap approvals), `issue_order` (sequence → serial, for
+//! listing newest first), `settlements` (redeemer ‖ claim id → signed receipt). Of the redeemer
+//! side: `claims` (provider ‖ claim id → claim), `claim_order`, `outbox` (settlement id → what
+//! to send), `claim_items` (duplicate guard). Both: `ledger` (sequence → hash-chained entry) and
+//! `meta` (ledger head, budget pots).
+//!
+//! Only the day of issue is kept, never the time of day: a time could be matched against an
+//! appointment book. Every change that must survive is one transaction across the trees it
 //! touches, flushed to disk before the method returns.
+
+mod claims;
+mod ledger;
+mod settle;
+
+pub use claims::{ClaimKey, DueSettlement, NewClaim};
+pub use ledger::LedgerHead;
+pub use settle::{CapApproval, SettleError};
 
 use prost::Message;
 use schein_proto::v1::RevocationReason;
@@ -37,6 +50,17 @@ struct StateRecord {
     /// Settled treatment claims, euro cents.
     #[prost(int64, tag = "3")]
     claimed_cents: i64,
+    /// Settled medication claims (outside the cap), euro cents.
+    #[prost(int64, tag = "4")]
+    medication_cents: i64,
+    /// The cap as raised by an approval; replaces the voucher's own.
+    #[prost(int64, optional, tag = "5")]
+    cap_override: Option<i64>,
+    /// A raise above the threshold, waiting for a second office identity.
+    #[prost(int64, optional, tag = "6")]
+    pending_cap: Option<i64>,
+    #[prost(string, tag = "7")]
+    pending_approver: String,
 }
 
 /// Why a store operation failed.
@@ -52,6 +76,16 @@ pub enum StoreError {
     AlreadyRevoked,
     #[error("the serial is taken")]
     SerialTaken,
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+    #[error("a second, different office identity must approve this cap")]
+    NeedsSecondApproval,
+    #[error("this claim id was used before for a different claim")]
+    ClaimIdReused,
+    #[error("no such claim")]
+    UnknownClaim,
+    #[error("the claim is not held")]
+    NotHeld,
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -72,12 +106,16 @@ pub struct StoredVoucher {
     pub revoked_at: Option<i64>,
     pub revocation_reason: RevocationReason,
     pub claimed_cents: i64,
+    pub medication_cents: i64,
+    /// The cap in force: the voucher's own, or as raised by an approval.
+    pub cap_cents: Option<i64>,
+    pub pending_cap_cents: Option<i64>,
 }
 
 impl StoredVoucher {
     /// Cap minus settled treatment claims; `None` if uncapped.
     pub fn remaining_cap_cents(&self) -> Option<i64> {
-        self.voucher.cap_cents.map(|cap| cap - self.claimed_cents)
+        self.cap_cents.map(|cap| cap - self.claimed_cents)
     }
 }
 
@@ -86,7 +124,7 @@ pub type ListCursor = u64;
 
 /// Most index entries one listing call looks at, so a selective filter cannot make one request
 /// read the whole store; the caller continues from the cursor it gets back.
-const MAX_SCAN: usize = 10_000;
+pub(crate) const MAX_SCAN: usize = 10_000;
 
 /// The node's storage.
 #[derive(Clone, Debug)]
@@ -95,6 +133,13 @@ pub struct Store {
     issued: sled::Tree,
     state: sled::Tree,
     order: sled::Tree,
+    settlements: sled::Tree,
+    claims: sled::Tree,
+    claim_order: sled::Tree,
+    outbox: sled::Tree,
+    claim_items: sled::Tree,
+    ledger: sled::Tree,
+    meta: sled::Tree,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -111,6 +156,13 @@ impl Store {
             issued: db.open_tree("issued")?,
             state: db.open_tree("voucher_state")?,
             order: db.open_tree("issue_order")?,
+            settlements: db.open_tree("settlements")?,
+            claims: db.open_tree("claims")?,
+            claim_order: db.open_tree("claim_order")?,
+            outbox: db.open_tree("outbox")?,
+            claim_items: db.open_tree("claim_items")?,
+            ledger: db.open_tree("ledger")?,
+            meta: db.open_tree("meta")?,
             db,
         })
     }
@@ -196,6 +248,7 @@ impl Store {
         let voucher = signed
             .decode_own()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let cap_cents = state.cap_override.or(voucher.cap_cents);
         Ok(StoredVoucher {
             signed,
             voucher,
@@ -204,6 +257,9 @@ impl Store {
             revocation_reason: RevocationReason::try_from(state.revocation_reason)
                 .unwrap_or(RevocationReason::Unspecified),
             claimed_cents: state.claimed_cents,
+            medication_cents: state.medication_cents,
+            cap_cents,
+            pending_cap_cents: state.pending_cap,
         })
     }
 

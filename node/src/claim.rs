@@ -1,0 +1,369 @@
+//! Claims at the redeeming node (DESIGN.md, flows 3 and 4): check a provider's bill against the
+//! voucher and the issuer's fee schedule, store it durably with its outbox entry, and deliver
+//! the signed settlement record to the issuer, now or — if the issuer is down — later, with
+//! backoff, until its receipt arrives. The issuer learns only what privacy rule 3 allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schein_proto::error::refusal;
+use schein_proto::money::Cents;
+use schein_proto::signed::{self, Kind};
+use schein_proto::v1::{
+    Category, ClaimRecord, ClaimState, ErrorReason, Outcome, ProviderKind, Receipt, RejectReason,
+    Scope, SettlementRecord, SubmitClaimRequest,
+};
+use schein_proto::{Day, KeyId, ShortCode};
+use sha2::Digest;
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::node::Node;
+use crate::pki::Identity;
+use crate::roster::Member;
+use crate::store::{ClaimKey, DueSettlement, NewClaim, StoreError};
+use crate::verify::{Resolved, resolve};
+
+/// Longest a delivery attempt may take before the claim waits for the outbox.
+const INLINE_ATTEMPTS: u32 = 1;
+/// Backoff of the outbox: doubling from half a second up to a minute.
+const FIRST_BACKOFF_MS: i64 = 500;
+const MAX_BACKOFF_MS: i64 = 60_000;
+/// How often the outbox looks for due records.
+const OUTBOX_TICK: Duration = Duration::from_millis(250);
+
+fn invalid(message: impl Into<String>) -> Status {
+    refusal(ErrorReason::InvalidArgument, message)
+}
+
+fn not_claimable(message: impl Into<String>) -> Status {
+    refusal(ErrorReason::VoucherNotClaimable, message)
+}
+
+/// The id under which the issuer knows a claim: derived from this node, the provider and the
+/// provider's claim id, so that it is unique per redeemer and reveals none of them.
+pub fn settlement_id(node: &str, provider: &str, claim_id: &str) -> String {
+    let digest = sha2::Sha256::digest(format!("{node}\0{provider}\0{claim_id}"));
+    data_encoding::HEXLOWER.encode(&digest[..16])
+}
+
+fn validate_claim_id(claim_id: &str) -> Result<(), Status> {
+    let ok = (1..=64).contains(&claim_id.len())
+        && claim_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "a claim id has 1 to 64 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// Submits a provider's claim: validated, stored, and settled at once if the issuer answers.
+pub async fn submit(
+    node: &Node,
+    provider: &Identity,
+    request: SubmitClaimRequest,
+) -> Result<ClaimRecord, Status> {
+    validate_claim_id(&request.claim_id)?;
+    let kind = ProviderKind::try_from(request.provider_kind)
+        .ok()
+        .filter(|k| *k != ProviderKind::Unspecified)
+        .ok_or_else(|| invalid("say what kind of provider you are (practice, dentist, hospital, pharmacy, interpreter)"))?;
+    let category = Category::try_from(request.category)
+        .ok()
+        .filter(|c| *c != Category::Unspecified)
+        .ok_or_else(|| invalid("say whether the claim is for treatment or medication"))?;
+    let service_date: Day = request
+        .service_date
+        .ok_or_else(|| invalid("the claim needs the date of the service"))?
+        .into();
+    let (_, latest_today) = node.today_range();
+    if service_date > latest_today {
+        return Err(invalid(format!("the service date {service_date} lies in the future")));
+    }
+    let (issuer, voucher) = match resolve(node, &request.code).await {
+        Resolved::Voucher(issuer, voucher) => (issuer, voucher),
+        Resolved::Invalid(message) => return Err(not_claimable(message)),
+        Resolved::Unreachable(message) => {
+            return Err(refusal(ErrorReason::PeerUnreachable, message));
+        }
+    };
+    if service_date < voucher.valid_from || service_date > voucher.valid_until {
+        return Err(not_claimable(format!(
+            "the voucher is valid from {} to {}; the service on {service_date} is outside",
+            voucher.valid_from, voucher.valid_until
+        )));
+    }
+    if category == Category::Medication && !voucher.covers(Scope::Medication) {
+        return Err(not_claimable("this voucher does not cover medication"));
+    }
+    let provider_name = format!("{}/{}", provider.node, provider.name);
+    if let Some(bound) = &voucher.bound_provider
+        && bound != &provider_name
+    {
+        return Err(not_claimable(
+            "this emergency voucher was issued for another provider; only that provider may claim on it",
+        ));
+    }
+    let amount = issuer
+        .fee_schedule()
+        .check(&request.items)
+        .map_err(|e| refusal(ErrorReason::FeeItem, e.to_string()))?;
+    let service_month = service_date
+        .month()
+        .ok_or_else(|| invalid("the service date is out of range"))?;
+
+    let key_id = KeyId::of(&node.signing_key.verifying_key());
+    let settlement_id = settlement_id(&node.id, &provider.name, &request.claim_id);
+    let record = SettlementRecord {
+        claim_id: settlement_id.clone(),
+        serial: voucher.serial.as_bytes().to_vec(),
+        issuer: issuer.id().to_owned(),
+        amount_cents: amount,
+        category: category as i32,
+        service_month,
+        redeemer: node.id.clone(),
+        key_id: key_id.0,
+    };
+    let signed_record = signed::seal(Kind::Settlement, &record, &node.signing_key);
+    let short_code = issuer
+        .entry
+        .prefix
+        .as_deref()
+        .and_then(|p| ShortCode::new(p, voucher.serial).ok())
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+
+    // What makes two submissions the same claim: voucher, date, kind, category and items.
+    let mut fingerprint = sha2::Sha256::new();
+    fingerprint.update(voucher.serial.as_bytes());
+    fingerprint.update(service_date.days_since_epoch().to_be_bytes());
+    fingerprint.update([kind as u8, category as u8]);
+    for item in &request.items {
+        fingerprint.update(item.fee_code.as_bytes());
+        fingerprint.update([0]);
+        fingerprint.update(item.count.to_be_bytes());
+        fingerprint.update(item.amount_cents.to_be_bytes());
+    }
+    let duplicate_keys = request
+        .items
+        .iter()
+        .map(|item| {
+            let mut key = voucher.serial.as_bytes().to_vec();
+            key.extend_from_slice(provider.name.as_bytes());
+            key.push(0);
+            key.extend_from_slice(&service_date.days_since_epoch().to_be_bytes());
+            key.extend_from_slice(item.fee_code.as_bytes());
+            key
+        })
+        .collect();
+    let key = ClaimKey::new(&provider.name, &request.claim_id);
+    let claim = NewClaim {
+        key: key.clone(),
+        record: ClaimRecord {
+            claim_id: request.claim_id.clone(),
+            state: ClaimState::Pending as i32,
+            voucher_short_code: short_code,
+            issuer: issuer.id().to_owned(),
+            service_date: Some(service_date.into()),
+            provider_kind: kind as i32,
+            category: category as i32,
+            items: request.items.clone(),
+            amount_cents: amount,
+            provider: provider.name.clone(),
+            ..Default::default()
+        },
+        settlement_id: settlement_id.clone(),
+        signed_record: signed_record.clone(),
+        fingerprint: fingerprint.finalize().to_vec(),
+        duplicate_keys,
+    };
+    let (record, created) = node.store.submit_claim(claim).await?;
+    if created {
+        tracing::info!(serial = %voucher.serial.short(), issuer = issuer.id(), amount_cents = amount, "claim stored");
+    }
+    if record.state != ClaimState::Pending as i32 {
+        return Ok(record);
+    }
+    for _ in 0..INLINE_ATTEMPTS {
+        match deliver(node, &key, &settlement_id, issuer.id(), signed_record.clone()).await {
+            Ok(record) => return Ok(record),
+            Err(error) => {
+                tracing::info!(issuer = issuer.id(), %error, "claim left in the outbox");
+            }
+        }
+    }
+    Ok(node.store.claim(&key)?.unwrap_or(record))
+}
+
+/// Why a settlement record was not delivered; it stays in the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("issuer '{0}' is not in the roster")]
+    UnknownIssuer(String),
+    #[error(transparent)]
+    Peer(#[from] crate::peers::PeerError),
+    #[error("the issuer's receipt is not valid: {0}")]
+    BadReceipt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the issuer refused the record: {0}")]
+    Refused(String),
+}
+
+/// Sends one settlement record to its issuer (or settles it here if this node is the issuer),
+/// checks the receipt, and records it.
+pub async fn deliver(
+    node: &Node,
+    key: &ClaimKey,
+    settlement_id: &str,
+    issuer_id: &str,
+    signed_record: Vec<u8>,
+) -> Result<ClaimRecord, DeliveryError> {
+    let roster = node.roster();
+    let issuer = roster
+        .member(issuer_id)
+        .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
+    let signed_receipt = if issuer.id() == node.id {
+        let record: SettlementRecord = signed::peek(&signed_record)
+            .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+        settle_here(node, &record)
+            .await
+            .map_err(|s| DeliveryError::Refused(s.message().to_owned()))?
+    } else {
+        node.peers.settle(issuer, signed_record).await?
+    };
+    let receipt = open_receipt(issuer, &signed_receipt)?;
+    if receipt.claim_id != settlement_id
+        || receipt.redeemer != node.id
+        || receipt.issuer != issuer.id()
+    {
+        return Err(DeliveryError::BadReceipt("it is for another claim".into()));
+    }
+    let message = receipt_message(issuer, &receipt);
+    let record = node
+        .store
+        .finish_claim(key, &signed_receipt, &receipt, message)
+        .await?;
+    tracing::info!(
+        issuer = issuer.id(),
+        outcome = Outcome::try_from(receipt.outcome).map(|o| o.as_str_name()).unwrap_or("?"),
+        ledger_seq = receipt.ledger_seq,
+        "claim decided"
+    );
+    Ok(record)
+}
+
+/// Checks a receipt's signature with the issuer's key from the roster.
+pub fn open_receipt(issuer: &Member, signed_receipt: &[u8]) -> Result<Receipt, DeliveryError> {
+    let bad = |e: &dyn std::fmt::Display| DeliveryError::BadReceipt(e.to_string());
+    let claimed: Receipt = signed::peek(signed_receipt).map_err(|e| bad(&e))?;
+    let key = issuer
+        .key(&KeyId(claimed.key_id))
+        .map_err(|e| bad(&e))?;
+    signed::open(Kind::Receipt, signed_receipt, &key.public_key).map_err(|e| bad(&e))
+}
+
+fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
+    let left = receipt
+        .remaining_cap_cents
+        .map(|c| format!(" {} left under the voucher's cap.", Cents(c)))
+        .unwrap_or_default();
+    if receipt.outcome == Outcome::Accepted as i32 {
+        return format!(
+            "Settled: {} will pay {}.{left}",
+            issuer.name(),
+            Cents(receipt.amount_cents)
+        );
+    }
+    let why = match RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified) {
+        RejectReason::UnknownVoucher => "the issuing office has no record of this voucher".into(),
+        RejectReason::Revoked => "the voucher was revoked".into(),
+        RejectReason::Expired => "the service month lies outside the voucher's validity".into(),
+        RejectReason::DeadlinePassed => {
+            "the claim came later than 3 months after the voucher expired".into()
+        }
+        RejectReason::OverCap => format!(
+            "it would exceed the voucher's cap; only {} is left. The issuing office can approve a higher cap",
+            Cents(receipt.remaining_cap_cents.unwrap_or(0))
+        ),
+        RejectReason::Duplicate => "it duplicates an earlier claim".into(),
+        RejectReason::Unspecified => "no reason given".into(),
+    };
+    format!("Rejected by {}: {why}.", issuer.name())
+}
+
+/// The issuer's side: checks a settlement record from member `redeemer` and decides on it.
+pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u8>, Status> {
+    let key = node.signing_key.clone();
+    let key_id = KeyId::of(&key.verifying_key()).0;
+    let signed_receipt = node
+        .store
+        .settle(&node.id, record, Day::today(), |receipt| {
+            let receipt = Receipt {
+                key_id: key_id.clone(),
+                ..receipt.clone()
+            };
+            signed::seal(Kind::Receipt, &receipt, &key)
+        })
+        .await?;
+    Ok(signed_receipt)
+}
+
+/// Opens a settlement record sent by `redeemer` with that member's key.
+pub fn open_record(redeemer: &Member, signed_record: &[u8]) -> Result<SettlementRecord, Status> {
+    let bad = |what: String| refusal(ErrorReason::BadSignature, what);
+    let claimed: SettlementRecord =
+        signed::peek(signed_record).map_err(|e| bad(format!("the settlement record cannot be read: {e}")))?;
+    let key = redeemer
+        .key(&KeyId(claimed.key_id))
+        .map_err(|_| bad("the settlement record names a key its sender does not list".into()))?;
+    signed::open(Kind::Settlement, signed_record, &key.public_key)
+        .map_err(|e| bad(format!("the settlement record is not genuine: {e}")))
+}
+
+/// Delivers what is due in the outbox until `stop` turns true.
+pub async fn run_outbox(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(OUTBOX_TICK) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let due = match node.store.due_settlements(now_ms, 32) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "reading the outbox failed");
+                continue;
+            }
+        };
+        for DueSettlement {
+            key,
+            settlement_id,
+            issuer,
+            signed_record,
+            attempts,
+        } in due
+        {
+            match deliver(&node, &key, &settlement_id, &issuer, signed_record).await {
+                Ok(_) => {}
+                Err(error) => {
+                    let attempts = attempts.saturating_add(1);
+                    let backoff = FIRST_BACKOFF_MS
+                        .saturating_mul(1_i64 << attempts.min(10))
+                        .min(MAX_BACKOFF_MS);
+                    tracing::info!(%issuer, attempts, backoff_ms = backoff, %error, "settlement deferred");
+                    if let Err(error) = node.store.retry_later(&settlement_id, attempts, now_ms + backoff) {
+                        tracing::error!(%error, "updating the outbox failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The redeeming node's side: claims of its providers, the outbox of settlement records still
+//! to deliver, and the duplicate guard. A claim is stored with its outbox entry in one
+//! transaction before the provider gets an answer; it leaves the outbox in the same transaction
+//! that stores the issuer's receipt. At-least-once delivery plus the issuer's idempotent settle
+//! gives an exactly-once effect.
+
+use prost::Message;
+use schein_proto::v1::{
+    ClaimRecord, ClaimState, LedgerEvent, Outcome, Receipt, RejectReason, ledger_event,
+};
+use sled::transaction::{ConflictableTransactionError, Transactional};
+
+use super::{Store, StoreError, corrupt, ledger};
+
+/// Where a claim is kept: provider ‖ 0 ‖ the provider's claim id. Claim ids are the
+/// provider's own, so two providers may use the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimKey(Vec<u8>);
+
+impl ClaimKey {
+    pub fn new(provider: &str, claim_id: &str) -> Self {
+        let mut key = provider.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(claim_id.as_bytes());
+        Self(key)
+    }
+}
+
+/// A claim as the redeeming node stores it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ClaimEntry {
+    #[prost(message, optional, tag = "1")]
+    record: Option<ClaimRecord>,
+    #[prost(string, tag = "2")]
+    settlement_id: String,
+    /// The settlement record signed by this node, as it is (re)sent to the issuer.
+    #[prost(bytes = "vec", tag = "3")]
+    signed_record: Vec<u8>,
+    /// Hash of the request, to tell a retry from a reuse of the claim id.
+    #[prost(bytes = "vec", tag = "4")]
+    fingerprint: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    sequence: u64,
+}
+
+/// A settlement record waiting for delivery.
+#[derive(Clone, PartialEq, prost::Message)]
+struct OutboxEntry {
+    #[prost(bytes = "vec", tag = "1")]
+    claim_key: Vec<u8>,
+    #[prost(string, tag = "2")]
+    issuer: String,
+    #[prost(uint32, tag = "3")]
+    attempts: u32,
+    /// Milliseconds since the Unix epoch.
+    #[prost(int64, tag = "4")]
+    next_attempt_ms: i64,
+}
+
+/// A claim to store.
+#[derive(Clone, Debug)]
+pub struct NewClaim {
+    pub key: ClaimKey,
+    /// Its state is set by the store: pending, or held as a possible duplicate.
+    pub record: ClaimRecord,
+    pub settlement_id: String,
+    pub signed_record: Vec<u8>,
+    pub fingerprint: Vec<u8>,
+    /// One key per item for the duplicate guard (voucher, provider, date, fee code).
+    pub duplicate_keys: Vec<Vec<u8>>,
+}
+
+/// A settlement record due for (re)delivery.
+#[derive(Clone, Debug)]
+pub struct DueSettlement {
+    pub key: ClaimKey,
+    pub settlement_id: String,
+    pub issuer: String,
+    pub signed_record: Vec<u8>,
+    pub attempts: u32,
+}
+
+fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<ClaimEntry, StoreError> {
+    ClaimEntry::decode(bytes).map_err(|_| corrupt("claim record"))
+}
+
+fn record_of(entry: ClaimEntry) -> Result<ClaimRecord, StoreError> {
+    entry.record.ok_or_else(|| corrupt("claim without record"))
+}
+
+impl Store {
+    /// Stores a new claim with its outbox entry (or holds it as a possible duplicate). A claim
+    /// id seen before returns the stored claim if the request is the same, and
+    /// [`StoreError::ClaimIdReused`] if it differs. Returns the claim and whether it is new.
+    pub async fn submit_claim(&self, claim: NewClaim) -> Result<(ClaimRecord, bool), StoreError> {
+        let sequence = self.db.generate_id()?;
+        let trees = (&self.claims, &self.claim_order, &self.outbox, &self.claim_items);
+        let (record, created) = trees.transaction(|(claims, order, outbox, items)| {
+            if let Some(existing) = claims.get(&claim.key.0)? {
+                let existing = decode_entry(&existing).map_err(ConflictableTransactionError::Abort)?;
+                if existing.fingerprint != claim.fingerprint {
+                    return abort(StoreError::ClaimIdReused);
+                }
+                return Ok((record_of(existing).map_err(ConflictableTransactionError::Abort)?, false));
+            }
+            let mut duplicate = false;
+            for key in &claim.duplicate_keys {
+                match items.get(key.as_slice())? {
+                    Some(other) if other.as_ref() != claim.key.0.as_slice() => duplicate = true,
+                    _ => {}
+                }
+            }
+            let mut record = claim.record.clone();
+            if duplicate {
+                record.state = ClaimState::Held as i32;
+                record.message = "Held: the same service on the same voucher was claimed before under another claim id. The clearing office will confirm or reject it.".into();
+            } else {
+                record.state = ClaimState::Pending as i32;
+                record.message = "Stored; waiting for the issuing office's receipt.".into();
+                let entry = OutboxEntry {
+                    claim_key: claim.key.0.clone(),
+                    issuer: record.issuer.clone(),
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                };
+                outbox.insert(claim.settlement_id.as_bytes(), entry.encode_to_vec())?;
+            }
+            for key in &claim.duplicate_keys {
+                if items.get(key.as_slice())?.is_none() {
+                    items.insert(key.as_slice(), claim.key.0.as_slice())?;
+                }
+            }
+            let entry = ClaimEntry {
+                record: Some(record.clone()),
+                settlement_id: claim.settlement_id.clone(),
+                signed_record: claim.signed_record.clone(),
+                fingerprint: claim.fingerprint.clone(),
+                sequence,
+            };
+            claims.insert(claim.key.0.as_slice(), entry.encode_to_vec())?;
+            order.insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
+            Ok((record, true))
+        })?;
+        if created {
+            self.db.flush_async().await?;
+        }
+        Ok((record, created))
+    }
+
+    /// Records the issuer's receipt for a claim: final state, out of the outbox, into the
+    /// ledger. A claim that is final already is left as it is (the receipt came twice).
+    pub async fn finish_claim(
+        &self,
+        key: &ClaimKey,
+        signed_receipt: &[u8],
+        receipt: &Receipt,
+        message: String,
+    ) -> Result<ClaimRecord, StoreError> {
+        let trees = (&self.claims, &self.outbox, &self.ledger, &self.meta);
+        let (record, changed) = trees.transaction(|(claims, outbox, ledger_tree, meta)| {
+            let bytes = claims
+                .get(&key.0)?
+                .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownClaim))?;
+            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+            let mut record = entry
+                .record
+                .clone()
+                .ok_or(ConflictableTransactionError::Abort(corrupt("claim without record")))?;
+            if record.state != ClaimState::Pending as i32 {
+                return Ok((record, false));
+            }
+            let accepted = receipt.outcome == Outcome::Accepted as i32;
+            record.state = if accepted { ClaimState::Settled } else { ClaimState::Rejected } as i32;
+            record.reason = receipt.reason;
+            record.message = message.clone();
+            record.remaining_cap_cents = receipt.remaining_cap_cents;
+            record.receipt = signed_receipt.to_vec();
+            record.issuer_ledger_seq = receipt.ledger_seq;
+            entry.record = Some(record.clone());
+            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+            outbox.remove(entry.settlement_id.as_bytes())?;
+            let event = LedgerEvent {
+                event: Some(ledger_event::Event::ReceivedReceipt(signed_receipt.to_vec())),
+            };
+            ledger::append(ledger_tree, meta, &event)?;
+            Ok((record, true))
+        })?;
+        if changed {
+            self.db.flush_async().await?;
+        }
+        Ok(record)
+    }
+
+    /// The claim stored under `key`.
+    pub fn claim(&self, key: &ClaimKey) -> Result<Option<ClaimRecord>, StoreError> {
+        self.claims
+            .get(&key.0)?
+            .map(|bytes| decode_entry(&bytes).and_then(record_of))
+            .transpose()
+    }
+
+    /// The signed settlement record and settlement id of the claim under `key`.
+    pub fn settlement_of(&self, key: &ClaimKey) -> Result<(String, Vec<u8>), StoreError> {
+        let bytes = self.claims.get(&key.0)?.ok_or(StoreError::UnknownClaim)?;
+        let entry = decode_entry(&bytes)?;
+        Ok((entry.settlement_id, entry.signed_record))
+    }
+
+    /// Claims accepted by `keep`, newest first, from before `after`; and where to go on.
+    pub fn list_claims(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&ClaimRecord) -> bool,
+    ) -> Result<(Vec<ClaimRecord>, Option<u64>), StoreError> {
+        let range = match after {
+            Some(cursor) => self.claim_order.range(..cursor.to_be_bytes()),
+            None => self.claim_order.iter(),
+        };
+        let mut page = Vec::new();
+        for (scanned, entry) in range.rev().enumerate() {
+            let (seq, key) = entry?;
+            let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| corrupt("claim order"))?);
+            if page.len() == limit || scanned == super::MAX_SCAN {
+                return Ok((page, Some(seq.saturating_add(1))));
+            }
+            let record = self
+                .claim(&ClaimKey(key.to_vec()))?
+                .ok_or_else(|| corrupt("claim order"))?;
+            if keep(&record) {
+                page.push(record);
+            }
+        }
+        Ok((page, None))
+    }
+
+    /// Settlement records due for delivery at `now_ms`, at most `limit`.
+    pub fn due_settlements(&self, now_ms: i64, limit: usize) -> Result<Vec<DueSettlement>, StoreError> {
+        let mut due = Vec::new();
+        for entry in self.outbox.iter() {
+            let (id, bytes) = entry?;
+            let outbox = OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
+            if outbox.next_attempt_ms > now_ms {
+                continue;
+            }
+            let key = ClaimKey(outbox.claim_key);
+            let (settlement_id, signed_record) = self.settlement_of(&key)?;
+            if settlement_id.as_bytes() != id.as_ref() {
+                return Err(corrupt("outbox entry of another claim"));
+            }
+            due.push(DueSettlement {
+                key,
+                settlement_id,
+                issuer: outbox.issuer,
+                signed_record,
+                attempts: outbox.attempts,
+            });
+            if due.len() == limit {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
+    /// Notes a failed delivery: try again at `next_attempt_ms`. Not flushed: after a crash the
+    /// record is simply tried again at once.
+    pub fn retry_later(&self, settlement_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<(), StoreError> {
+        self.outbox.transaction(|outbox| {
+            if let Some(bytes) = outbox.get(settlement_id.as_bytes())? {
+                let mut entry = OutboxEntry::decode(bytes.as_ref())
+                    .map_err(|_| ConflictableTransactionError::Abort(corrupt("outbox entry")))?;
+                entry.attempts = attempts;
+                entry.next_attempt_ms = next_attempt_ms;
+                outbox.insert(settlement_id.as_bytes(), entry.encode_to_vec())?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Number of settlement records waiting for delivery.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The office's decision on a held claim: release it for settlement, or reject it.
+    pub async fn decide_held(&self, key: &ClaimKey, release: bool) -> Result<ClaimRecord, StoreError> {
+        let record = (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
+            let bytes = claims
+                .get(&key.0)?
+                .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownClaim))?;
+            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+            let mut record = entry
+                .record
+                .clone()
+                .ok_or(ConflictableTransactionError::Abort(corrupt("claim without record")))?;
+            if record.state != ClaimState::Held as i32 {
+                return abort(StoreError::NotHeld);
+            }
+            if release {
+                record.state = ClaimState::Pending as i32;
+                record.message = "Released by the clearing office; waiting for the issuing office's receipt.".into();
+                let item = OutboxEntry {
+                    claim_key: key.0.clone(),
+                    issuer: record.issuer.clone(),
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                };
+                outbox.insert(entry.settlement_id.as_bytes(), item.encode_to_vec())?;
+            } else {
+                record.state = ClaimState::Rejected as i32;
+                record.reason = RejectReason::Duplicate as i32;
+                record.message = "Rejected by the clearing office as a duplicate.".into();
+            }
+            entry.record = Some(record.clone());
+            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+            Ok(record)
+        })?;
+        self.db.flush_async().await?;
+        Ok(record)
+    }
+}

@@ -1,0 +1,266 @@
+//! The issuer's side of settlement: one atomic decision per settlement record (DESIGN.md,
+//! flow 4), and cap approvals. A decision is stored, with its ledger entry, before it is
+//! answered; a repeat of the same claim gets the stored receipt, byte for byte.
+
+use prost::Message;
+use schein_proto::money::MAX_CENTS;
+use schein_proto::v1::{
+    CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, SettlementRecord,
+    ledger_event,
+};
+use schein_proto::{Day, Serial};
+use sled::transaction::{ConflictableTransactionError, Transactional};
+
+use super::{StateRecord, Store, StoreError, StoredVoucher, corrupt, ledger};
+
+/// Claims must arrive within this many months after a voucher's validity ends.
+const CLAIM_DEADLINE_MONTHS: u32 = 3;
+
+/// A settlement record that cannot be decided on at all; nothing is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    #[error("the record is not valid: {0}")]
+    InvalidRecord(String),
+}
+
+/// Result of one office identity's approval of a higher cap.
+#[derive(Debug, Clone)]
+pub enum CapApproval {
+    /// The new cap is in force.
+    Applied(StoredVoucher),
+    /// Recorded; it needs a second, different office identity.
+    Pending(StoredVoucher),
+}
+
+const POT_REGULAR: &[u8] = b"pot/regular";
+const POT_EMERGENCY: &[u8] = b"pot/emergency";
+
+fn settlement_key(redeemer: &str, claim_id: &str) -> Vec<u8> {
+    let mut key = redeemer.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(claim_id.as_bytes());
+    key
+}
+
+fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+impl Store {
+    /// Decides on `record` for this node as issuer `issuer`, on `today`: stores the decision,
+    /// its ledger entry and the updated voucher state in one transaction, flushes, and returns
+    /// the signed receipt. `sign` seals a receipt with the node's key.
+    pub async fn settle(
+        &self,
+        issuer: &str,
+        record: &SettlementRecord,
+        today: Day,
+        sign: impl Fn(&Receipt) -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        if !(1..=MAX_CENTS).contains(&record.amount_cents) {
+            return Err(SettleError::InvalidRecord("the amount is out of range".into()).into());
+        }
+        let category = Category::try_from(record.category)
+            .ok()
+            .filter(|c| *c != Category::Unspecified)
+            .ok_or_else(|| SettleError::InvalidRecord("unknown category".into()))?;
+        if record.claim_id.is_empty() || record.claim_id.len() > 64 {
+            return Err(SettleError::InvalidRecord("the claim id is missing or too long".into()).into());
+        }
+        let serial = Serial::from_slice(&record.serial)
+            .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
+        let key = settlement_key(&record.redeemer, &record.claim_id);
+        let trees = (
+            &self.settlements,
+            &self.issued,
+            &self.state,
+            &self.ledger,
+            &self.meta,
+        );
+        let receipt = trees.transaction(|(settlements, issued, state, ledger_tree, meta)| {
+            if let Some(existing) = settlements.get(&key)? {
+                return Ok(existing.to_vec());
+            }
+            let mut receipt = Receipt {
+                claim_id: record.claim_id.clone(),
+                serial: record.serial.clone(),
+                issuer: issuer.to_owned(),
+                redeemer: record.redeemer.clone(),
+                amount_cents: record.amount_cents,
+                category: category as i32,
+                service_month: record.service_month,
+                outcome: Outcome::Rejected as i32,
+                decided_on: Some(today.into()),
+                ..Default::default()
+            };
+            let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
+                (true, Some(issued_bytes)) => {
+                    let state_bytes = state
+                        .get(serial.as_bytes())?
+                        .ok_or(ConflictableTransactionError::Abort(corrupt("voucher without state")))?;
+                    Some((
+                        Store::assemble(&issued_bytes, &state_bytes)
+                            .map_err(ConflictableTransactionError::Abort)?,
+                        StateRecord::decode(state_bytes.as_ref())
+                            .map_err(|_| ConflictableTransactionError::Abort(corrupt("voucher state")))?,
+                    ))
+                }
+                _ => None,
+            };
+            match voucher {
+                None => receipt.reason = RejectReason::UnknownVoucher as i32,
+                Some((stored, mut voucher_state)) => {
+                    let decision = decide(&stored, record, category, today);
+                    receipt.remaining_cap_cents = stored.remaining_cap_cents();
+                    match decision {
+                        Err(reason) => receipt.reason = reason as i32,
+                        Ok(()) => {
+                            receipt.outcome = Outcome::Accepted as i32;
+                            match category {
+                                Category::Medication => voucher_state.medication_cents += record.amount_cents,
+                                _ => voucher_state.claimed_cents += record.amount_cents,
+                            }
+                            receipt.remaining_cap_cents = stored
+                                .cap_cents
+                                .map(|cap| cap - voucher_state.claimed_cents);
+                            state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
+                            let pot = if stored.voucher.emergency { POT_EMERGENCY } else { POT_REGULAR };
+                            let before = meta
+                                .get(pot)?
+                                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                                .map(i64::from_be_bytes)
+                                .unwrap_or(0);
+                            meta.insert(pot, &(before + record.amount_cents).to_be_bytes())?;
+                        }
+                    }
+                }
+            }
+            // The receipt names its own ledger position: reserve it, then record the signed
+            // receipt under it.
+            let head = ledger::head_in(meta)?;
+            receipt.ledger_seq = head.seq + 1;
+            let signed = sign(&receipt);
+            let event = LedgerEvent {
+                event: Some(ledger_event::Event::Receipt(signed.clone())),
+            };
+            let seq = ledger::append(ledger_tree, meta, &event)?;
+            if seq != receipt.ledger_seq {
+                return abort(corrupt("ledger sequence moved during settlement"));
+            }
+            settlements.insert(key.as_slice(), signed.as_slice())?;
+            Ok(signed)
+        })?;
+        self.db.flush_async().await?;
+        Ok(receipt)
+    }
+
+    /// One office identity's approval of `new_cap` for `serial`. At or below `threshold` it
+    /// applies at once; above, it applies when a second, different identity approves the same
+    /// amount.
+    pub async fn approve_cap(
+        &self,
+        serial: Serial,
+        new_cap: i64,
+        approver: &str,
+        threshold: i64,
+    ) -> Result<CapApproval, StoreError> {
+        let applied = (&self.issued, &self.state, &self.ledger, &self.meta).transaction(
+            |(issued, state, ledger_tree, meta)| {
+                let issued_bytes = issued
+                    .get(serial.as_bytes())?
+                    .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownVoucher))?;
+                let state_bytes = state
+                    .get(serial.as_bytes())?
+                    .ok_or(ConflictableTransactionError::Abort(corrupt("voucher without state")))?;
+                let stored = Store::assemble(&issued_bytes, &state_bytes)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                let mut voucher_state = StateRecord::decode(state_bytes.as_ref())
+                    .map_err(|_| ConflictableTransactionError::Abort(corrupt("voucher state")))?;
+                if stored.revoked_at.is_some() {
+                    return abort(StoreError::AlreadyRevoked);
+                }
+                if stored.cap_cents.is_some_and(|cap| new_cap <= cap) || stored.cap_cents.is_none() {
+                    return abort(SettleError::InvalidRecord(
+                        "an approval can only raise a voucher's cap".into(),
+                    )
+                    .into());
+                }
+                let second = voucher_state.pending_cap == Some(new_cap);
+                if new_cap > threshold && second && voucher_state.pending_approver == approver {
+                    return abort(StoreError::NeedsSecondApproval);
+                }
+                if new_cap > threshold && !second {
+                    voucher_state.pending_cap = Some(new_cap);
+                    voucher_state.pending_approver = approver.to_owned();
+                    state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
+                    return Ok(false);
+                }
+                voucher_state.cap_override = Some(new_cap);
+                voucher_state.pending_cap = None;
+                voucher_state.pending_approver.clear();
+                state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
+                let event = LedgerEvent {
+                    event: Some(ledger_event::Event::CapRaised(CapRaised {
+                        serial: serial.as_bytes().to_vec(),
+                        new_cap_cents: new_cap,
+                    })),
+                };
+                ledger::append(ledger_tree, meta, &event)?;
+                Ok(true)
+            },
+        )?;
+        self.db.flush_async().await?;
+        let stored = self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)?;
+        Ok(if applied {
+            CapApproval::Applied(stored)
+        } else {
+            CapApproval::Pending(stored)
+        })
+    }
+
+    /// Settled amounts of the regular and the emergency budget pot, euro cents.
+    pub fn pots(&self) -> Result<(i64, i64), StoreError> {
+        let read = |key: &[u8]| -> Result<i64, StoreError> {
+            Ok(self
+                .meta
+                .get(key)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(0))
+        };
+        Ok((read(POT_REGULAR)?, read(POT_EMERGENCY)?))
+    }
+}
+
+/// The rules of flow 4 for one voucher, in order: revoked, service month within validity,
+/// deadline, cap (treatment only; medication is outside the cap).
+fn decide(
+    stored: &StoredVoucher,
+    record: &SettlementRecord,
+    category: Category,
+    today: Day,
+) -> Result<(), RejectReason> {
+    let voucher = &stored.voucher;
+    if stored.revoked_at.is_some() {
+        return Err(RejectReason::Revoked);
+    }
+    let first = voucher.valid_from.month().unwrap_or(i32::MAX);
+    let last = voucher.valid_until.month().unwrap_or(i32::MIN);
+    if !(first..=last).contains(&record.service_month) {
+        return Err(RejectReason::Expired);
+    }
+    let deadline = voucher
+        .valid_until
+        .add_months(CLAIM_DEADLINE_MONTHS)
+        .unwrap_or(voucher.valid_until);
+    if today > deadline {
+        return Err(RejectReason::DeadlinePassed);
+    }
+    if category == Category::Treatment
+        && let Some(cap) = stored.cap_cents
+        && stored.claimed_cents + record.amount_cents > cap
+    {
+        return Err(RejectReason::OverCap);
+    }
+    Ok(())
+}

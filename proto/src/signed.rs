@@ -1,0 +1,135 @@
+//! Signed documents other than vouchers: settlement records (signed by the redeeming node),
+//! receipts (signed by the issuer) and ledger heads. Same wire form as a voucher (format byte,
+//! body, 64-byte ed25519 signature) and the same rule: the signature covers a context string
+//! naming the kind of document, then the body bytes, so one kind can never pass for another.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use prost::Message;
+
+use crate::voucher::{FORMAT_V1, VoucherError};
+
+/// Longest body accepted; real ones are around 100 bytes.
+const MAX_BODY_LEN: usize = 1024;
+const SIGNATURE_LEN: usize = 64;
+
+/// The kinds of signed documents, each with its own signing context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Settlement,
+    Receipt,
+    LedgerHead,
+}
+
+impl Kind {
+    const fn context(self) -> &'static [u8] {
+        match self {
+            Kind::Settlement => b"schein/settlement/v1",
+            Kind::Receipt => b"schein/receipt/v1",
+            Kind::LedgerHead => b"schein/ledger-head/v1",
+        }
+    }
+}
+
+fn signed_message(kind: Kind, body: &[u8]) -> Vec<u8> {
+    let context = kind.context();
+    let mut message = Vec::with_capacity(context.len() + body.len());
+    message.extend_from_slice(context);
+    message.extend_from_slice(body);
+    message
+}
+
+/// Encodes `document`, signs it as `kind` and returns the wire form.
+pub fn seal<M: Message>(kind: Kind, document: &M, key: &SigningKey) -> Vec<u8> {
+    let body = document.encode_to_vec();
+    let signature = key.sign(&signed_message(kind, &body)).to_bytes();
+    let mut bytes = Vec::with_capacity(1 + body.len() + SIGNATURE_LEN);
+    bytes.push(FORMAT_V1);
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&signature);
+    bytes
+}
+
+fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), VoucherError> {
+    let (&format, rest) = bytes
+        .split_first()
+        .ok_or(VoucherError::Malformed("it is empty"))?;
+    if format != FORMAT_V1 {
+        return Err(VoucherError::UnknownFormat(format));
+    }
+    if rest.len() <= SIGNATURE_LEN || rest.len() > MAX_BODY_LEN + SIGNATURE_LEN {
+        return Err(VoucherError::Malformed("it has the wrong length"));
+    }
+    Ok(rest.split_at(rest.len() - SIGNATURE_LEN))
+}
+
+/// Reads the document without checking the signature: only to find out who signed it, so that
+/// the right key can be looked up. Nothing read here may be acted on.
+pub fn peek<M: Message + Default>(bytes: &[u8]) -> Result<M, VoucherError> {
+    let (body, _) = split(bytes)?;
+    M::decode(body).map_err(|_| VoucherError::Malformed("its content cannot be read"))
+}
+
+/// Checks the signature strictly with `key` as a document of `kind`, then decodes it.
+pub fn open<M: Message + Default>(
+    kind: Kind,
+    bytes: &[u8],
+    key: &VerifyingKey,
+) -> Result<M, VoucherError> {
+    let (body, signature) = split(bytes)?;
+    let signature: [u8; SIGNATURE_LEN] = signature
+        .try_into()
+        .map_err(|_| VoucherError::Malformed("the signature has the wrong length"))?;
+    key.verify_strict(&signed_message(kind, body), &Signature::from_bytes(&signature))
+        .map_err(|_| VoucherError::BadSignature)?;
+    M::decode(body).map_err(|_| VoucherError::Malformed("its content cannot be read"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::v1::{Category, Receipt, SettlementRecord};
+
+    fn record() -> SettlementRecord {
+        SettlementRecord {
+            claim_id: "c0ffee".into(),
+            serial: vec![7; 10],
+            issuer: "leipzig".into(),
+            amount_cents: 4_660,
+            category: Category::Treatment as i32,
+            service_month: 202_611,
+            redeemer: "dresden".into(),
+            key_id: "abcd".into(),
+        }
+    }
+
+    #[test]
+    fn a_document_opens_only_as_its_own_kind_with_its_own_key() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let sealed = seal(Kind::Settlement, &record(), &key);
+        let opened: SettlementRecord = open(Kind::Settlement, &sealed, &key.verifying_key()).unwrap();
+        assert_eq!(opened, record());
+        assert_eq!(peek::<SettlementRecord>(&sealed).unwrap(), record());
+        assert_eq!(
+            open::<Receipt>(Kind::Receipt, &sealed, &key.verifying_key()),
+            Err(VoucherError::BadSignature)
+        );
+        let other = SigningKey::from_bytes(&[6; 32]);
+        assert_eq!(
+            open::<SettlementRecord>(Kind::Settlement, &sealed, &other.verifying_key()),
+            Err(VoucherError::BadSignature)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_bit_flip_fails(bit in 0usize..1000) {
+            let key = SigningKey::from_bytes(&[5; 32]);
+            let mut sealed = seal(Kind::Receipt, &record(), &key);
+            let bit = bit % (sealed.len() * 8);
+            sealed[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(open::<SettlementRecord>(Kind::Receipt, &sealed, &key.verifying_key()).is_err());
+        }
+    }
+}
