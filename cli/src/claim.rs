@@ -6,8 +6,8 @@ use clap::{Subcommand, ValueEnum};
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
-    Category, ClaimItem, ClaimRecord, ClaimStatusRequest, DecideHeldClaimRequest,
-    LedgerRequest, ListClaimsRequest, ProviderKind, SubmitClaimRequest,
+    Category, ClaimItem, ClaimRecord, ClaimStatusRequest, DecideHeldClaimRequest, LedgerRequest,
+    ListClaimsRequest, ProviderKind, SubmitClaimRequest,
 };
 
 use crate::Outcome;
@@ -127,7 +127,10 @@ fn rand_bytes() -> [u8; 8] {
     bytes
 }
 
-pub(crate) async fn submit(client: &Client, request: SubmitClaimRequest) -> anyhow::Result<ClaimRecord> {
+pub(crate) async fn submit(
+    client: &Client,
+    request: SubmitClaimRequest,
+) -> anyhow::Result<ClaimRecord> {
     Ok(client
         .provider()
         .submit_claim(request)
@@ -242,11 +245,19 @@ pub(crate) async fn verify_ledger(client: &Client, out: &Output) -> anyhow::Resu
         }
         entries.extend(page.entries);
     };
-    let checked = schein_proto::ledger::verify_chain(&entries, &head, &keys)
-        .with_context(|| format!("the ledger of node {} does NOT check out", client.identity.node))?;
+    let checked =
+        schein_proto::ledger::verify_chain(&entries, &head, &keys).with_context(|| {
+            format!(
+                "the ledger of node {} does NOT check out",
+                client.identity.node
+            )
+        })?;
     out.ledger(&client.identity.node, &checked);
     if checked.head.node != client.identity.node {
-        return Err(anyhow!("the head was signed for node '{}'", checked.head.node));
+        return Err(anyhow!(
+            "the head was signed for node '{}'",
+            checked.head.node
+        ));
     }
     Ok(Outcome::Done)
 }

@@ -4,8 +4,8 @@
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
-    ClaimRecord, ClaimState, InvalidReason, RejectReason, ListVouchersResponse, RevocationReason, Scope, Verdict, Verification,
-    VoucherRecord, VoucherState,
+    ClaimRecord, ClaimState, InvalidReason, ListVouchersResponse, RejectReason, RevocationReason,
+    Scope, Verdict, Verification, VoucherRecord, VoucherState,
 };
 use serde_json::{Value, json};
 
@@ -284,12 +284,23 @@ impl Output {
             println!("{}", claim_json(claim));
             return;
         }
-        println!("Claim {}: {}. {}", claim.claim_id, claim_state_name(claim.state()), claim.message);
-        println!("  voucher      {} ({})", claim.voucher_short_code, claim.issuer);
+        println!(
+            "Claim {}: {}. {}",
+            claim.claim_id,
+            claim_state_name(claim.state()),
+            claim.message
+        );
+        println!(
+            "  voucher      {} ({})",
+            claim.voucher_short_code, claim.issuer
+        );
         println!("  service on   {}", day(claim.service_date));
         println!("  amount       {}", Cents(claim.amount_cents));
         if claim.issuer_ledger_seq > 0 {
-            println!("  receipt      entry {} of the issuer's ledger", claim.issuer_ledger_seq);
+            println!(
+                "  receipt      entry {} of the issuer's ledger",
+                claim.issuer_ledger_seq
+            );
         }
     }
 
@@ -318,7 +329,10 @@ impl Output {
     pub(crate) fn ledger(&self, node: &str, checked: &schein_proto::ledger::CheckedLedger) {
         let hash = data_encoding::HEXLOWER.encode(&checked.head.hash);
         if self.json {
-            println!("{}", json!({"node": node, "entries": checked.entries, "head_hash": hash, "valid": true}));
+            println!(
+                "{}",
+                json!({"node": node, "entries": checked.entries, "head_hash": hash, "valid": true})
+            );
         } else {
             println!(
                 "The ledger of node {node} checks out: {} entries, each chained to the one before; head {} signed by the node.",

@@ -82,7 +82,9 @@ pub async fn submit(
         .into();
     let (_, latest_today) = node.today_range();
     if service_date > latest_today {
-        return Err(invalid(format!("the service date {service_date} lies in the future")));
+        return Err(invalid(format!(
+            "the service date {service_date} lies in the future"
+        )));
     }
     let (issuer, voucher) = match resolve(node, &request.code).await {
         Resolved::Voucher(issuer, voucher) => (issuer, voucher),
@@ -189,7 +191,15 @@ pub async fn submit(
         return Ok(record);
     }
     for _ in 0..INLINE_ATTEMPTS {
-        match deliver(node, &key, &settlement_id, issuer.id(), signed_record.clone()).await {
+        match deliver(
+            node,
+            &key,
+            &settlement_id,
+            issuer.id(),
+            signed_record.clone(),
+        )
+        .await
+        {
             Ok(record) => return Ok(record),
             Err(error) => {
                 tracing::info!(issuer = issuer.id(), %error, "claim left in the outbox");
@@ -228,8 +238,8 @@ pub async fn deliver(
         .member(issuer_id)
         .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
     let signed_receipt = if issuer.id() == node.id {
-        let record: SettlementRecord = signed::peek(&signed_record)
-            .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+        let record: SettlementRecord =
+            signed::peek(&signed_record).map_err(|e| DeliveryError::Refused(e.to_string()))?;
         settle_here(node, &record)
             .await
             .map_err(|s| DeliveryError::Refused(s.message().to_owned()))?
@@ -250,7 +260,9 @@ pub async fn deliver(
         .await?;
     tracing::info!(
         issuer = issuer.id(),
-        outcome = Outcome::try_from(receipt.outcome).map(|o| o.as_str_name()).unwrap_or("?"),
+        outcome = Outcome::try_from(receipt.outcome)
+            .map(|o| o.as_str_name())
+            .unwrap_or("?"),
         ledger_seq = receipt.ledger_seq,
         "claim decided"
     );
@@ -261,9 +273,7 @@ pub async fn deliver(
 pub fn open_receipt(issuer: &Member, signed_receipt: &[u8]) -> Result<Receipt, DeliveryError> {
     let bad = |e: &dyn std::fmt::Display| DeliveryError::BadReceipt(e.to_string());
     let claimed: Receipt = signed::peek(signed_receipt).map_err(|e| bad(&e))?;
-    let key = issuer
-        .key(&KeyId(claimed.key_id))
-        .map_err(|e| bad(&e))?;
+    let key = issuer.key(&KeyId(claimed.key_id)).map_err(|e| bad(&e))?;
     signed::open(Kind::Receipt, signed_receipt, &key.public_key).map_err(|e| bad(&e))
 }
 
@@ -316,8 +326,8 @@ pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u
 /// Opens a settlement record sent by `redeemer` with that member's key.
 pub fn open_record(redeemer: &Member, signed_record: &[u8]) -> Result<SettlementRecord, Status> {
     let bad = |what: String| refusal(ErrorReason::BadSignature, what);
-    let claimed: SettlementRecord =
-        signed::peek(signed_record).map_err(|e| bad(format!("the settlement record cannot be read: {e}")))?;
+    let claimed: SettlementRecord = signed::peek(signed_record)
+        .map_err(|e| bad(format!("the settlement record cannot be read: {e}")))?;
     let key = redeemer
         .key(&KeyId(claimed.key_id))
         .map_err(|_| bad("the settlement record names a key its sender does not list".into()))?;
@@ -359,7 +369,10 @@ pub async fn run_outbox(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                         .saturating_mul(1_i64 << attempts.min(10))
                         .min(MAX_BACKOFF_MS);
                     tracing::info!(%issuer, attempts, backoff_ms = backoff, %error, "settlement deferred");
-                    if let Err(error) = node.store.retry_later(&settlement_id, attempts, now_ms + backoff) {
+                    if let Err(error) =
+                        node.store
+                            .retry_later(&settlement_id, attempts, now_ms + backoff)
+                    {
                         tracing::error!(%error, "updating the outbox failed");
                     }
                 }

@@ -63,7 +63,10 @@ impl FeeSchedule {
         let mut seen = std::collections::HashSet::new();
         for catalogue in &self.catalogues {
             if !(1..=1000).contains(&catalogue.factor_percent) {
-                return Err(format!("catalogue '{}': factor_percent must be 1 to 1000", catalogue.name));
+                return Err(format!(
+                    "catalogue '{}': factor_percent must be 1 to 1000",
+                    catalogue.name
+                ));
             }
             for (code, &cents) in &catalogue.items {
                 if code.is_empty() || code.len() > 32 || code.chars().any(char::is_whitespace) {
@@ -141,19 +144,41 @@ mod tests {
         assert!(schedule.catalogues.len() >= 4);
         schedule.validate().unwrap();
         assert_eq!(schedule.max_unit_cents("GOAE-1"), Some(466));
-        assert_eq!(schedule.max_unit_cents("GOZ-0010"), Some(1124), "dental factor 2.0");
+        assert_eq!(
+            schedule.max_unit_cents("GOZ-0010"),
+            Some(1124),
+            "dental factor 2.0"
+        );
     }
 
     #[test]
     fn bills_are_checked_item_by_item() {
         let schedule = FeeSchedule::builtin();
-        assert_eq!(schedule.check(&[item("GOAE-1", 1, 466), item("GOAE-5", 2, 900)]), Ok(1366));
+        assert_eq!(
+            schedule.check(&[item("GOAE-1", 1, 466), item("GOAE-5", 2, 900)]),
+            Ok(1366)
+        );
         assert!(matches!(schedule.check(&[]), Err(FeeError::ItemCount)));
-        assert!(matches!(schedule.check(&[item("GOAE-9999", 1, 100)]), Err(FeeError::UnknownCode(_))));
-        assert!(matches!(schedule.check(&[item("GOAE-1", 0, 100)]), Err(FeeError::Count(_))));
-        assert!(matches!(schedule.check(&[item("GOAE-1", 100, 100)]), Err(FeeError::Count(_))));
-        assert!(matches!(schedule.check(&[item("GOAE-1", 1, -5)]), Err(FeeError::Amount(_))));
-        assert!(matches!(schedule.check(&[item("GOAE-1", 1, 467)]), Err(FeeError::TooMuch { .. })));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-9999", 1, 100)]),
+            Err(FeeError::UnknownCode(_))
+        ));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-1", 0, 100)]),
+            Err(FeeError::Count(_))
+        ));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-1", 100, 100)]),
+            Err(FeeError::Count(_))
+        ));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-1", 1, -5)]),
+            Err(FeeError::Amount(_))
+        ));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-1", 1, 467)]),
+            Err(FeeError::TooMuch { .. })
+        ));
         let big = FeeSchedule {
             catalogues: vec![Catalogue {
                 name: "test".into(),

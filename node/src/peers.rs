@@ -108,7 +108,11 @@ impl Peers {
     }
 
     /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.
-    pub async fn settle(&self, member: &Member, signed_record: Vec<u8>) -> Result<Vec<u8>, PeerError> {
+    pub async fn settle(
+        &self,
+        member: &Member,
+        signed_record: Vec<u8>,
+    ) -> Result<Vec<u8>, PeerError> {
         let mut client = self.client(member)?;
         let call = client.settle(SettleRequest { signed_record });
         self.bounded(member, call)
@@ -130,7 +134,9 @@ impl Peers {
         match tokio::time::timeout(self.timeout * 2, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(failed(status)),
-            Err(_) => Err(failed(tonic::Status::deadline_exceeded("no answer in time"))),
+            Err(_) => Err(failed(tonic::Status::deadline_exceeded(
+                "no answer in time",
+            ))),
         }
     }
 

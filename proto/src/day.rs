@@ -63,8 +63,8 @@ impl Day {
     /// The same day `months` later, or the last day of that month if it is shorter.
     pub fn add_months(self, months: u32) -> Option<Self> {
         let date = self.to_date()?;
-        let index = i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1
-            + i64::from(months);
+        let index =
+            i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1 + i64::from(months);
         let year = i32::try_from(index.div_euclid(12)).ok()?;
         let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
         let last = time::util::days_in_month(month, year);

@@ -100,7 +100,10 @@ mod tests {
             .collect()
     }
 
-    fn head(entries: &[LedgerEntry], key: &ed25519_dalek::SigningKey) -> (Vec<u8>, Vec<SigningKey>) {
+    fn head(
+        entries: &[LedgerEntry],
+        key: &ed25519_dalek::SigningKey,
+    ) -> (Vec<u8>, Vec<SigningKey>) {
         let hash = entries.last().map(entry_hash).unwrap_or([0; 32]);
         let key_id = crate::KeyId::of(&key.verifying_key()).0;
         let sealed = signed::seal(
@@ -127,22 +130,40 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
         let entries = chain(5);
         let (signed_head, keys) = head(&entries, &key);
-        assert_eq!(verify_chain(&entries, &signed_head, &keys).unwrap().entries, 5);
+        assert_eq!(
+            verify_chain(&entries, &signed_head, &keys).unwrap().entries,
+            5
+        );
 
         let mut altered = entries.clone();
         altered[2].event = b"paid twice".to_vec();
-        assert_eq!(verify_chain(&altered, &signed_head, &keys), Err(LedgerError::Broken(4)));
+        assert_eq!(
+            verify_chain(&altered, &signed_head, &keys),
+            Err(LedgerError::Broken(4))
+        );
         let mut last_altered = entries.clone();
         last_altered[4].event = b"x".to_vec();
-        assert_eq!(verify_chain(&last_altered, &signed_head, &keys), Err(LedgerError::HeadHash));
+        assert_eq!(
+            verify_chain(&last_altered, &signed_head, &keys),
+            Err(LedgerError::HeadHash)
+        );
         let mut dropped = entries.clone();
         dropped.remove(1);
-        assert!(matches!(verify_chain(&dropped, &signed_head, &keys), Err(LedgerError::Gap { .. })));
+        assert!(matches!(
+            verify_chain(&dropped, &signed_head, &keys),
+            Err(LedgerError::Gap { .. })
+        ));
         let truncated = &entries[..4];
-        assert!(matches!(verify_chain(truncated, &signed_head, &keys), Err(LedgerError::HeadMismatch { .. })));
+        assert!(matches!(
+            verify_chain(truncated, &signed_head, &keys),
+            Err(LedgerError::HeadMismatch { .. })
+        ));
         let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         let (_, other_keys) = head(&entries, &other);
-        assert!(matches!(verify_chain(&entries, &signed_head, &other_keys), Err(LedgerError::HeadSignature(_))));
+        assert!(matches!(
+            verify_chain(&entries, &signed_head, &other_keys),
+            Err(LedgerError::HeadSignature(_))
+        ));
         let (empty_head, keys) = head(&[], &key);
         assert_eq!(verify_chain(&[], &empty_head, &keys).unwrap().entries, 0);
     }

@@ -79,8 +79,11 @@ pub fn open<M: Message + Default>(
     let signature: [u8; SIGNATURE_LEN] = signature
         .try_into()
         .map_err(|_| VoucherError::Malformed("the signature has the wrong length"))?;
-    key.verify_strict(&signed_message(kind, body), &Signature::from_bytes(&signature))
-        .map_err(|_| VoucherError::BadSignature)?;
+    key.verify_strict(
+        &signed_message(kind, body),
+        &Signature::from_bytes(&signature),
+    )
+    .map_err(|_| VoucherError::BadSignature)?;
     M::decode(body).map_err(|_| VoucherError::Malformed("its content cannot be read"))
 }
 
@@ -108,7 +111,8 @@ mod tests {
     fn a_document_opens_only_as_its_own_kind_with_its_own_key() {
         let key = SigningKey::from_bytes(&[5; 32]);
         let sealed = seal(Kind::Settlement, &record(), &key);
-        let opened: SettlementRecord = open(Kind::Settlement, &sealed, &key.verifying_key()).unwrap();
+        let opened: SettlementRecord =
+            open(Kind::Settlement, &sealed, &key.verifying_key()).unwrap();
         assert_eq!(opened, record());
         assert_eq!(peek::<SettlementRecord>(&sealed).unwrap(), record());
         assert_eq!(

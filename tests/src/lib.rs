@@ -108,6 +108,32 @@ pub async fn verify(
     Ok(provider.verify_voucher(request).await?.into_inner())
 }
 
+/// A claim for `items` (fee code, count, cents) on the voucher `code`, served today.
+pub fn claim_request(
+    claim_id: &str,
+    code: &str,
+    items: &[(&str, u32, i64)],
+    category: schein_proto::v1::Category,
+) -> schein_proto::v1::SubmitClaimRequest {
+    schein_proto::v1::SubmitClaimRequest {
+        claim_id: claim_id.to_owned(),
+        code: code.to_owned(),
+        service_date: Some(schein_proto::Day::today().into()),
+        provider_kind: schein_proto::v1::ProviderKind::Practice as i32,
+        items: items
+            .iter()
+            .map(
+                |&(fee_code, count, amount_cents)| schein_proto::v1::ClaimItem {
+                    fee_code: fee_code.to_owned(),
+                    count,
+                    amount_cents,
+                },
+            )
+            .collect(),
+        category: category as i32,
+    }
+}
+
 /// Asserts a verdict and, for invalid ones, the reason.
 #[track_caller]
 pub fn assert_verdict(

@@ -70,7 +70,10 @@ impl Federation for FederationService {
         let peer = require_peer(&request, &self.node)?;
         let roster = self.node.roster();
         let redeemer = roster.member(&peer.node).ok_or_else(|| {
-            refusal(ErrorReason::UnknownIdentity, "you are not a member of this roster")
+            refusal(
+                ErrorReason::UnknownIdentity,
+                "you are not a member of this roster",
+            )
         })?;
         let record = crate::claim::open_record(redeemer, &request.get_ref().signed_record)?;
         if record.redeemer != peer.node {

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use schein_proto::code::{VoucherCode, prefix_key};
 use schein_proto::error::refusal;
+use schein_proto::money::Cents;
 use schein_proto::money::MAX_CENTS;
 use schein_proto::v1::office_server::Office;
-use schein_proto::money::Cents;
 use schein_proto::v1::{
     ApproveCapRequest, ApproveCapResponse, ClaimRecord, ClaimState, DecideHeldClaimRequest,
-    ErrorReason, IssueVoucherRequest, LedgerHead, LedgerRequest, LedgerResponse,
-    ListClaimsRequest, ListClaimsResponse, ListVouchersRequest, ListVouchersResponse,
-    RevocationReason, RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord,
-    VoucherState,
+    ErrorReason, IssueVoucherRequest, LedgerHead, LedgerRequest, LedgerResponse, ListClaimsRequest,
+    ListClaimsResponse, ListVouchersRequest, ListVouchersResponse, RevocationReason,
+    RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord, VoucherState,
 };
 use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
 use schein_proto::{Day, FullCode, KeyId, Serial, ShortCode, SignedVoucher, VoucherError};
@@ -211,7 +210,8 @@ impl Office for OfficeService {
         let bound_provider = request.bound_provider.trim().to_owned();
         if !bound_provider.is_empty() {
             let valid = bound_provider.split_once('/').is_some_and(|(node, name)| {
-                crate::pki::validate_node_id(node).is_ok() && crate::pki::validate_name(name).is_ok()
+                crate::pki::validate_node_id(node).is_ok()
+                    && crate::pki::validate_name(name).is_ok()
             });
             if !valid {
                 return Err(invalid_argument(
@@ -364,15 +364,26 @@ impl Office for OfficeService {
         &self,
         request: Request<DecideHeldClaimRequest>,
     ) -> Result<Response<ClaimRecord>, Status> {
-        let caller = require_local(&request, &self.node, &[Role::Office], "decide on held claims")?;
+        let caller = require_local(
+            &request,
+            &self.node,
+            &[Role::Office],
+            "decide on held claims",
+        )?;
         let request = request.into_inner();
         let key = ClaimKey::new(&request.provider, &request.claim_id);
         let record = self.node.store.decide_held(&key, request.release).await?;
         tracing::info!(office = %caller.name, release = request.release, "held claim decided");
         if record.state == ClaimState::Pending as i32 {
             let (settlement_id, signed_record) = self.node.store.settlement_of(&key)?;
-            if let Ok(settled) =
-                crate::claim::deliver(&self.node, &key, &settlement_id, &record.issuer, signed_record).await
+            if let Ok(settled) = crate::claim::deliver(
+                &self.node,
+                &key,
+                &settlement_id,
+                &record.issuer,
+                signed_record,
+            )
+            .await
             {
                 return Ok(Response::new(settled));
             }

@@ -63,7 +63,11 @@ impl Provider for ProviderService {
     ) -> Result<Response<ClaimRecord>, Status> {
         let provider = require_local(&request, &self.node, &[Role::Provider], "look at claims")?;
         let key = ClaimKey::new(&provider.name, &request.get_ref().claim_id);
-        let record = self.node.store.claim(&key)?.ok_or(StoreError::UnknownClaim)?;
+        let record = self
+            .node
+            .store
+            .claim(&key)?
+            .ok_or(StoreError::UnknownClaim)?;
         Ok(Response::new(record))
     }
 

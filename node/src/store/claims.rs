@@ -98,7 +98,12 @@ impl Store {
     /// [`StoreError::ClaimIdReused`] if it differs. Returns the claim and whether it is new.
     pub async fn submit_claim(&self, claim: NewClaim) -> Result<(ClaimRecord, bool), StoreError> {
         let sequence = self.db.generate_id()?;
-        let trees = (&self.claims, &self.claim_order, &self.outbox, &self.claim_items);
+        let trees = (
+            &self.claims,
+            &self.claim_order,
+            &self.outbox,
+            &self.claim_items,
+        );
         let (record, created) = trees.transaction(|(claims, order, outbox, items)| {
             if let Some(existing) = claims.get(&claim.key.0)? {
                 let existing = decode_entry(&existing).map_err(ConflictableTransactionError::Abort)?;
@@ -164,17 +169,25 @@ impl Store {
         let (record, changed) = trees.transaction(|(claims, outbox, ledger_tree, meta)| {
             let bytes = claims
                 .get(&key.0)?
-                .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownClaim))?;
+                .ok_or(ConflictableTransactionError::Abort(
+                    StoreError::UnknownClaim,
+                ))?;
             let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
             let mut record = entry
                 .record
                 .clone()
-                .ok_or(ConflictableTransactionError::Abort(corrupt("claim without record")))?;
+                .ok_or(ConflictableTransactionError::Abort(corrupt(
+                    "claim without record",
+                )))?;
             if record.state != ClaimState::Pending as i32 {
                 return Ok((record, false));
             }
             let accepted = receipt.outcome == Outcome::Accepted as i32;
-            record.state = if accepted { ClaimState::Settled } else { ClaimState::Rejected } as i32;
+            record.state = if accepted {
+                ClaimState::Settled
+            } else {
+                ClaimState::Rejected
+            } as i32;
             record.reason = receipt.reason;
             record.message = message.clone();
             record.remaining_cap_cents = receipt.remaining_cap_cents;
@@ -184,7 +197,9 @@ impl Store {
             claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
             outbox.remove(entry.settlement_id.as_bytes())?;
             let event = LedgerEvent {
-                event: Some(ledger_event::Event::ReceivedReceipt(signed_receipt.to_vec())),
+                event: Some(ledger_event::Event::ReceivedReceipt(
+                    signed_receipt.to_vec(),
+                )),
             };
             ledger::append(ledger_tree, meta, &event)?;
             Ok((record, true))
@@ -224,7 +239,11 @@ impl Store {
         let mut page = Vec::new();
         for (scanned, entry) in range.rev().enumerate() {
             let (seq, key) = entry?;
-            let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| corrupt("claim order"))?);
+            let seq = u64::from_be_bytes(
+                seq.as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("claim order"))?,
+            );
             if page.len() == limit || scanned == super::MAX_SCAN {
                 return Ok((page, Some(seq.saturating_add(1))));
             }
@@ -239,11 +258,16 @@ impl Store {
     }
 
     /// Settlement records due for delivery at `now_ms`, at most `limit`.
-    pub fn due_settlements(&self, now_ms: i64, limit: usize) -> Result<Vec<DueSettlement>, StoreError> {
+    pub fn due_settlements(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSettlement>, StoreError> {
         let mut due = Vec::new();
         for entry in self.outbox.iter() {
             let (id, bytes) = entry?;
-            let outbox = OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
+            let outbox =
+                OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
             if outbox.next_attempt_ms > now_ms {
                 continue;
             }
@@ -268,7 +292,12 @@ impl Store {
 
     /// Notes a failed delivery: try again at `next_attempt_ms`. Not flushed: after a crash the
     /// record is simply tried again at once.
-    pub fn retry_later(&self, settlement_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<(), StoreError> {
+    pub fn retry_later(
+        &self,
+        settlement_id: &str,
+        attempts: u32,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
         self.outbox.transaction(|outbox| {
             if let Some(bytes) = outbox.get(settlement_id.as_bytes())? {
                 let mut entry = OutboxEntry::decode(bytes.as_ref())
@@ -288,22 +317,32 @@ impl Store {
     }
 
     /// The office's decision on a held claim: release it for settlement, or reject it.
-    pub async fn decide_held(&self, key: &ClaimKey, release: bool) -> Result<ClaimRecord, StoreError> {
+    pub async fn decide_held(
+        &self,
+        key: &ClaimKey,
+        release: bool,
+    ) -> Result<ClaimRecord, StoreError> {
         let record = (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
             let bytes = claims
                 .get(&key.0)?
-                .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownClaim))?;
+                .ok_or(ConflictableTransactionError::Abort(
+                    StoreError::UnknownClaim,
+                ))?;
             let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
             let mut record = entry
                 .record
                 .clone()
-                .ok_or(ConflictableTransactionError::Abort(corrupt("claim without record")))?;
+                .ok_or(ConflictableTransactionError::Abort(corrupt(
+                    "claim without record",
+                )))?;
             if record.state != ClaimState::Held as i32 {
                 return abort(StoreError::NotHeld);
             }
             if release {
                 record.state = ClaimState::Pending as i32;
-                record.message = "Released by the clearing office; waiting for the issuing office's receipt.".into();
+                record.message =
+                    "Released by the clearing office; waiting for the issuing office's receipt."
+                        .into();
                 let item = OutboxEntry {
                     claim_key: key.0.clone(),
                     issuer: record.issuer.clone(),

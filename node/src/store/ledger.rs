@@ -4,8 +4,8 @@
 //! hash) is signed on request.
 
 use prost::Message;
-use schein_proto::v1::{LedgerEntry, LedgerEvent};
 use schein_proto::ledger::entry_hash;
+use schein_proto::v1::{LedgerEntry, LedgerEvent};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{Store, StoreError, corrupt};
@@ -26,7 +26,6 @@ pub struct LedgerHead {
     pub seq: u64,
     pub hash: [u8; 32],
 }
-
 
 fn decode_head(bytes: Option<&[u8]>) -> Result<LedgerHead, StoreError> {
     let Some(bytes) = bytes else {

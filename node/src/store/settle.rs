@@ -65,7 +65,9 @@ impl Store {
             .filter(|c| *c != Category::Unspecified)
             .ok_or_else(|| SettleError::InvalidRecord("unknown category".into()))?;
         if record.claim_id.is_empty() || record.claim_id.len() > 64 {
-            return Err(SettleError::InvalidRecord("the claim id is missing or too long".into()).into());
+            return Err(
+                SettleError::InvalidRecord("the claim id is missing or too long".into()).into(),
+            );
         }
         let serial = Serial::from_slice(&record.serial)
             .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
@@ -95,14 +97,15 @@ impl Store {
             };
             let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
                 (true, Some(issued_bytes)) => {
-                    let state_bytes = state
-                        .get(serial.as_bytes())?
-                        .ok_or(ConflictableTransactionError::Abort(corrupt("voucher without state")))?;
+                    let state_bytes = state.get(serial.as_bytes())?.ok_or(
+                        ConflictableTransactionError::Abort(corrupt("voucher without state")),
+                    )?;
                     Some((
                         Store::assemble(&issued_bytes, &state_bytes)
                             .map_err(ConflictableTransactionError::Abort)?,
-                        StateRecord::decode(state_bytes.as_ref())
-                            .map_err(|_| ConflictableTransactionError::Abort(corrupt("voucher state")))?,
+                        StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
+                            ConflictableTransactionError::Abort(corrupt("voucher state"))
+                        })?,
                     ))
                 }
                 _ => None,
@@ -117,14 +120,20 @@ impl Store {
                         Ok(()) => {
                             receipt.outcome = Outcome::Accepted as i32;
                             match category {
-                                Category::Medication => voucher_state.medication_cents += record.amount_cents,
+                                Category::Medication => {
+                                    voucher_state.medication_cents += record.amount_cents
+                                }
                                 _ => voucher_state.claimed_cents += record.amount_cents,
                             }
                             receipt.remaining_cap_cents = stored
                                 .cap_cents
                                 .map(|cap| cap - voucher_state.claimed_cents);
                             state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
-                            let pot = if stored.voucher.emergency { POT_EMERGENCY } else { POT_REGULAR };
+                            let pot = if stored.voucher.emergency {
+                                POT_EMERGENCY
+                            } else {
+                                POT_REGULAR
+                            };
                             let before = meta
                                 .get(pot)?
                                 .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
@@ -164,51 +173,58 @@ impl Store {
         approver: &str,
         threshold: i64,
     ) -> Result<CapApproval, StoreError> {
-        let applied = (&self.issued, &self.state, &self.ledger, &self.meta).transaction(
-            |(issued, state, ledger_tree, meta)| {
-                let issued_bytes = issued
-                    .get(serial.as_bytes())?
-                    .ok_or(ConflictableTransactionError::Abort(StoreError::UnknownVoucher))?;
-                let state_bytes = state
-                    .get(serial.as_bytes())?
-                    .ok_or(ConflictableTransactionError::Abort(corrupt("voucher without state")))?;
-                let stored = Store::assemble(&issued_bytes, &state_bytes)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let mut voucher_state = StateRecord::decode(state_bytes.as_ref())
-                    .map_err(|_| ConflictableTransactionError::Abort(corrupt("voucher state")))?;
-                if stored.revoked_at.is_some() {
-                    return abort(StoreError::AlreadyRevoked);
-                }
-                if stored.cap_cents.is_some_and(|cap| new_cap <= cap) || stored.cap_cents.is_none() {
-                    return abort(SettleError::InvalidRecord(
-                        "an approval can only raise a voucher's cap".into(),
-                    )
-                    .into());
-                }
-                let second = voucher_state.pending_cap == Some(new_cap);
-                if new_cap > threshold && second && voucher_state.pending_approver == approver {
-                    return abort(StoreError::NeedsSecondApproval);
-                }
-                if new_cap > threshold && !second {
-                    voucher_state.pending_cap = Some(new_cap);
-                    voucher_state.pending_approver = approver.to_owned();
+        let applied =
+            (&self.issued, &self.state, &self.ledger, &self.meta).transaction(
+                |(issued, state, ledger_tree, meta)| {
+                    let issued_bytes = issued.get(serial.as_bytes())?.ok_or(
+                        ConflictableTransactionError::Abort(StoreError::UnknownVoucher),
+                    )?;
+                    let state_bytes = state.get(serial.as_bytes())?.ok_or(
+                        ConflictableTransactionError::Abort(corrupt("voucher without state")),
+                    )?;
+                    let stored = Store::assemble(&issued_bytes, &state_bytes)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let mut voucher_state =
+                        StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
+                            ConflictableTransactionError::Abort(corrupt("voucher state"))
+                        })?;
+                    if stored.revoked_at.is_some() {
+                        return abort(StoreError::AlreadyRevoked);
+                    }
+                    if stored.cap_cents.is_some_and(|cap| new_cap <= cap)
+                        || stored.cap_cents.is_none()
+                    {
+                        return abort(
+                            SettleError::InvalidRecord(
+                                "an approval can only raise a voucher's cap".into(),
+                            )
+                            .into(),
+                        );
+                    }
+                    let second = voucher_state.pending_cap == Some(new_cap);
+                    if new_cap > threshold && second && voucher_state.pending_approver == approver {
+                        return abort(StoreError::NeedsSecondApproval);
+                    }
+                    if new_cap > threshold && !second {
+                        voucher_state.pending_cap = Some(new_cap);
+                        voucher_state.pending_approver = approver.to_owned();
+                        state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
+                        return Ok(false);
+                    }
+                    voucher_state.cap_override = Some(new_cap);
+                    voucher_state.pending_cap = None;
+                    voucher_state.pending_approver.clear();
                     state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
-                    return Ok(false);
-                }
-                voucher_state.cap_override = Some(new_cap);
-                voucher_state.pending_cap = None;
-                voucher_state.pending_approver.clear();
-                state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
-                let event = LedgerEvent {
-                    event: Some(ledger_event::Event::CapRaised(CapRaised {
-                        serial: serial.as_bytes().to_vec(),
-                        new_cap_cents: new_cap,
-                    })),
-                };
-                ledger::append(ledger_tree, meta, &event)?;
-                Ok(true)
-            },
-        )?;
+                    let event = LedgerEvent {
+                        event: Some(ledger_event::Event::CapRaised(CapRaised {
+                            serial: serial.as_bytes().to_vec(),
+                            new_cap_cents: new_cap,
+                        })),
+                    };
+                    ledger::append(ledger_tree, meta, &event)?;
+                    Ok(true)
+                },
+            )?;
         self.db.flush_async().await?;
         let stored = self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)?;
         Ok(if applied {

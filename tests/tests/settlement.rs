@@ -1,0 +1,715 @@
+//! Claims and exactly-once settlement between cities, over real mTLS with real sled: receipts,
+//! caps, races, an issuer that is down or killed, approvals, emergency vouchers, duplicates,
+//! ledgers, and what the issuer gets to see.
+
+use std::time::{Duration, Instant};
+
+use schein_node::pki::Role;
+use schein_proto::error::reason_of;
+use schein_proto::ledger::verify_chain;
+use schein_proto::signed::{self, Kind};
+use schein_proto::v1::office_client::OfficeClient;
+use schein_proto::v1::provider_client::ProviderClient;
+use schein_proto::v1::{
+    ApproveCapRequest, Category, ClaimRecord, ClaimState, ClaimStatusRequest,
+    DecideHeldClaimRequest, ErrorReason, IssueVoucherRequest, LedgerRequest, ListClaimsRequest,
+    Outcome, Receipt, RejectReason, Scope, ShowVoucherRequest, SubmitClaimRequest,
+};
+use schein_tests::{Saxony, claim_request, connect, issue};
+use tonic::transport::Channel;
+
+async fn submit(
+    provider: &mut ProviderClient<Channel>,
+    request: SubmitClaimRequest,
+) -> ClaimRecord {
+    provider
+        .submit_claim(request)
+        .await
+        .expect("claim accepted for processing")
+        .into_inner()
+}
+
+async fn claimed_at_issuer(office: &mut OfficeClient<Channel>, code: &str) -> (i64, i64) {
+    let record = office
+        .show_voucher(ShowVoucherRequest {
+            code: code.to_owned(),
+        })
+        .await
+        .expect("show")
+        .into_inner();
+    (record.claimed_cents, record.medication_cents)
+}
+
+/// Waits until `provider`'s claim `id` is no longer pending; gives up after 30 s.
+async fn settled_eventually(provider: &mut ProviderClient<Channel>, id: &str) -> ClaimRecord {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = provider
+            .claim_status(ClaimStatusRequest {
+                claim_id: id.to_owned(),
+            })
+            .await
+            .expect("status")
+            .into_inner();
+        if record.state() != ClaimState::Pending {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "claim {id} still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ledger_checks_out(office: &mut OfficeClient<Channel>) -> u64 {
+    let mut entries = Vec::new();
+    loop {
+        let page = office
+            .ledger(LedgerRequest {
+                from_seq: entries.len() as u64 + 1,
+                limit: 1000,
+            })
+            .await
+            .expect("ledger")
+            .into_inner();
+        if page.entries.is_empty() {
+            return verify_chain(&entries, &page.signed_head, &page.signing_keys)
+                .expect("chain verifies")
+                .entries;
+        }
+        entries.extend(page.entries);
+    }
+}
+
+#[tokio::test]
+async fn a_claim_in_another_city_settles_once_with_a_signed_receipt() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let mut dresden_office = saxony.office("dresden").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+
+    let request = claim_request(
+        "visit-1",
+        &voucher.short_code,
+        &[("GOAE-1", 1, 466), ("GOAE-5", 1, 466)],
+        Category::Treatment,
+    );
+    let first = submit(&mut practice, request.clone()).await;
+    assert_eq!(first.state(), ClaimState::Settled, "{}", first.message);
+    assert_eq!(first.amount_cents, 932);
+    assert_eq!(first.remaining_cap_cents, Some(50_000 - 932));
+
+    // The receipt is Leipzig's, and any change to it breaks it.
+    let leipzig_key = saxony.signing_key("leipzig").unwrap().verifying_key();
+    let receipt: Receipt = signed::open(Kind::Receipt, &first.receipt, &leipzig_key).unwrap();
+    assert_eq!(receipt.outcome(), Outcome::Accepted);
+    assert_eq!(
+        (receipt.amount_cents, receipt.redeemer.as_str()),
+        (932, "dresden")
+    );
+    let mut altered = first.receipt.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 1;
+    assert!(signed::open::<Receipt>(Kind::Receipt, &altered, &leipzig_key).is_err());
+    let forged = signed::seal(
+        Kind::Receipt,
+        &receipt,
+        &saxony.signing_key("dresden").unwrap(),
+    );
+    assert!(signed::open::<Receipt>(Kind::Receipt, &forged, &leipzig_key).is_err());
+
+    // A retry returns the same receipt byte for byte and pays nothing more.
+    let again = submit(&mut practice, request.clone()).await;
+    assert_eq!(again.receipt, first.receipt);
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await,
+        (932, 0)
+    );
+    let mut reused = request.clone();
+    reused.items[0].amount_cents = 400;
+    let status = practice.submit_claim(reused).await.unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::ClaimIdReused));
+
+    assert_eq!(ledger_checks_out(&mut leipzig).await, 1);
+    assert_eq!(ledger_checks_out(&mut dresden_office).await, 1);
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_cap_holds_for_treatment_and_medication_lies_outside_it() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[Scope::Medication]).await.unwrap();
+    let plain = issue(&mut leipzig, &[]).await.unwrap();
+    let mut hospital = saxony.provider("chemnitz", "klinikum").await.unwrap();
+
+    let day = submit(
+        &mut hospital,
+        claim_request(
+            "c1",
+            &voucher.full_code,
+            &[("KH-TAG", 1, 40_000)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    assert_eq!(day.state(), ClaimState::Settled);
+    let over = submit(
+        &mut hospital,
+        claim_request(
+            "c2",
+            &voucher.full_code,
+            &[("KH-AMB", 2, 20_000)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (over.state(), over.reason()),
+        (ClaimState::Rejected, RejectReason::OverCap),
+        "{}",
+        over.message
+    );
+    assert_eq!(over.remaining_cap_cents, Some(10_000));
+    assert!(over.message.contains("100.00"), "{}", over.message);
+    let medication = submit(
+        &mut hospital,
+        claim_request(
+            "c3",
+            &voucher.full_code,
+            &[("MED", 1, 15_000)],
+            Category::Medication,
+        ),
+    )
+    .await;
+    assert_eq!(medication.state(), ClaimState::Settled);
+    assert_eq!(
+        medication.remaining_cap_cents,
+        Some(10_000),
+        "medication is outside the cap"
+    );
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await,
+        (40_000, 15_000)
+    );
+
+    let status = hospital
+        .submit_claim(claim_request(
+            "c4",
+            &plain.full_code,
+            &[("MED", 1, 1_000)],
+            Category::Medication,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::VoucherNotClaimable));
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn racing_claims_from_two_cities_never_exceed_the_cap() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let dresden = saxony.provider("dresden", "praxis").await.unwrap();
+    let chemnitz = saxony.provider("chemnitz", "praxis").await.unwrap();
+    let rounds = 15;
+    for round in 0..rounds {
+        let voucher = issue(&mut leipzig, &[]).await.unwrap();
+        // Together 600 on a cap of 500: exactly one can be paid.
+        let (mut d, mut c) = (dresden.clone(), chemnitz.clone());
+        let (a, b) = tokio::join!(
+            submit(
+                &mut d,
+                claim_request(
+                    &format!("r{round}"),
+                    &voucher.full_code,
+                    &[("KH-TAG", 1, 30_000)],
+                    Category::Treatment
+                )
+            ),
+            submit(
+                &mut c,
+                claim_request(
+                    &format!("r{round}"),
+                    &voucher.full_code,
+                    &[("KH-TAG", 1, 30_000)],
+                    Category::Treatment
+                )
+            ),
+        );
+        let states = [a.state(), b.state()];
+        assert!(
+            states.contains(&ClaimState::Settled),
+            "round {round}: {states:?}"
+        );
+        assert!(
+            states.contains(&ClaimState::Rejected),
+            "round {round}: {states:?}"
+        );
+        for claim in [&a, &b] {
+            if claim.state() == ClaimState::Rejected {
+                assert_eq!(claim.reason(), RejectReason::OverCap);
+            }
+        }
+        assert_eq!(
+            claimed_at_issuer(&mut leipzig, &voucher.short_code).await.0,
+            30_000
+        );
+    }
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn claims_made_while_the_issuer_is_down_settle_exactly_once_when_it_returns() {
+    let mut saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    saxony.federation.stop("leipzig").await.unwrap();
+
+    for (i, fee) in ["GOAE-1", "GOAE-3", "GOAE-5", "GOAE-7"]
+        .into_iter()
+        .enumerate()
+    {
+        let claim = submit(
+            &mut practice,
+            claim_request(
+                &format!("down-{i}"),
+                &voucher.full_code,
+                &[(fee, 1, 466)],
+                Category::Treatment,
+            ),
+        )
+        .await;
+        assert_eq!(claim.state(), ClaimState::Pending, "{}", claim.message);
+    }
+    // A short code needs the issuer to be found at all.
+    let status = practice
+        .submit_claim(claim_request(
+            "down-short",
+            &voucher.short_code,
+            &[("GOAE-1", 1, 466)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::PeerUnreachable));
+
+    // Dresden restarts too while waiting: the outbox is durable.
+    saxony.federation.stop("dresden").await.unwrap();
+    saxony.federation.restart("dresden").await.unwrap();
+    saxony.federation.restart("leipzig").await.unwrap();
+    let mut practice = ProviderClient::new(
+        connect(
+            &schein_node::client::IdentityFile::load(
+                &saxony
+                    .federation
+                    .node("dresden")
+                    .unwrap()
+                    .dir
+                    .join("identities/provider-praxis.toml"),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap(),
+    );
+    for i in 0..4 {
+        let claim = settled_eventually(&mut practice, &format!("down-{i}")).await;
+        assert_eq!(claim.state(), ClaimState::Settled, "{}", claim.message);
+    }
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await.0,
+        4 * 466
+    );
+    assert_eq!(ledger_checks_out(&mut leipzig).await, 4);
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_issuer_killed_while_settling_loses_and_doubles_nothing() {
+    let mut saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    // Valid since a month ago, so that each claim can be for another day.
+    let voucher = leipzig
+        .issue_voucher(IssueVoucherRequest {
+            valid_from: Some(
+                schein_proto::Day::today()
+                    .checked_add_days(-30)
+                    .unwrap()
+                    .into(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let practice = saxony.provider("dresden", "praxis").await.unwrap();
+    let claims = 20;
+    let mut tasks = Vec::new();
+    for i in 0..claims {
+        let mut practice = practice.clone();
+        let code = voucher.full_code.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut request = claim_request(
+                &format!("k{i}"),
+                &code,
+                &[("GOAE-1", 1, 466)],
+                Category::Treatment,
+            );
+            request.service_date = Some(
+                schein_proto::Day::today()
+                    .checked_add_days(-(i as i32))
+                    .unwrap()
+                    .into(),
+            );
+            practice.submit_claim(request).await
+        }));
+        if i == claims / 2 {
+            saxony.federation.kill("leipzig").await.unwrap();
+        }
+    }
+    for task in tasks {
+        let answer = task
+            .await
+            .unwrap()
+            .expect("every claim is stored at Dresden");
+        assert!(matches!(
+            answer.get_ref().state(),
+            ClaimState::Settled | ClaimState::Pending
+        ));
+    }
+    saxony.federation.restart("leipzig").await.unwrap();
+    let mut practice = practice.clone();
+    let mut settled = 0;
+    for i in 0..claims {
+        let claim = settled_eventually(&mut practice, &format!("k{i}")).await;
+        assert_eq!(claim.state(), ClaimState::Settled, "{}", claim.message);
+        settled += claim.amount_cents;
+    }
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await.0,
+        settled,
+        "none lost, none doubled"
+    );
+    assert_eq!(ledger_checks_out(&mut leipzig).await, claims);
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn approvals_emergency_vouchers_and_duplicates() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut anna = saxony.office("leipzig").await.unwrap();
+    let mut ben = OfficeClient::new(
+        connect(
+            &saxony
+                .federation
+                .enroll("leipzig", Role::Office, "ben")
+                .unwrap(),
+        )
+        .await
+        .unwrap(),
+    );
+    let voucher = issue(&mut anna, &[]).await.unwrap();
+    let approve = |cents| ApproveCapRequest {
+        code: voucher.short_code.clone(),
+        new_cap_cents: cents,
+    };
+
+    let small = anna
+        .approve_cap(approve(80_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(small.applied);
+    let large = anna
+        .approve_cap(approve(150_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!large.applied, "above EUR 1000 needs a second identity");
+    let status = anna.approve_cap(approve(150_000)).await.unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::NeedsSecondApproval));
+    let second = ben
+        .approve_cap(approve(150_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.applied);
+    assert_eq!(second.voucher.unwrap().cap_cents, Some(150_000));
+    let status = ben.approve_cap(approve(100_000)).await.unwrap_err();
+    assert_eq!(
+        reason_of(&status),
+        Some(ErrorReason::InvalidArgument),
+        "approvals only raise"
+    );
+
+    let mut hospital = saxony.provider("dresden", "klinikum").await.unwrap();
+    let big = submit(
+        &mut hospital,
+        claim_request(
+            "h1",
+            &voucher.full_code,
+            &[("KH-TAG", 1, 80_000), ("KH-AMB", 1, 15_000)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    assert_eq!(big.state(), ClaimState::Settled, "{}", big.message);
+
+    // An emergency voucher for one hospital.
+    let emergency = anna
+        .issue_voucher(IssueVoucherRequest {
+            emergency: true,
+            bound_provider: "dresden/klinikum".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(emergency.emergency);
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    let status = practice
+        .submit_claim(claim_request(
+            "e1",
+            &emergency.full_code,
+            &[("GOAE-1", 1, 466)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::VoucherNotClaimable));
+    let ok = submit(
+        &mut hospital,
+        claim_request(
+            "e2",
+            &emergency.full_code,
+            &[("KH-AMB", 1, 15_000)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    assert_eq!(ok.state(), ClaimState::Settled);
+
+    // The same service twice under two claim ids is held for the office.
+    let twice = |id: &str| {
+        claim_request(
+            id,
+            &emergency.full_code,
+            &[("KH-AMB", 1, 15_000)],
+            Category::Treatment,
+        )
+    };
+    let held = submit(&mut hospital, twice("e3")).await;
+    assert_eq!(held.state(), ClaimState::Held, "{}", held.message);
+    let held_again = submit(&mut hospital, twice("e4")).await;
+    assert_eq!(held_again.state(), ClaimState::Held);
+    let mut dresden_office = saxony.office("dresden").await.unwrap();
+    let listed = dresden_office
+        .list_held_claims(ListClaimsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.claims.len(), 2);
+    let decide = |id: &str, release| DecideHeldClaimRequest {
+        provider: "klinikum".into(),
+        claim_id: id.into(),
+        release,
+    };
+    let released = dresden_office
+        .decide_held_claim(decide("e3", true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        released.state(),
+        ClaimState::Settled,
+        "{}",
+        released.message
+    );
+    let rejected = dresden_office
+        .decide_held_claim(decide("e4", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (rejected.state(), rejected.reason()),
+        (ClaimState::Rejected, RejectReason::Duplicate)
+    );
+    let status = dresden_office
+        .decide_held_claim(decide("e4", true))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::InvalidArgument));
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_claims_are_refused_and_change_nothing() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    let today = schein_proto::Day::today();
+    let code = voucher.full_code.as_str();
+    let mut future = claim_request("f", code, &[("GOAE-1", 1, 466)], Category::Treatment);
+    future.service_date = Some(today.checked_add_days(3).unwrap().into());
+    let mut before = claim_request("b", code, &[("GOAE-1", 1, 466)], Category::Treatment);
+    before.service_date = Some(today.checked_add_days(-200).unwrap().into());
+    let mut no_kind = claim_request("k", code, &[("GOAE-1", 1, 466)], Category::Treatment);
+    no_kind.provider_kind = 0;
+    let cases = [
+        (
+            claim_request("n", code, &[("GOAE-1", 1, -466)], Category::Treatment),
+            ErrorReason::FeeItem,
+        ),
+        (
+            claim_request("a", code, &[("GOAE-1", 1, 466_000)], Category::Treatment),
+            ErrorReason::FeeItem,
+        ),
+        (
+            claim_request("u", code, &[("NOPE-1", 1, 466)], Category::Treatment),
+            ErrorReason::FeeItem,
+        ),
+        (
+            claim_request("e", code, &[], Category::Treatment),
+            ErrorReason::FeeItem,
+        ),
+        (
+            claim_request("c", code, &[("GOAE-1", 1, 466)], Category::Unspecified),
+            ErrorReason::InvalidArgument,
+        ),
+        (
+            claim_request("bad id!", code, &[("GOAE-1", 1, 466)], Category::Treatment),
+            ErrorReason::InvalidArgument,
+        ),
+        (
+            claim_request("x", "LEJ-0000", &[("GOAE-1", 1, 466)], Category::Treatment),
+            ErrorReason::VoucherNotClaimable,
+        ),
+        (future, ErrorReason::InvalidArgument),
+        (before, ErrorReason::VoucherNotClaimable),
+        (no_kind, ErrorReason::InvalidArgument),
+    ];
+    for (request, reason) in cases {
+        let status = practice.submit_claim(request.clone()).await.unwrap_err();
+        assert_eq!(reason_of(&status), Some(reason), "{request:?}: {status:?}");
+    }
+    let listed = practice
+        .list_claims(ListClaimsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.claims.is_empty(), "nothing was stored");
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await,
+        (0, 0)
+    );
+
+    // A Dresden provider cannot claim directly at Leipzig, the issuer.
+    let dresden_practice = saxony
+        .federation
+        .enroll("dresden", Role::Provider, "direct")
+        .unwrap();
+    let at_leipzig = schein_node::client::IdentityFile {
+        endpoint: saxony.federation.office("leipzig").unwrap().endpoint,
+        node: "leipzig".into(),
+        node_ca: saxony.federation.office("leipzig").unwrap().node_ca,
+        ..dresden_practice
+    };
+    let status = ProviderClient::new(connect(&at_leipzig).await.unwrap())
+        .submit_claim(claim_request(
+            "d",
+            code,
+            &[("GOAE-1", 1, 466)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::WrongNode));
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_cannot_replay_another_nodes_settlement_record() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    let claim = submit(
+        &mut practice,
+        claim_request(
+            "r1",
+            &voucher.full_code,
+            &[("GOAE-1", 1, 466)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    let receipt: Receipt = signed::peek(&claim.receipt).unwrap();
+
+    // Chemnitz's node, with its own genuine certificate, sends a record signed by Dresden.
+    let chemnitz_dir = saxony.federation.node("chemnitz").unwrap().dir.clone();
+    let leipzig_office = saxony.federation.office("leipzig").unwrap();
+    let chemnitz_node = schein_node::client::IdentityFile {
+        role: Role::Node,
+        name: "chemnitz".into(),
+        node: "leipzig".into(),
+        certificate: std::fs::read_to_string(chemnitz_dir.join("keys/node.pem")).unwrap(),
+        private_key: std::fs::read_to_string(chemnitz_dir.join("keys/node.key")).unwrap(),
+        ..leipzig_office
+    };
+    let record = schein_proto::v1::SettlementRecord {
+        claim_id: receipt.claim_id.clone(),
+        serial: receipt.serial.clone(),
+        issuer: "leipzig".into(),
+        amount_cents: 466,
+        category: Category::Treatment as i32,
+        service_month: receipt.service_month,
+        redeemer: "dresden".into(),
+        key_id: schein_proto::KeyId::of(&saxony.signing_key("dresden").unwrap().verifying_key()).0,
+    };
+    let replayed = signed::seal(
+        Kind::Settlement,
+        &record,
+        &saxony.signing_key("dresden").unwrap(),
+    );
+    let mut federation = saxony.federation_client(&chemnitz_node).await.unwrap();
+    let status = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: replayed,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason_of(&status),
+        Some(ErrorReason::BadSignature),
+        "{status:?}"
+    );
+    // Signed by Chemnitz but naming Dresden as redeemer.
+    let mut as_chemnitz = record.clone();
+    as_chemnitz.key_id =
+        schein_proto::KeyId::of(&saxony.signing_key("chemnitz").unwrap().verifying_key()).0;
+    let mislabelled = signed::seal(
+        Kind::Settlement,
+        &as_chemnitz,
+        &saxony.signing_key("chemnitz").unwrap(),
+    );
+    let status = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: mislabelled,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason_of(&status),
+        Some(ErrorReason::WrongNode),
+        "{status:?}"
+    );
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await.0,
+        466
+    );
+    saxony.shutdown().await.unwrap();
+}
