@@ -9,10 +9,13 @@ use schein_node::client::IdentityFile;
 use schein_node::local::{LocalFederation, SAXONY};
 use schein_node::pki::{NodeCa, Role, Validity};
 use schein_proto::v1::{
-    InvalidReason, IssueVoucherRequest, RevocationReason, Scope, Verdict, Verification,
+    Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, InvalidReason,
+    IssueVoucherRequest, LedgerRequest, ProviderKind, RevocationReason, Scope, SubmitClaimRequest,
+    Verdict, Verification,
 };
 
 use crate::Outcome;
+use crate::claim::submit;
 use crate::client::Client;
 use crate::output::{reason_code, verdict_name};
 use crate::voucher::{issue, revoke, verify, write_qr};
@@ -58,12 +61,84 @@ impl Steps {
         }
     }
 
+    fn claim(&mut self, title: &str, result: anyhow::Result<ClaimRecord>, expected: ClaimState) {
+        match result {
+            Ok(claim) => {
+                let receipt = if claim.issuer_ledger_seq > 0 {
+                    format!(
+                        " (signed receipt: entry {} of the issuer's ledger)",
+                        claim.issuer_ledger_seq
+                    )
+                } else {
+                    String::new()
+                };
+                let detail = format!("{}{receipt}", claim.message);
+                self.report(title, claim.state() == expected, &detail);
+            }
+            Err(error) => self.report(title, false, &format!("error: {error:#}")),
+        }
+    }
+
     fn refused<T>(&mut self, title: &str, result: anyhow::Result<T>) {
         match result {
             Ok(_) => self.report(title, false, "it was accepted"),
             Err(error) => self.report(title, true, &format!("{error:#}")),
         }
     }
+}
+
+/// A claim served today for (fee code, cents) items, one unit each.
+fn claim(id: &str, code: &str, kind: ProviderKind, items: &[(&str, i64)]) -> SubmitClaimRequest {
+    SubmitClaimRequest {
+        claim_id: id.to_owned(),
+        code: code.to_owned(),
+        service_date: Some(schein_proto::Day::today().into()),
+        provider_kind: kind as i32,
+        items: items
+            .iter()
+            .map(|&(fee_code, amount_cents)| ClaimItem {
+                fee_code: fee_code.to_owned(),
+                count: 1,
+                amount_cents,
+            })
+            .collect(),
+        category: Category::Treatment as i32,
+    }
+}
+
+/// Polls a claim until its receipt is in, for up to 30 s.
+async fn settled_eventually(client: &Client, id: &str) -> anyhow::Result<ClaimRecord> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let claim = client
+            .provider()
+            .claim_status(ClaimStatusRequest {
+                claim_id: id.to_owned(),
+            })
+            .await
+            .map_err(|s| client.explain(&s))?
+            .into_inner();
+        if claim.state() != ClaimState::Pending || std::time::Instant::now() > deadline {
+            return Ok(claim);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Fetches and checks a node's ledger; the number of entries.
+async fn ledger_check(office: &Client) -> anyhow::Result<u64> {
+    let page = office
+        .office()
+        .ledger(LedgerRequest {
+            from_seq: 1,
+            limit: 1000,
+        })
+        .await
+        .map_err(|s| office.explain(&s))?
+        .into_inner();
+    let checked =
+        schein_proto::ledger::verify_chain(&page.entries, &page.signed_head, &page.signing_keys)?;
+    Ok(checked.entries)
 }
 
 /// Changes one character inside the signature part of a full code.
@@ -263,6 +338,21 @@ async fn walk_through(
     );
 
     let second = issue(&leipzig_office, IssueVoucherRequest::default()).await?;
+    let chemnitz_hospital = Client::from_identity(
+        federation.enroll("chemnitz", Role::Provider, "klinikum")?,
+        None,
+    )
+    .await?;
+    steps.claim(
+        "The Dresden practice bills a consultation and an examination on the Leipzig voucher; Leipzig settles it",
+        submit(&dresden_practice, claim("demo-1", &second.short_code, ProviderKind::Practice, &[("GOAE-1", 466), ("GOAE-5", 466)])).await,
+        ClaimState::Settled,
+    );
+    steps.claim(
+        "A Chemnitz hospital bills a day of care (EUR 600) on the same voucher: over its EUR 500 cap, rejected",
+        submit(&chemnitz_hospital, claim("demo-2", &second.short_code, ProviderKind::Hospital, &[("KH-TAG", 60_000)])).await,
+        ClaimState::Rejected,
+    );
     federation.stop("leipzig").await?;
     steps.verdict(
         "Leipzig's node is down: the QR code still proves the signature, but the status is unknown",
@@ -276,6 +366,11 @@ async fn walk_through(
         Verdict::IssuerUnreachable,
         &[],
     );
+    steps.claim(
+        "While Leipzig is down, the Dresden practice bills a follow-up visit: stored, waiting in Dresden's outbox",
+        submit(&dresden_practice, claim("demo-3", &second.full_code, ProviderKind::Practice, &[("GOAE-3", 874)])).await,
+        ClaimState::Pending,
+    );
     federation.restart("leipzig").await?;
     steps.verdict(
         "Leipzig's node is back with its data: the voucher checks out again",
@@ -283,6 +378,22 @@ async fn walk_through(
         Verdict::Valid,
         &[],
     );
+    steps.claim(
+        "Dresden's outbox delivers the waiting claim: settled once, now that Leipzig is back",
+        settled_eventually(&dresden_practice, "demo-3").await,
+        ClaimState::Settled,
+    );
+    for (city, office) in [("Leipzig", &leipzig_office), ("Dresden", &dresden_office)] {
+        let checked = ledger_check(office).await;
+        steps.report(
+            &format!("{city}'s ledger: every entry holds the hash of the one before, and the node signed its head"),
+            checked.is_ok(),
+            &match checked {
+                Ok(entries) => format!("{entries} entries check out"),
+                Err(error) => format!("{error:#}"),
+            },
+        );
+    }
     Ok(())
 }
 

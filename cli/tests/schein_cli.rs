@@ -105,6 +105,97 @@ async fn office_and_provider_work_through_the_cli() {
     assert_eq!(after.status.code(), Some(3));
     assert!(stdout(&after).contains("revoked"));
 
+    // A Dresden practice bills on a new Leipzig voucher; retrying with the same id is safe.
+    let billed = schein(Some(&office), &["--json", "voucher", "issue"]).await;
+    let billed: serde_json::Value = serde_json::from_str(&stdout(&billed)).unwrap();
+    let code = billed["short_code"].as_str().unwrap().to_owned();
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let claim_args = [
+        "--json",
+        "claim",
+        "submit",
+        "--voucher",
+        code.as_str(),
+        "--date",
+        today.as_str(),
+        "--kind",
+        "practice",
+        "--item",
+        "GOAE-1:1:4.66",
+        "--item",
+        "GOAE-5:1:4,66",
+        "--id",
+        "visit-1",
+    ];
+    let submitted = schein(Some(&provider), &claim_args).await;
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let claim: serde_json::Value = serde_json::from_str(&stdout(&submitted)).unwrap();
+    assert_eq!(claim["state"], "settled", "{claim}");
+    assert_eq!(claim["amount_cents"], 932);
+    let again = schein(Some(&provider), &claim_args).await;
+    let again: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(again["issuer_ledger_seq"], claim["issuer_ledger_seq"]);
+    let too_much = schein(
+        Some(&provider),
+        &[
+            "claim",
+            "submit",
+            "--voucher",
+            code.as_str(),
+            "--date",
+            today.as_str(),
+            "--kind",
+            "practice",
+            "--item",
+            "GOAE-1:1:9.99",
+        ],
+    )
+    .await;
+    assert_eq!(too_much.status.code(), Some(1));
+    assert!(
+        stderr(&too_much).contains("more than the fee schedule allows"),
+        "{}",
+        stderr(&too_much)
+    );
+    let bad_item = schein(
+        Some(&provider),
+        &[
+            "claim",
+            "submit",
+            "--voucher",
+            "x",
+            "--date",
+            today.as_str(),
+            "--kind",
+            "practice",
+            "--item",
+            "GOAE-1",
+        ],
+    )
+    .await;
+    assert_eq!(bad_item.status.code(), Some(2));
+    let listed = schein(Some(&provider), &["claim", "list"]).await;
+    assert!(stdout(&listed).contains("visit-1"), "{}", stdout(&listed));
+    let status = schein(Some(&provider), &["claim", "status", "visit-1"]).await;
+    assert!(stdout(&status).contains("settled"), "{}", stdout(&status));
+    let ledger = schein(Some(&office), &["ledger", "verify"]).await;
+    assert!(ledger.status.success(), "{}", stderr(&ledger));
+    assert!(
+        stdout(&ledger).contains("checks out: 1 entries"),
+        "{}",
+        stdout(&ledger)
+    );
+    let approved = schein(
+        Some(&office),
+        &["voucher", "approve", code.as_str(), "--cap", "800"],
+    )
+    .await;
+    assert!(
+        stdout(&approved).contains("The cap is now EUR 800.00"),
+        "{}",
+        stdout(&approved)
+    );
+
     // Issuer down: exit 4, and the sentence says so.
     let second = schein(Some(&office), &["--json", "voucher", "issue"]).await;
     let second: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
