@@ -192,6 +192,27 @@ async fn the_cap_holds_for_treatment_and_medication_lies_outside_it() {
         (40_000, 15_000)
     );
 
+    // After the office approves a higher cap, the rejected service can be billed again.
+    leipzig
+        .approve_cap(ApproveCapRequest {
+            code: voucher.short_code.clone(),
+            new_cap_cents: 70_000,
+        })
+        .await
+        .unwrap();
+    let again = submit(
+        &mut hospital,
+        claim_request(
+            "c2-again",
+            &voucher.full_code,
+            &[("KH-AMB", 2, 20_000)],
+            Category::Treatment,
+        ),
+    )
+    .await;
+    assert_eq!(again.state(), ClaimState::Settled, "{}", again.message);
+    assert_eq!(again.remaining_cap_cents, Some(10_000));
+
     let status = hospital
         .submit_claim(claim_request(
             "c4",

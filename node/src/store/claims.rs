@@ -41,6 +41,10 @@ struct ClaimEntry {
     fingerprint: Vec<u8>,
     #[prost(uint64, tag = "5")]
     sequence: u64,
+    /// The duplicate-guard keys this claim holds; given up if the claim is rejected, so that
+    /// the same service can be billed again (after a cap approval, say).
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    duplicate_keys: Vec<Vec<u8>>,
 }
 
 /// A settlement record waiting for delivery.
@@ -82,6 +86,20 @@ pub struct DueSettlement {
 
 fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
     Err(ConflictableTransactionError::Abort(error))
+}
+
+/// Gives up the duplicate-guard keys that `key` holds.
+fn release_duplicate_keys(
+    items: &sled::transaction::TransactionalTree,
+    key: &ClaimKey,
+    duplicate_keys: &[Vec<u8>],
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for item in duplicate_keys {
+        if items.get(item.as_slice())?.as_deref() == Some(key.0.as_slice()) {
+            items.remove(item.as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<ClaimEntry, StoreError> {
@@ -145,6 +163,7 @@ impl Store {
                 signed_record: claim.signed_record.clone(),
                 fingerprint: claim.fingerprint.clone(),
                 sequence,
+                duplicate_keys: claim.duplicate_keys.clone(),
             };
             claims.insert(claim.key.0.as_slice(), entry.encode_to_vec())?;
             order.insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
@@ -165,45 +184,57 @@ impl Store {
         receipt: &Receipt,
         message: String,
     ) -> Result<ClaimRecord, StoreError> {
-        let trees = (&self.claims, &self.outbox, &self.ledger, &self.meta);
-        let (record, changed) = trees.transaction(|(claims, outbox, ledger_tree, meta)| {
-            let bytes = claims
-                .get(&key.0)?
-                .ok_or(ConflictableTransactionError::Abort(
-                    StoreError::UnknownClaim,
-                ))?;
-            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
-            let mut record = entry
-                .record
-                .clone()
-                .ok_or(ConflictableTransactionError::Abort(corrupt(
-                    "claim without record",
-                )))?;
-            if record.state != ClaimState::Pending as i32 {
-                return Ok((record, false));
-            }
-            let accepted = receipt.outcome == Outcome::Accepted as i32;
-            record.state = if accepted {
-                ClaimState::Settled
-            } else {
-                ClaimState::Rejected
-            } as i32;
-            record.reason = receipt.reason;
-            record.message = message.clone();
-            record.remaining_cap_cents = receipt.remaining_cap_cents;
-            record.receipt = signed_receipt.to_vec();
-            record.issuer_ledger_seq = receipt.ledger_seq;
-            entry.record = Some(record.clone());
-            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
-            outbox.remove(entry.settlement_id.as_bytes())?;
-            let event = LedgerEvent {
-                event: Some(ledger_event::Event::ReceivedReceipt(
-                    signed_receipt.to_vec(),
-                )),
-            };
-            ledger::append(ledger_tree, meta, &event)?;
-            Ok((record, true))
-        })?;
+        let trees = (
+            &self.claims,
+            &self.outbox,
+            &self.claim_items,
+            &self.ledger,
+            &self.meta,
+        );
+        let (record, changed) =
+            trees.transaction(|(claims, outbox, items, ledger_tree, meta)| {
+                let bytes = claims
+                    .get(&key.0)?
+                    .ok_or(ConflictableTransactionError::Abort(
+                        StoreError::UnknownClaim,
+                    ))?;
+                let mut entry =
+                    decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut record =
+                    entry
+                        .record
+                        .clone()
+                        .ok_or(ConflictableTransactionError::Abort(corrupt(
+                            "claim without record",
+                        )))?;
+                if record.state != ClaimState::Pending as i32 {
+                    return Ok((record, false));
+                }
+                let accepted = receipt.outcome == Outcome::Accepted as i32;
+                record.state = if accepted {
+                    ClaimState::Settled
+                } else {
+                    ClaimState::Rejected
+                } as i32;
+                record.reason = receipt.reason;
+                record.message = message.clone();
+                record.remaining_cap_cents = receipt.remaining_cap_cents;
+                record.receipt = signed_receipt.to_vec();
+                record.issuer_ledger_seq = receipt.ledger_seq;
+                if !accepted {
+                    release_duplicate_keys(items, key, &entry.duplicate_keys)?;
+                }
+                entry.record = Some(record.clone());
+                claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+                outbox.remove(entry.settlement_id.as_bytes())?;
+                let event = LedgerEvent {
+                    event: Some(ledger_event::Event::ReceivedReceipt(
+                        signed_receipt.to_vec(),
+                    )),
+                };
+                ledger::append(ledger_tree, meta, &event)?;
+                Ok((record, true))
+            })?;
         if changed {
             self.db.flush_async().await?;
         }
@@ -322,43 +353,48 @@ impl Store {
         key: &ClaimKey,
         release: bool,
     ) -> Result<ClaimRecord, StoreError> {
-        let record = (&self.claims, &self.outbox).transaction(|(claims, outbox)| {
-            let bytes = claims
-                .get(&key.0)?
-                .ok_or(ConflictableTransactionError::Abort(
-                    StoreError::UnknownClaim,
-                ))?;
-            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
-            let mut record = entry
-                .record
-                .clone()
-                .ok_or(ConflictableTransactionError::Abort(corrupt(
-                    "claim without record",
-                )))?;
-            if record.state != ClaimState::Held as i32 {
-                return abort(StoreError::NotHeld);
-            }
-            if release {
-                record.state = ClaimState::Pending as i32;
-                record.message =
+        let record = (&self.claims, &self.outbox, &self.claim_items).transaction(
+            |(claims, outbox, items)| {
+                let bytes = claims
+                    .get(&key.0)?
+                    .ok_or(ConflictableTransactionError::Abort(
+                        StoreError::UnknownClaim,
+                    ))?;
+                let mut entry =
+                    decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut record =
+                    entry
+                        .record
+                        .clone()
+                        .ok_or(ConflictableTransactionError::Abort(corrupt(
+                            "claim without record",
+                        )))?;
+                if record.state != ClaimState::Held as i32 {
+                    return abort(StoreError::NotHeld);
+                }
+                if release {
+                    record.state = ClaimState::Pending as i32;
+                    record.message =
                     "Released by the clearing office; waiting for the issuing office's receipt."
                         .into();
-                let item = OutboxEntry {
-                    claim_key: key.0.clone(),
-                    issuer: record.issuer.clone(),
-                    attempts: 0,
-                    next_attempt_ms: 0,
-                };
-                outbox.insert(entry.settlement_id.as_bytes(), item.encode_to_vec())?;
-            } else {
-                record.state = ClaimState::Rejected as i32;
-                record.reason = RejectReason::Duplicate as i32;
-                record.message = "Rejected by the clearing office as a duplicate.".into();
-            }
-            entry.record = Some(record.clone());
-            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
-            Ok(record)
-        })?;
+                    let item = OutboxEntry {
+                        claim_key: key.0.clone(),
+                        issuer: record.issuer.clone(),
+                        attempts: 0,
+                        next_attempt_ms: 0,
+                    };
+                    outbox.insert(entry.settlement_id.as_bytes(), item.encode_to_vec())?;
+                } else {
+                    release_duplicate_keys(items, key, &entry.duplicate_keys)?;
+                    record.state = ClaimState::Rejected as i32;
+                    record.reason = RejectReason::Duplicate as i32;
+                    record.message = "Rejected by the clearing office as a duplicate.".into();
+                }
+                entry.record = Some(record.clone());
+                claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+                Ok(record)
+            },
+        )?;
         self.db.flush_async().await?;
         Ok(record)
     }
