@@ -4,6 +4,7 @@
 
 pub mod code;
 pub mod day;
+pub mod disclosure;
 pub mod error;
 pub mod ledger;
 pub mod money;
