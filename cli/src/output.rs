@@ -252,6 +252,7 @@ pub(crate) fn reject_reason_code(reason: RejectReason) -> Option<&'static str> {
         RejectReason::DeadlinePassed => Some("deadline_passed"),
         RejectReason::OverCap => Some("over_cap"),
         RejectReason::Duplicate => Some("duplicate"),
+        RejectReason::OutOfScope => Some("out_of_scope"),
     }
 }
 

@@ -18,14 +18,13 @@ use sha2::Digest;
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::fees::CatalogueCategory;
 use crate::node::Node;
 use crate::pki::Identity;
 use crate::roster::Member;
 use crate::store::{ClaimKey, DueSettlement, NewClaim, StoreError};
 use crate::verify::{Resolved, resolve};
 
-/// Longest a delivery attempt may take before the claim waits for the outbox.
-const INLINE_ATTEMPTS: u32 = 1;
 /// Backoff of the outbox: doubling from half a second up to a minute.
 const FIRST_BACKOFF_MS: i64 = 500;
 const MAX_BACKOFF_MS: i64 = 60_000;
@@ -40,12 +39,14 @@ fn not_claimable(message: impl Into<String>) -> Status {
     refusal(ErrorReason::VoucherNotClaimable, message)
 }
 
-/// The id under which the issuer knows a claim: derived from this node, the provider and the
-/// provider's claim id, so that it is unique per redeemer and reveals none of them.
-pub fn settlement_id(node: &str, provider: &str, claim_id: &str) -> String {
-    let digest = sha2::Sha256::digest(format!("{node}\0{provider}\0{claim_id}"));
-    data_encoding::HEXLOWER.encode(&digest[..16])
+/// A new id under which the issuer will know a claim: random, so that it reveals nothing of the
+/// provider or its own claim id. Stored with the claim; retries reuse the stored one.
+fn new_settlement_id() -> String {
+    data_encoding::HEXLOWER.encode(schein_proto::Serial::random().as_bytes())
 }
+
+/// Longest voucher code accepted in a claim.
+const MAX_CODE_LEN: usize = 2048;
 
 fn validate_claim_id(claim_id: &str) -> Result<(), Status> {
     let ok = (1..=64).contains(&claim_id.len())
@@ -68,6 +69,9 @@ pub async fn submit(
     request: SubmitClaimRequest,
 ) -> Result<ClaimRecord, Status> {
     validate_claim_id(&request.claim_id)?;
+    if request.code.len() > MAX_CODE_LEN {
+        return Err(invalid("the code is far too long to be a voucher code"));
+    }
     let kind = ProviderKind::try_from(request.provider_kind)
         .ok()
         .filter(|k| *k != ProviderKind::Unspecified)
@@ -86,8 +90,8 @@ pub async fn submit(
             "the service date {service_date} lies in the future"
         )));
     }
-    let (issuer, voucher) = match resolve(node, &request.code).await {
-        Resolved::Voucher(issuer, voucher) => (issuer, voucher),
+    let (issuer, voucher, signed_voucher) = match resolve(node, &request.code).await {
+        Resolved::Voucher(resolved) => *resolved,
         Resolved::Invalid(message) => return Err(not_claimable(message)),
         Resolved::Unreachable(message) => {
             return Err(refusal(ErrorReason::PeerUnreachable, message));
@@ -110,16 +114,20 @@ pub async fn submit(
             "this emergency voucher was issued for another provider; only that provider may claim on it",
         ));
     }
+    let catalogue_category = match category {
+        Category::Medication => CatalogueCategory::Medication,
+        _ => CatalogueCategory::Treatment,
+    };
     let amount = issuer
         .fee_schedule()
-        .check(&request.items)
+        .check(&request.items, catalogue_category)
         .map_err(|e| refusal(ErrorReason::FeeItem, e.to_string()))?;
     let service_month = service_date
         .month()
         .ok_or_else(|| invalid("the service date is out of range"))?;
 
     let key_id = KeyId::of(&node.signing_key.verifying_key());
-    let settlement_id = settlement_id(&node.id, &provider.name, &request.claim_id);
+    let settlement_id = new_settlement_id();
     let record = SettlementRecord {
         claim_id: settlement_id.clone(),
         serial: voucher.serial.as_bytes().to_vec(),
@@ -129,6 +137,7 @@ pub async fn submit(
         service_month,
         redeemer: node.id.clone(),
         key_id: key_id.0,
+        voucher_hash: sha2::Sha256::digest(signed_voucher.to_bytes()).to_vec(),
     };
     let signed_record = signed::seal(Kind::Settlement, &record, &node.signing_key);
     let short_code = issuer
@@ -190,23 +199,15 @@ pub async fn submit(
     if record.state != ClaimState::Pending as i32 {
         return Ok(record);
     }
-    for _ in 0..INLINE_ATTEMPTS {
-        match deliver(
-            node,
-            &key,
-            &settlement_id,
-            issuer.id(),
-            signed_record.clone(),
-        )
-        .await
-        {
-            Ok(record) => return Ok(record),
-            Err(error) => {
-                tracing::info!(issuer = issuer.id(), %error, "claim left in the outbox");
-            }
+    // A retry of a stored claim delivers the record stored with it, not the one made now.
+    let (settlement_id, signed_record) = node.store.settlement_of(&key)?;
+    match deliver(node, &key, &settlement_id, issuer.id(), signed_record).await {
+        Ok(record) => Ok(record),
+        Err(error) => {
+            tracing::info!(issuer = issuer.id(), %error, "claim left in the outbox");
+            Ok(node.store.claim(&key)?.unwrap_or(record))
         }
     }
-    Ok(node.store.claim(&key)?.unwrap_or(record))
 }
 
 /// Why a settlement record was not delivered; it stays in the outbox.
@@ -237,6 +238,7 @@ pub async fn deliver(
     let issuer = roster
         .member(issuer_id)
         .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
+    let signed_record_copy = signed_record.clone();
     let signed_receipt = if issuer.id() == node.id {
         let record: SettlementRecord =
             signed::peek(&signed_record).map_err(|e| DeliveryError::Refused(e.to_string()))?;
@@ -247,11 +249,19 @@ pub async fn deliver(
         node.peers.settle(issuer, signed_record).await?
     };
     let receipt = open_receipt(issuer, &signed_receipt)?;
-    if receipt.claim_id != settlement_id
-        || receipt.redeemer != node.id
-        || receipt.issuer != issuer.id()
-    {
-        return Err(DeliveryError::BadReceipt("it is for another claim".into()));
+    let sent: SettlementRecord =
+        signed::peek(&signed_record_copy).map_err(|e| DeliveryError::BadReceipt(e.to_string()))?;
+    let matches = receipt.claim_id == settlement_id
+        && receipt.redeemer == node.id
+        && receipt.issuer == issuer.id()
+        && receipt.serial == sent.serial
+        && receipt.amount_cents == sent.amount_cents
+        && receipt.category == sent.category
+        && receipt.service_month == sent.service_month;
+    if !matches {
+        return Err(DeliveryError::BadReceipt(
+            "it does not match the record sent".into(),
+        ));
     }
     let message = receipt_message(issuer, &receipt);
     let record = node
@@ -269,11 +279,13 @@ pub async fn deliver(
     Ok(record)
 }
 
-/// Checks a receipt's signature with the issuer's key from the roster.
+/// Checks a receipt's signature with the issuer's key from the roster, in use today.
 pub fn open_receipt(issuer: &Member, signed_receipt: &[u8]) -> Result<Receipt, DeliveryError> {
     let bad = |e: &dyn std::fmt::Display| DeliveryError::BadReceipt(e.to_string());
     let claimed: Receipt = signed::peek(signed_receipt).map_err(|e| bad(&e))?;
-    let key = issuer.key(&KeyId(claimed.key_id)).map_err(|e| bad(&e))?;
+    let key = issuer
+        .key_in_use(&KeyId(claimed.key_id), Day::today())
+        .map_err(|e| bad(&e))?;
     signed::open(Kind::Receipt, signed_receipt, &key.public_key).map_err(|e| bad(&e))
 }
 
@@ -301,12 +313,13 @@ fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
             Cents(receipt.remaining_cap_cents.unwrap_or(0))
         ),
         RejectReason::Duplicate => "it duplicates an earlier claim".into(),
+        RejectReason::OutOfScope => "the voucher does not cover this kind of care".into(),
         RejectReason::Unspecified => "no reason given".into(),
     };
     format!("Rejected by {}: {why}.", issuer.name())
 }
 
-/// The issuer's side: checks a settlement record from member `redeemer` and decides on it.
+/// The issuer's side: decides on a settlement record whose sender has been checked.
 pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u8>, Status> {
     let key = node.signing_key.clone();
     let key_id = KeyId::of(&key.verifying_key()).0;
@@ -329,10 +342,34 @@ pub fn open_record(redeemer: &Member, signed_record: &[u8]) -> Result<Settlement
     let claimed: SettlementRecord = signed::peek(signed_record)
         .map_err(|e| bad(format!("the settlement record cannot be read: {e}")))?;
     let key = redeemer
-        .key(&KeyId(claimed.key_id))
-        .map_err(|_| bad("the settlement record names a key its sender does not list".into()))?;
+        .key_in_use(&KeyId(claimed.key_id), Day::today())
+        .map_err(|_| bad("the settlement record names a key its sender does not use".into()))?;
     signed::open(Kind::Settlement, signed_record, &key.public_key)
         .map_err(|e| bad(format!("the settlement record is not genuine: {e}")))
+}
+
+/// One delivery from the outbox; on failure, the next attempt is put off with backoff.
+async fn deliver_due(node: &Node, due: DueSettlement, now_ms: i64) {
+    let DueSettlement {
+        key,
+        settlement_id,
+        issuer,
+        signed_record,
+        attempts,
+    } = due;
+    if let Err(error) = deliver(node, &key, &settlement_id, &issuer, signed_record).await {
+        let attempts = attempts.saturating_add(1);
+        let backoff = FIRST_BACKOFF_MS
+            .saturating_mul(1_i64 << attempts.min(10))
+            .min(MAX_BACKOFF_MS);
+        tracing::info!(%issuer, attempts, backoff_ms = backoff, %error, "settlement deferred");
+        if let Err(error) = node
+            .store
+            .retry_later(&settlement_id, attempts, now_ms + backoff)
+        {
+            tracing::error!(%error, "updating the outbox failed");
+        }
+    }
 }
 
 /// Delivers what is due in the outbox until `stop` turns true.
@@ -353,30 +390,8 @@ pub async fn run_outbox(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        for DueSettlement {
-            key,
-            settlement_id,
-            issuer,
-            signed_record,
-            attempts,
-        } in due
-        {
-            match deliver(&node, &key, &settlement_id, &issuer, signed_record).await {
-                Ok(_) => {}
-                Err(error) => {
-                    let attempts = attempts.saturating_add(1);
-                    let backoff = FIRST_BACKOFF_MS
-                        .saturating_mul(1_i64 << attempts.min(10))
-                        .min(MAX_BACKOFF_MS);
-                    tracing::info!(%issuer, attempts, backoff_ms = backoff, %error, "settlement deferred");
-                    if let Err(error) =
-                        node.store
-                            .retry_later(&settlement_id, attempts, now_ms + backoff)
-                    {
-                        tracing::error!(%error, "updating the outbox failed");
-                    }
-                }
-            }
-        }
+        // Concurrently, so that one unreachable issuer does not hold up the others.
+        let deliveries = due.into_iter().map(|due| deliver_due(&node, due, now_ms));
+        futures::future::join_all(deliveries).await;
     }
 }

@@ -12,11 +12,23 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ITEMS: usize = 50;
 pub const MAX_COUNT: u32 = 99;
 
+/// Whether a catalogue's items are treatment (under the voucher's cap) or medication (outside).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogueCategory {
+    #[default]
+    Treatment,
+    Medication,
+}
+
 /// One catalogue (GOÄ, GOZ, …): fee codes with their base amount, and a factor for all of them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
     pub name: String,
+    /// What its items are billed as; a claim's category must match every item's.
+    #[serde(default)]
+    pub category: CatalogueCategory,
     /// 100 = factor 1.0; the most the issuer pays is base × factor.
     pub factor_percent: u32,
     /// Fee code → base amount of one unit, euro cents.
@@ -50,6 +62,10 @@ pub enum FeeError {
     },
     #[error("the claim's total is absurdly high")]
     Total,
+    #[error(
+        "item {0} cannot be billed in this category (treatment and medication are billed separately)"
+    )]
+    Category(String),
 }
 
 impl FeeSchedule {
@@ -83,26 +99,32 @@ impl FeeSchedule {
         Ok(())
     }
 
-    /// The most the issuer pays for one unit of `code`.
-    pub fn max_unit_cents(&self, code: &str) -> Option<i64> {
+    /// The most the issuer pays for one unit of `code`, and what `code` is billed as.
+    pub fn max_unit_cents(&self, code: &str) -> Option<(i64, CatalogueCategory)> {
         self.catalogues.iter().find_map(|c| {
-            c.items
-                .get(code)
-                .map(|&base| base.saturating_mul(i64::from(c.factor_percent)) / 100)
+            c.items.get(code).map(|&base| {
+                (
+                    base.saturating_mul(i64::from(c.factor_percent)) / 100,
+                    c.category,
+                )
+            })
         })
     }
 
-    /// Checks every item of a bill and returns its total.
-    pub fn check(&self, items: &[ClaimItem]) -> Result<i64, FeeError> {
+    /// Checks every item of a bill in `category` and returns its total.
+    pub fn check(&self, items: &[ClaimItem], category: CatalogueCategory) -> Result<i64, FeeError> {
         if items.is_empty() || items.len() > MAX_ITEMS {
             return Err(FeeError::ItemCount);
         }
         let mut total: i64 = 0;
         for item in items {
             let code = &item.fee_code;
-            let unit = self
+            let (unit, item_category) = self
                 .max_unit_cents(code)
                 .ok_or_else(|| FeeError::UnknownCode(code.chars().take(32).collect()))?;
+            if item_category != category {
+                return Err(FeeError::Category(code.clone()));
+            }
             if !(1..=MAX_COUNT).contains(&item.count) {
                 return Err(FeeError::Count(code.clone()));
             }
@@ -143,53 +165,68 @@ mod tests {
         let schedule = FeeSchedule::builtin();
         assert!(schedule.catalogues.len() >= 4);
         schedule.validate().unwrap();
-        assert_eq!(schedule.max_unit_cents("GOAE-1"), Some(466));
+        assert_eq!(schedule.max_unit_cents("GOAE-1"), Some((466, T)));
         assert_eq!(
             schedule.max_unit_cents("GOZ-0010"),
-            Some(1124),
+            Some((1124, T)),
             "dental factor 2.0"
         );
+        assert_eq!(
+            schedule.max_unit_cents("MED").map(|(_, c)| c),
+            Some(CatalogueCategory::Medication)
+        );
     }
+
+    const T: CatalogueCategory = CatalogueCategory::Treatment;
 
     #[test]
     fn bills_are_checked_item_by_item() {
         let schedule = FeeSchedule::builtin();
+        assert!(matches!(
+            schedule.check(&[item("MED", 1, 100)], T),
+            Err(FeeError::Category(_))
+        ));
+        assert!(matches!(
+            schedule.check(&[item("GOAE-1", 1, 100)], CatalogueCategory::Medication),
+            Err(FeeError::Category(_))
+        ));
         assert_eq!(
-            schedule.check(&[item("GOAE-1", 1, 466), item("GOAE-5", 2, 900)]),
+            schedule.check(&[item("GOAE-1", 1, 466), item("GOAE-5", 2, 900)], T),
             Ok(1366)
         );
-        assert!(matches!(schedule.check(&[]), Err(FeeError::ItemCount)));
+        assert!(matches!(schedule.check(&[], T), Err(FeeError::ItemCount)));
         assert!(matches!(
-            schedule.check(&[item("GOAE-9999", 1, 100)]),
+            schedule.check(&[item("GOAE-9999", 1, 100)], T),
             Err(FeeError::UnknownCode(_))
         ));
         assert!(matches!(
-            schedule.check(&[item("GOAE-1", 0, 100)]),
+            schedule.check(&[item("GOAE-1", 0, 100)], T),
             Err(FeeError::Count(_))
         ));
         assert!(matches!(
-            schedule.check(&[item("GOAE-1", 100, 100)]),
+            schedule.check(&[item("GOAE-1", 100, 100)], T),
             Err(FeeError::Count(_))
         ));
         assert!(matches!(
-            schedule.check(&[item("GOAE-1", 1, -5)]),
+            schedule.check(&[item("GOAE-1", 1, -5)], T),
             Err(FeeError::Amount(_))
         ));
         assert!(matches!(
-            schedule.check(&[item("GOAE-1", 1, 467)]),
+            schedule.check(&[item("GOAE-1", 1, 467)], T),
             Err(FeeError::TooMuch { .. })
         ));
         let big = FeeSchedule {
             catalogues: vec![Catalogue {
                 name: "test".into(),
+                category: T,
                 factor_percent: 100,
                 items: [("BIG".to_owned(), MAX_CENTS)].into_iter().collect(),
             }],
         };
         big.validate().unwrap();
-        assert_eq!(big.check(&[item("BIG", 1, MAX_CENTS)]), Ok(MAX_CENTS));
+        assert_eq!(big.check(&[item("BIG", 1, MAX_CENTS)], T), Ok(MAX_CENTS));
         assert!(matches!(
-            big.check(&[item("BIG", 1, MAX_CENTS), item("BIG", 1, 1)]),
+            big.check(&[item("BIG", 1, MAX_CENTS), item("BIG", 1, 1)], T),
             Err(FeeError::Total)
         ));
     }

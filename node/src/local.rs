@@ -215,17 +215,6 @@ impl LocalFederation {
         Ok(())
     }
 
-    /// Stops node `id` at once, without draining or flushing, as a crash would.
-    pub async fn kill(&mut self, id: &str) -> Result<(), LocalError> {
-        let node = self.node_mut(id)?;
-        let running = node
-            .running
-            .take()
-            .ok_or_else(|| LocalError::NotRunning(id.to_owned()))?;
-        running.kill().await;
-        Ok(())
-    }
-
     /// Starts node `id` again on its old port and data.
     pub async fn restart(&mut self, id: &str) -> Result<(), LocalError> {
         let node = self.node_mut(id)?;
@@ -233,7 +222,7 @@ impl LocalFederation {
             return Err(LocalError::AlreadyRunning(id.to_owned()));
         }
         let config = node.config()?;
-        // A killed node's store may still be closing on a blocking thread; wait for its lock.
+        // A stopped node's store may still be closing on a blocking thread; wait for its lock.
         let mut attempt = 0;
         let running = loop {
             let listener = TcpListener::bind(node.addr)

@@ -156,6 +156,18 @@ impl Member {
             .ok_or(KeyLookupError::UnknownKey)
     }
 
+    /// The key with `key_id`, if it is in use on `day`: for receipts, records and statements,
+    /// which are signed when they are made.
+    pub fn key_in_use(&self, key_id: &KeyId, day: Day) -> Result<&SigningKey, KeyLookupError> {
+        let key = self.key(key_id)?;
+        let in_use = key.valid_from <= day && key.valid_until.is_none_or(|last| day <= last);
+        if in_use {
+            Ok(key)
+        } else {
+            Err(KeyLookupError::OutsideWindow)
+        }
+    }
+
     /// The key with `key_id`, if a voucher valid from `from` to `until` lies wholly inside its
     /// window: a retired key can neither sign vouchers that outlive it nor date them back.
     pub fn key_for(

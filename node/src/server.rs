@@ -174,10 +174,4 @@ impl RunningNode {
             Err(join) => Err(RunError::Panicked(join.to_string())),
         }
     }
-
-    /// Stops at once, as a crash would: no drain, no final flush.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
 }

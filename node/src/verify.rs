@@ -329,8 +329,8 @@ pub(crate) async fn ask_issuer(node: &Node, issuer: &Member, serial: Serial) -> 
 
 /// A voucher as a claim needs it.
 pub(crate) enum Resolved {
-    /// Genuine: its issuer and its content.
-    Voucher(Box<Member>, VerifiedVoucher),
+    /// Genuine: its issuer, its content, and the signed voucher itself.
+    Voucher(Box<(Member, VerifiedVoucher, SignedVoucher)>),
     /// Not a voucher that can be accepted, and why.
     Invalid(String),
     /// A short code whose issuer could not be asked.
@@ -381,7 +381,7 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
         }
     };
     match check_signed(&roster, &signed) {
-        Ok((member, voucher)) => Resolved::Voucher(Box::new(member.clone()), voucher),
+        Ok((member, voucher)) => Resolved::Voucher(Box::new((member.clone(), voucher, signed))),
         Err(refused) => invalid(refused),
     }
 }

@@ -139,3 +139,166 @@ async fn sigkill_loses_nothing_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Two real node processes, Leipzig (issuer) and Dresden (redeemer). Claims stream in at
+/// Dresden while Leipzig is killed with SIGKILL and started again: every claim ends settled
+/// exactly once, and Leipzig's books equal Dresden's.
+#[tokio::test]
+async fn sigkill_of_the_issuer_while_settling_loses_and_doubles_nothing() {
+    use schein_node::config::Config;
+    use schein_node::pki::Role;
+    use schein_node::roster::{MemberEntry, Roster};
+    use schein_proto::v1::provider_client::ProviderClient;
+    use schein_proto::v1::{
+        Category, ClaimItem, ClaimState, ClaimStatusRequest, ProviderKind, ShowVoucherRequest,
+        SubmitClaimRequest,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mut nodes = Vec::new();
+    for (id, prefix) in [("leipzig", "LEJ"), ("dresden", "DRS")] {
+        let port = free_port();
+        let created = init(&InitOptions {
+            dir: dir.path().join(id),
+            node_id: id.into(),
+            name: id.into(),
+            prefix: prefix.into(),
+            listen: format!("127.0.0.1:{port}"),
+            endpoint: format!("https://127.0.0.1:{port}"),
+            hostnames: vec![],
+            office_name: "office".into(),
+        })
+        .unwrap();
+        nodes.push(created);
+    }
+    // The operators exchange member entries.
+    for (mine, theirs) in [(0, 1), (1, 0)] {
+        let roster_path = nodes[mine]
+            .config_path
+            .parent()
+            .unwrap()
+            .join("roster.toml");
+        let roster = Roster::load(&roster_path).unwrap();
+        let entry = MemberEntry::load(&nodes[theirs].member_path).unwrap();
+        roster.upsert(entry).unwrap().0.save(&roster_path).unwrap();
+    }
+    let leipzig_dir = nodes[0].config_path.parent().unwrap().to_path_buf();
+    let dresden_dir = nodes[1].config_path.parent().unwrap().to_path_buf();
+    let dresden_config = Config::load_with_env(&nodes[1].config_path, []).unwrap();
+    let provider = schein_node::init::enroll(
+        &dresden_config,
+        Role::Provider,
+        "praxis",
+        30,
+        &dresden_dir.join("identities/provider-praxis.toml"),
+    )
+    .unwrap();
+    let leipzig_office = IdentityFile::load(&nodes[0].office_identity_path).unwrap();
+
+    let mut leipzig = start(&leipzig_dir);
+    let mut dresden = start(&dresden_dir);
+    let mut office = ready(&leipzig_office).await;
+    let provider_channel = loop {
+        if let Ok(channel) = provider.connect(None).await {
+            break channel;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let voucher = office
+        .issue_voucher(IssueVoucherRequest {
+            valid_from: Some(
+                schein_proto::Day::today()
+                    .checked_add_days(-30)
+                    .unwrap()
+                    .into(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let claims = 24;
+    let mut acknowledged = Vec::new();
+    for i in 0..claims {
+        let request = SubmitClaimRequest {
+            claim_id: format!("k{i}"),
+            code: voucher.full_code.clone(),
+            service_date: Some(
+                schein_proto::Day::today()
+                    .checked_add_days(-i)
+                    .unwrap()
+                    .into(),
+            ),
+            provider_kind: ProviderKind::Practice as i32,
+            items: vec![ClaimItem {
+                fee_code: "GOAE-1".into(),
+                count: 1,
+                amount_cents: 466,
+            }],
+            category: Category::Treatment as i32,
+        };
+        let answer = ProviderClient::new(provider_channel.clone())
+            .submit_claim(request)
+            .await;
+        if let Ok(answer) = answer {
+            assert!(matches!(
+                answer.get_ref().state(),
+                ClaimState::Settled | ClaimState::Pending
+            ));
+            acknowledged.push(format!("k{i}"));
+        }
+        // Kill the issuer twice while claims arrive, and bring it back.
+        if i == claims / 3 || i == 2 * claims / 3 {
+            leipzig.kill().unwrap();
+            leipzig.wait().unwrap();
+            leipzig = start(&leipzig_dir);
+        }
+    }
+    assert_eq!(
+        acknowledged.len(),
+        claims as usize,
+        "Dresden acknowledged every claim"
+    );
+    let mut settled = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &acknowledged {
+        loop {
+            let claim = ProviderClient::new(provider_channel.clone())
+                .claim_status(ClaimStatusRequest {
+                    claim_id: id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if claim.state() == ClaimState::Settled {
+                settled += claim.amount_cents;
+                break;
+            }
+            assert_ne!(claim.state(), ClaimState::Rejected, "{}", claim.message);
+            assert!(Instant::now() < deadline, "claim {id} never settled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut office = ready(&leipzig_office).await;
+    let shown = office
+        .show_voucher(ShowVoucherRequest {
+            code: voucher.short_code.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.claimed_cents, settled, "none lost, none doubled");
+    assert_eq!(settled, 466 * i64::from(claims));
+    for child in [&mut leipzig, &mut dresden] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

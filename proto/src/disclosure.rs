@@ -48,7 +48,12 @@ impl Table {
     /// A table of `cells` (rows of equal length), with totals filled in. Voucher counts of a
     /// total are the sums of its cells', given as `row_vouchers` etc. when a voucher can count
     /// in several cells of a row (the distinct count is smaller than the sum).
-    pub fn new(cells: Vec<Vec<Cell>>, row_vouchers: Vec<u64>, column_vouchers: Vec<u64>, total_vouchers: u64) -> Self {
+    pub fn new(
+        cells: Vec<Vec<Cell>>,
+        row_vouchers: Vec<u64>,
+        column_vouchers: Vec<u64>,
+        total_vouchers: u64,
+    ) -> Self {
         let columns = cells.first().map_or(0, Vec::len);
         let row_totals = cells
             .iter()
@@ -63,7 +68,10 @@ impl Table {
                 )
             })
             .collect();
-        let total = Cell::new(total_vouchers, cells.iter().flatten().map(|c| c.amount_cents).sum());
+        let total = Cell::new(
+            total_vouchers,
+            cells.iter().flatten().map(|c| c.amount_cents).sum(),
+        );
         Self {
             cells,
             row_totals,
@@ -75,8 +83,13 @@ impl Table {
     /// A table whose totals count vouchers as the sum of the cells' (each voucher in one cell).
     pub fn from_cells(cells: Vec<Vec<Cell>>) -> Self {
         let columns = cells.first().map_or(0, Vec::len);
-        let rows: Vec<u64> = cells.iter().map(|r| r.iter().map(|c| c.vouchers).sum()).collect();
-        let cols: Vec<u64> = (0..columns).map(|c| cells.iter().map(|r| r[c].vouchers).sum()).collect();
+        let rows: Vec<u64> = cells
+            .iter()
+            .map(|r| r.iter().map(|c| c.vouchers).sum())
+            .collect();
+        let cols: Vec<u64> = (0..columns)
+            .map(|c| cells.iter().map(|r| r[c].vouchers).sum())
+            .collect();
         let total = rows.iter().sum();
         Self::new(cells, rows, cols, total)
     }
@@ -189,7 +202,11 @@ fn smallest_visible(cells: impl Iterator<Item = (usize, Cell)>) -> Option<usize>
 pub fn recoverable(table: &Table) -> Vec<(usize, usize)> {
     let rows = table.cells.len();
     let columns = table.column_totals.len();
-    let mut known: Vec<Vec<bool>> = table.cells.iter().map(|r| r.iter().map(|c| !c.hidden).collect()).collect();
+    let mut known: Vec<Vec<bool>> = table
+        .cells
+        .iter()
+        .map(|r| r.iter().map(|c| !c.hidden).collect())
+        .collect();
     let mut row_known: Vec<bool> = table.row_totals.iter().map(|t| !t.hidden).collect();
     let mut column_known: Vec<bool> = table.column_totals.iter().map(|t| !t.hidden).collect();
     let total_known = !table.total.hidden;
@@ -235,14 +252,20 @@ pub fn recoverable(table: &Table) -> Vec<(usize, usize)> {
             break;
         }
     }
-    let mut found = Vec::new();
-    for r in 0..rows {
-        for c in 0..columns {
-            if table.cells[r][c].sensitive() && known[r][c] {
-                found.push((r, c));
-            }
-        }
-    }
+    let mut found: Vec<(usize, usize)> = table
+        .cells
+        .iter()
+        .zip(&known)
+        .enumerate()
+        .flat_map(|(r, (cells, known))| {
+            cells
+                .iter()
+                .zip(known)
+                .enumerate()
+                .filter(|(_, (cell, known))| cell.sensitive() && **known)
+                .map(move |(c, _)| (r, c))
+        })
+        .collect();
     // A sensitive total that became known is a disclosure as well.
     for (r, known) in row_known.iter().enumerate() {
         if *known && table.row_totals[r].sensitive() {
@@ -267,7 +290,11 @@ mod tests {
         Table::from_cells(
             counts
                 .iter()
-                .map(|row| row.iter().map(|&v| Cell::new(v, v as i64 * 10_000)).collect())
+                .map(|row| {
+                    row.iter()
+                        .map(|&v| Cell::new(v, v as i64 * 10_000))
+                        .collect()
+                })
                 .collect(),
         )
     }
@@ -303,7 +330,14 @@ mod tests {
             proptest::collection::vec(
                 proptest::collection::vec(
                     prop_oneof![Just(0u64), 1u64..5, 5u64..40].prop_flat_map(|v| {
-                        (Just(v), if v == 0 { (0i64..1).boxed() } else { (1i64..1_000_000).boxed() })
+                        (
+                            Just(v),
+                            if v == 0 {
+                                (0i64..1).boxed()
+                            } else {
+                                (1i64..1_000_000).boxed()
+                            },
+                        )
                     }),
                     columns,
                 ),

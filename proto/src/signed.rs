@@ -104,6 +104,7 @@ mod tests {
             service_month: 202_611,
             redeemer: "dresden".into(),
             key_id: "abcd".into(),
+            voucher_hash: vec![1; 32],
         }
     }
 

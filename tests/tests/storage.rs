@@ -20,23 +20,10 @@ async fn a_restarted_node_keeps_its_vouchers_and_revocations() {
         .await
         .unwrap();
 
-    for stop_gracefully in [true, false] {
-        if stop_gracefully {
-            saxony.federation.stop("leipzig").await.unwrap();
-        } else {
-            // No drain, no final flush: each issue and revoke was flushed before it answered.
-            let mut connected = saxony.office("leipzig").await.unwrap();
-            connected
-                .list_vouchers(ListVouchersRequest::default())
-                .await
-                .unwrap();
-            saxony.federation.kill("leipzig").await.unwrap();
-            // Nothing of the killed node goes on serving, not even open connections.
-            let old = connected
-                .list_vouchers(ListVouchersRequest::default())
-                .await;
-            assert!(old.is_err(), "a killed node still answered");
-        }
+    // Graceful restarts here; SIGKILL of a real process is in node/tests/crash.rs (dropping a
+    // node inside this process would let sled flush on drop, and prove nothing).
+    for round in 0..2 {
+        saxony.federation.stop("leipzig").await.unwrap();
         saxony.federation.restart("leipzig").await.unwrap();
 
         let mut office = saxony.office("leipzig").await.unwrap();
@@ -61,7 +48,7 @@ async fn a_restarted_node_keeps_its_vouchers_and_revocations() {
         );
 
         let mut provider = saxony
-            .provider("dresden", &format!("praxis-{stop_gracefully}"))
+            .provider("dresden", &format!("praxis-{round}"))
             .await
             .unwrap();
         assert_verdict(

@@ -132,8 +132,10 @@ fn validity(request: &IssueVoucherRequest, today: Day) -> Result<(Day, Day), Sta
     let valid_until = match request.valid_until {
         Some(day) => Day::from(day),
         None => {
-            let end = valid_from.end_of_quarter().ok_or_else(out_of_range)?;
-            let soon = valid_from
+            // The current quarter, or the one the voucher begins in if that is later.
+            let start = valid_from.max(today);
+            let end = start.end_of_quarter().ok_or_else(out_of_range)?;
+            let soon = start
                 .checked_add_days(MIN_DEFAULT_VALIDITY_DAYS)
                 .ok_or_else(out_of_range)?;
             if end < soon {
@@ -201,6 +203,14 @@ impl Office for OfficeService {
             )));
         }
         let cap_cents = request.cap_cents.unwrap_or(self.node.default_cap_cents);
+        // A cap that would need two signatures as an approval needs them at issue too.
+        let threshold = self.node.second_approval_above_cents;
+        if cap_cents > threshold && cap_cents > self.node.default_cap_cents {
+            return Err(invalid_argument(format!(
+                "a cap above {} needs two office identities: issue the voucher with a lower cap, then approve the higher one",
+                Cents(threshold)
+            )));
+        }
         if !(1..=MAX_CENTS).contains(&cap_cents) {
             return Err(invalid_argument(format!(
                 "the cap must be between 1 cent and {}",
@@ -397,11 +407,14 @@ impl Office for OfficeService {
     ) -> Result<Response<LedgerResponse>, Status> {
         require_local(&request, &self.node, &[Role::Office], "read the ledger")?;
         let request = request.into_inner();
-        let entries = self
-            .node
-            .store
-            .ledger_entries(request.from_seq.max(1), super::page_size(request.limit))?;
+        // The head first, and entries only up to it: a settlement in between must not make a
+        // consistent ledger look broken.
         let head = self.node.store.ledger_head()?;
+        let from = request.from_seq.max(1);
+        let limit = super::page_size(request.limit).min(
+            usize::try_from(head.seq.saturating_add(1).saturating_sub(from)).unwrap_or(usize::MAX),
+        );
+        let entries = self.node.store.ledger_entries(from, limit)?;
         let key_id = KeyId::of(&self.node.signing_key.verifying_key());
         let signed_head = schein_proto::signed::seal(
             schein_proto::signed::Kind::LedgerHead,

@@ -5,10 +5,11 @@
 use prost::Message;
 use schein_proto::money::MAX_CENTS;
 use schein_proto::v1::{
-    CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, SettlementRecord,
+    CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, Scope, SettlementRecord,
     ledger_event,
 };
 use schein_proto::{Day, Serial};
+use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use super::{StateRecord, Store, StoreError, StoredVoucher, corrupt, ledger};
@@ -72,6 +73,7 @@ impl Store {
         let serial = Serial::from_slice(&record.serial)
             .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
         let key = settlement_key(&record.redeemer, &record.claim_id);
+        let record_hash: [u8; 32] = sha2::Sha256::digest(record.encode_to_vec()).into();
         let trees = (
             &self.settlements,
             &self.issued,
@@ -81,7 +83,13 @@ impl Store {
         );
         let receipt = trees.transaction(|(settlements, issued, state, ledger_tree, meta)| {
             if let Some(existing) = settlements.get(&key)? {
-                return Ok(existing.to_vec());
+                // The same claim again: the original receipt, byte for byte. Another claim
+                // under the same id is refused.
+                let (hash, receipt) = existing.split_at(existing.len().min(32));
+                if hash != record_hash {
+                    return abort(StoreError::ClaimIdReused);
+                }
+                return Ok(receipt.to_vec());
             }
             let mut receipt = Receipt {
                 claim_id: record.claim_id.clone(),
@@ -92,7 +100,7 @@ impl Store {
                 category: category as i32,
                 service_month: record.service_month,
                 outcome: Outcome::Rejected as i32,
-                decided_on: Some(today.into()),
+                decided_month: today.month().unwrap_or_default(),
                 ..Default::default()
             };
             let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
@@ -156,7 +164,9 @@ impl Store {
             if seq != receipt.ledger_seq {
                 return abort(corrupt("ledger sequence moved during settlement"));
             }
-            settlements.insert(key.as_slice(), signed.as_slice())?;
+            let mut value = record_hash.to_vec();
+            value.extend_from_slice(&signed);
+            settlements.insert(key.as_slice(), value)?;
             Ok(signed)
         })?;
         self.db.flush_async().await?;
@@ -257,8 +267,16 @@ fn decide(
     today: Day,
 ) -> Result<(), RejectReason> {
     let voucher = &stored.voucher;
+    // What R was shown must be the voucher stored here: a leaked key cannot mint variants.
+    let stored_hash: [u8; 32] = sha2::Sha256::digest(stored.signed.to_bytes()).into();
+    if record.voucher_hash != stored_hash {
+        return Err(RejectReason::UnknownVoucher);
+    }
     if stored.revoked_at.is_some() {
         return Err(RejectReason::Revoked);
+    }
+    if category == Category::Medication && !voucher.covers(Scope::Medication) {
+        return Err(RejectReason::OutOfScope);
     }
     let first = voucher.valid_from.month().unwrap_or(i32::MAX);
     let last = voucher.valid_until.month().unwrap_or(i32::MIN);
