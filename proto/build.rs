@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schein/v1/common.proto",
         "schein/v1/voucher.proto",
         "schein/v1/claim.proto",
+        "schein/v1/report.proto",
         "schein/v1/office.proto",
         "schein/v1/provider.proto",
         "schein/v1/federation.proto",

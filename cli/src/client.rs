@@ -46,6 +46,10 @@ impl Client {
         })
     }
 
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     pub(crate) fn office(&self) -> OfficeClient<Channel> {
         OfficeClient::new(self.channel.clone())
     }

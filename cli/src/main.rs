@@ -10,6 +10,7 @@ mod claim;
 mod client;
 mod demo;
 mod output;
+mod report;
 mod voucher;
 
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ enum Command {
     /// The node's ledger of settlement events.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Aggregate report for a period: one node, or the whole federation (funders, offices).
+    Report(report::ReportArgs),
+    /// Close a period between the nodes, or show the result (offices).
+    #[command(subcommand)]
+    Clearing(report::ClearingCommand),
     /// Check that your node answers and accepts your identity.
     Status,
     /// Run a local federation of three cities and walk through issuing and verifying.
@@ -109,6 +115,14 @@ async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Claim(command) => {
             let client = client::Client::connect(cli.identity, cli.endpoint).await?;
             claim::execute(&client, command, &out).await
+        }
+        Command::Report(args) => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            report::report(&client, args, &out).await
+        }
+        Command::Clearing(command) => {
+            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            report::clearing(&client, command, &out).await
         }
         Command::Ledger(LedgerCommand::Verify) => {
             let client = client::Client::connect(cli.identity, cli.endpoint).await?;

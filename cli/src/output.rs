@@ -253,6 +253,7 @@ pub(crate) fn reject_reason_code(reason: RejectReason) -> Option<&'static str> {
         RejectReason::OverCap => Some("over_cap"),
         RejectReason::Duplicate => Some("duplicate"),
         RejectReason::OutOfScope => Some("out_of_scope"),
+        RejectReason::PeriodClosed => Some("period_closed"),
     }
 }
 

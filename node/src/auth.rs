@@ -68,6 +68,22 @@ pub(crate) fn require_local<T>(
     Ok(identity.clone())
 }
 
+/// The caller, if it may read reports here: a funder of any member, or this node's office.
+pub(crate) fn require_reader<T>(request: &Request<T>, node: &Node) -> Result<Identity, Status> {
+    let identity = caller(request, node)?;
+    match identity.role {
+        Role::Funder => Ok(identity.clone()),
+        Role::Office if identity.node == node.id => Ok(identity.clone()),
+        _ => {
+            tracing::warn!(caller = %identity, "refused: report read by a non-reader");
+            Err(refusal(
+                ErrorReason::WrongRole,
+                "reports are for funders and this node's clearing office",
+            ))
+        }
+    }
+}
+
 /// The caller, if it is a member node.
 pub(crate) fn require_peer<T>(request: &Request<T>, node: &Node) -> Result<Identity, Status> {
     let identity = caller(request, node)?;

@@ -314,6 +314,9 @@ fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
         ),
         RejectReason::Duplicate => "it duplicates an earlier claim".into(),
         RejectReason::OutOfScope => "the voucher does not cover this kind of care".into(),
+        RejectReason::PeriodClosed => {
+            "the period of the service month is closed in clearing".into()
+        }
         RejectReason::Unspecified => "no reason given".into(),
     };
     format!("Rejected by {}: {why}.", issuer.name())

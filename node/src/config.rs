@@ -51,6 +51,9 @@ pub struct Settings {
     /// Treatment cap of a voucher when the office names none, in euro cents (EUR 500).
     #[serde(default = "defaults::default_cap_cents")]
     pub default_cap_cents: i64,
+    /// The node's annual treatment budget, euro cents (Leipzig: about EUR 204,000).
+    #[serde(default = "defaults::annual_budget_cents")]
+    pub annual_budget_cents: i64,
     /// A cap raised above this (euro cents) needs a second, different office identity.
     #[serde(default = "defaults::second_approval_above_cents")]
     pub second_approval_above_cents: i64,
@@ -98,6 +101,9 @@ mod defaults {
     pub(super) fn default_cap_cents() -> i64 {
         50_000
     }
+    pub(super) fn annual_budget_cents() -> i64 {
+        20_400_000
+    }
     pub(super) fn second_approval_above_cents() -> i64 {
         100_000
     }
@@ -132,6 +138,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "tls_key",
     "default_cap_cents",
     "second_approval_above_cents",
+    "annual_budget_cents",
     "clock_skew_seconds",
     "peer_timeout_ms",
     "max_message_bytes",
@@ -246,6 +253,11 @@ impl Config {
         if !(1..=MAX_CENTS).contains(&settings.default_cap_cents) {
             return Err(invalid(format!(
                 "default_cap_cents must be between 1 and {MAX_CENTS}"
+            )));
+        }
+        if !(0..=MAX_CENTS).contains(&settings.annual_budget_cents) {
+            return Err(invalid(format!(
+                "annual_budget_cents must be between 0 and {MAX_CENTS}"
             )));
         }
         if !(1..=MAX_CENTS).contains(&settings.second_approval_above_cents) {

@@ -199,6 +199,8 @@ tls_key = "keys/node.key"
 default_cap_cents = 50000
 # A cap raised above this (euro cents) needs a second, different office identity.
 second_approval_above_cents = 100000
+# The node's annual treatment budget, in euro cents; reports warn when the forecast exceeds it.
+annual_budget_cents = 20400000
 # Clock difference tolerated between nodes when checking validity days.
 clock_skew_seconds = 300
 # How long to wait for another node before answering "could not be reached".

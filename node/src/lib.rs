@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod claim;
+pub mod clearing;
 pub mod client;
 pub mod config;
 pub mod fees;
@@ -14,6 +15,7 @@ pub mod local;
 pub mod node;
 pub mod peers;
 pub mod pki;
+pub mod report;
 pub mod roster;
 pub mod server;
 pub mod service;

@@ -21,6 +21,7 @@ pub struct Node {
     pub signing_key: SigningKey,
     pub default_cap_cents: i64,
     pub second_approval_above_cents: i64,
+    pub annual_budget_cents: i64,
     pub clock_skew: Duration,
     pub store: Store,
     pub peers: Peers,
@@ -37,6 +38,7 @@ impl Node {
             signing_key: config.signing_key.clone(),
             default_cap_cents: settings.default_cap_cents,
             second_approval_above_cents: settings.second_approval_above_cents,
+            annual_budget_cents: settings.annual_budget_cents,
             clock_skew: config.clock_skew,
             store,
             peers: Peers::new(

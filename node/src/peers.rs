@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
-use schein_proto::v1::{SettleRequest, VoucherStatusRequest, VoucherStatusResponse};
+use schein_proto::v1::{
+    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pki::CertifiedKey;
@@ -105,6 +107,17 @@ impl Peers {
     fn client(&self, member: &Member) -> Result<FederationClient<Channel>, PeerError> {
         Ok(FederationClient::new(self.channel(member)?)
             .max_decoding_message_size(self.max_message_bytes))
+    }
+
+    /// Asks `member` for its signed statement of `period` about this node.
+    pub async fn statement(&self, member: &Member, period: &str) -> Result<Vec<u8>, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.statement(StatementRequest {
+            period: period.to_owned(),
+        });
+        self.bounded(member, call)
+            .await
+            .map(|response| response.signed_statement)
     }
 
     /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.

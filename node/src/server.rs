@@ -10,6 +10,7 @@ use std::sync::Arc;
 use schein_proto::v1::federation_server::FederationServer;
 use schein_proto::v1::office_server::OfficeServer;
 use schein_proto::v1::provider_server::ProviderServer;
+use schein_proto::v1::reports_server::ReportsServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::config::Config;
 use crate::node::Node;
 use crate::roster::Roster;
-use crate::service::{FederationService, OfficeService, ProviderService};
+use crate::service::{FederationService, OfficeService, ProviderService, ReportsService};
 use crate::store::{Store, StoreError};
 use crate::tls::{
     RosterClientVerifier, TlsError, install_crypto_provider, server_config, spawn_acceptor,
@@ -83,6 +84,7 @@ pub async fn run(
     health
         .set_serving::<FederationServer<FederationService>>()
         .await;
+    health.set_serving::<ReportsServer<ReportsService>>().await;
 
     let local = listener.local_addr().ok();
     let incoming = ReceiverStream::new(spawn_acceptor(listener, tls, verifier.clone()));
@@ -105,6 +107,9 @@ pub async fn run(
         .add_service(
             FederationServer::new(FederationService::new(node.clone()))
                 .max_decoding_message_size(max),
+        )
+        .add_service(
+            ReportsServer::new(ReportsService::new(node.clone())).max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
     // The outbox runs inside this future, not on a task of its own, so that a node that is

@@ -98,15 +98,16 @@ impl Table {
         self.column_totals.len()
     }
 
-    /// Applies primary and secondary suppression.
+    /// Applies primary and secondary suppression, keeping what is hidden already.
     pub fn suppress(&mut self) {
+        // Cells hidden beforehand (because they are hidden elsewhere) stay hidden.
         for cell in self.cells.iter_mut().flatten() {
-            cell.hidden = cell.sensitive();
+            cell.hidden |= cell.sensitive();
         }
         for total in self.row_totals.iter_mut().chain(&mut self.column_totals) {
-            total.hidden = total.sensitive();
+            total.hidden |= total.sensitive();
         }
-        self.total.hidden = self.total.sensitive();
+        self.total.hidden |= self.total.sensitive();
         // Each round hides at least one more cell or total, so this ends (at worst with
         // everything hidden, from which nothing can be derived).
         loop {

@@ -8,6 +8,7 @@ pub mod disclosure;
 pub mod error;
 pub mod ledger;
 pub mod money;
+pub mod period;
 pub mod signed;
 pub mod voucher;
 

@@ -18,6 +18,7 @@ pub enum Kind {
     Settlement,
     Receipt,
     LedgerHead,
+    Statement,
 }
 
 impl Kind {
@@ -26,6 +27,7 @@ impl Kind {
             Kind::Settlement => b"schein/settlement/v1",
             Kind::Receipt => b"schein/receipt/v1",
             Kind::LedgerHead => b"schein/ledger-head/v1",
+            Kind::Statement => b"schein/statement/v1",
         }
     }
 }

@@ -6,8 +6,8 @@ use schein_proto::Serial;
 use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
-    ErrorReason, Member, MemberEntryRequest, SettleRequest, SettleResponse, VoucherStatusRequest,
-    VoucherStatusResponse,
+    ErrorReason, Member, MemberEntryRequest, SettleRequest, SettleResponse, StatementRequest,
+    StatementResponse, VoucherStatusRequest, VoucherStatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -85,5 +85,15 @@ impl Federation for FederationService {
         }
         let signed_receipt = crate::claim::settle_here(&self.node, &record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
+    }
+
+    async fn statement(
+        &self,
+        request: Request<StatementRequest>,
+    ) -> Result<Response<StatementResponse>, Status> {
+        let peer = require_peer(&request, &self.node)?;
+        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        let signed_statement = crate::clearing::statement(&self.node, &peer.node, period)?;
+        Ok(Response::new(StatementResponse { signed_statement }))
     }
 }

@@ -4,10 +4,12 @@
 mod federation;
 mod office;
 mod provider;
+mod reports;
 
 pub use federation::FederationService;
 pub use office::OfficeService;
 pub use provider::ProviderService;
+pub use reports::ReportsService;
 
 use schein_proto::error::refusal;
 use schein_proto::v1::ErrorReason;

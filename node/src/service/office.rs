@@ -9,10 +9,11 @@ use schein_proto::money::Cents;
 use schein_proto::money::MAX_CENTS;
 use schein_proto::v1::office_server::Office;
 use schein_proto::v1::{
-    ApproveCapRequest, ApproveCapResponse, ClaimRecord, ClaimState, DecideHeldClaimRequest,
-    ErrorReason, IssueVoucherRequest, LedgerHead, LedgerRequest, LedgerResponse, ListClaimsRequest,
-    ListClaimsResponse, ListVouchersRequest, ListVouchersResponse, RevocationReason,
-    RevokeVoucherRequest, Scope, ShowVoucherRequest, VoucherRecord, VoucherState,
+    ApproveCapRequest, ApproveCapResponse, ClaimRecord, ClaimState, ClearingRequest,
+    ClearingResult, DecideHeldClaimRequest, ErrorReason, IssueVoucherRequest, LedgerHead,
+    LedgerRequest, LedgerResponse, ListClaimsRequest, ListClaimsResponse, ListVouchersRequest,
+    ListVouchersResponse, RevocationReason, RevokeVoucherRequest, Scope, ShowVoucherRequest,
+    VoucherRecord, VoucherState,
 };
 use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
 use schein_proto::{Day, FullCode, KeyId, Serial, ShortCode, SignedVoucher, VoucherError};
@@ -436,5 +437,31 @@ impl Office for OfficeService {
             signed_head,
             signing_keys,
         }))
+    }
+
+    async fn close_clearing(
+        &self,
+        request: Request<ClearingRequest>,
+    ) -> Result<Response<ClearingResult>, Status> {
+        let caller = require_local(&request, &self.node, &[Role::Office], "close a period")?;
+        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        tracing::info!(office = %caller.name, %period, "closing period");
+        Ok(Response::new(
+            crate::clearing::close(&self.node, period).await?,
+        ))
+    }
+
+    async fn show_clearing(
+        &self,
+        request: Request<ClearingRequest>,
+    ) -> Result<Response<ClearingResult>, Status> {
+        require_local(&request, &self.node, &[Role::Office], "look at clearing")?;
+        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        let result = self.node.store.clearing(period)?.unwrap_or(ClearingResult {
+            node: self.node.id.clone(),
+            period: period.to_string(),
+            ..Default::default()
+        });
+        Ok(Response::new(result))
     }
 }

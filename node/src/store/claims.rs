@@ -102,6 +102,19 @@ fn release_duplicate_keys(
     Ok(())
 }
 
+/// Every claim with its settlement id: for clearing, which reads a period's claims once.
+pub(super) fn claim_entries(claims: &sled::Tree) -> Result<Vec<(ClaimRecord, String)>, StoreError> {
+    claims
+        .iter()
+        .map(|entry| {
+            let (_, bytes) = entry?;
+            let entry = decode_entry(&bytes)?;
+            let settlement_id = entry.settlement_id.clone();
+            Ok((record_of(entry)?, settlement_id))
+        })
+        .collect()
+}
+
 fn decode_entry(bytes: &[u8]) -> Result<ClaimEntry, StoreError> {
     ClaimEntry::decode(bytes).map_err(|_| corrupt("claim record"))
 }

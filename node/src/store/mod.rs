@@ -13,9 +13,13 @@
 //! appointment book. Every change that must survive is one transaction across the trees it
 //! touches, flushed to disk before the method returns.
 
+mod aggregates;
 mod claims;
+mod clearing;
 mod ledger;
 mod settle;
+
+pub use aggregates::{Aggregate, cell_name};
 
 pub use claims::{ClaimKey, DueSettlement, NewClaim};
 pub use ledger::LedgerHead;
@@ -140,6 +144,8 @@ pub struct Store {
     claim_items: sled::Tree,
     ledger: sled::Tree,
     meta: sled::Tree,
+    aggregates: sled::Tree,
+    aggregate_seen: sled::Tree,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -163,6 +169,8 @@ impl Store {
             claim_items: db.open_tree("claim_items")?,
             ledger: db.open_tree("ledger")?,
             meta: db.open_tree("meta")?,
+            aggregates: db.open_tree("aggregates")?,
+            aggregate_seen: db.open_tree("aggregate_seen")?,
             db,
         })
     }
@@ -182,17 +190,26 @@ impl Store {
         }
         .encode_to_vec();
         let state = StateRecord::default().encode_to_vec();
-        (&self.issued, &self.state, &self.order).transaction(
-            |(issued_tree, state_tree, order_tree)| {
-                if issued_tree.get(serial.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
-                }
-                issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
-                state_tree.insert(serial.as_bytes(), state.as_slice())?;
-                order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
-                Ok(())
-            },
-        )?;
+        let month = issued_on
+            .month()
+            .ok_or_else(|| corrupt("issue day out of range"))?;
+        let trees = (
+            &self.issued,
+            &self.state,
+            &self.order,
+            &self.aggregates,
+            &self.aggregate_seen,
+        );
+        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates, seen)| {
+            if issued_tree.get(serial.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
+            }
+            issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
+            state_tree.insert(serial.as_bytes(), state.as_slice())?;
+            order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
+            aggregates::count(aggregates, seen, "issued", None, month, &serial, 0)?;
+            Ok(())
+        })?;
         self.db.flush_async().await?;
         Ok(())
     }

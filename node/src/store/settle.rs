@@ -12,7 +12,9 @@ use schein_proto::{Day, Serial};
 use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::{StateRecord, Store, StoreError, StoredVoucher, corrupt, ledger};
+use schein_proto::period::Period;
+
+use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, corrupt, ledger};
 
 /// Claims must arrive within this many months after a voucher's validity ends.
 const CLAIM_DEADLINE_MONTHS: u32 = 3;
@@ -31,6 +33,11 @@ pub enum CapApproval {
     Applied(StoredVoucher),
     /// Recorded; it needs a second, different office identity.
     Pending(StoredVoucher),
+}
+
+/// Marks a period closed in clearing.
+pub(super) fn closed_key(period: Period) -> Vec<u8> {
+    format!("closed/{period}").into_bytes()
 }
 
 const POT_REGULAR: &[u8] = b"pot/regular";
@@ -80,95 +87,148 @@ impl Store {
             &self.state,
             &self.ledger,
             &self.meta,
+            &self.aggregates,
+            &self.aggregate_seen,
         );
-        let receipt = trees.transaction(|(settlements, issued, state, ledger_tree, meta)| {
-            if let Some(existing) = settlements.get(&key)? {
-                // The same claim again: the original receipt, byte for byte. Another claim
-                // under the same id is refused.
-                let (hash, receipt) = existing.split_at(existing.len().min(32));
-                if hash != record_hash {
-                    return abort(StoreError::ClaimIdReused);
+        let receipt = trees.transaction(
+            |(settlements, issued, state, ledger_tree, meta, aggregates, seen)| {
+                if let Some(existing) = settlements.get(&key)? {
+                    // The same claim again: the original receipt, byte for byte. Another claim
+                    // under the same id is refused.
+                    let (hash, receipt) = existing.split_at(existing.len().min(32));
+                    if hash != record_hash {
+                        return abort(StoreError::ClaimIdReused);
+                    }
+                    return Ok(receipt.to_vec());
                 }
-                return Ok(receipt.to_vec());
-            }
-            let mut receipt = Receipt {
-                claim_id: record.claim_id.clone(),
-                serial: record.serial.clone(),
-                issuer: issuer.to_owned(),
-                redeemer: record.redeemer.clone(),
-                amount_cents: record.amount_cents,
-                category: category as i32,
-                service_month: record.service_month,
-                outcome: Outcome::Rejected as i32,
-                decided_month: today.month().unwrap_or_default(),
-                ..Default::default()
-            };
-            let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
-                (true, Some(issued_bytes)) => {
-                    let state_bytes = state.get(serial.as_bytes())?.ok_or(
-                        ConflictableTransactionError::Abort(corrupt("voucher without state")),
-                    )?;
-                    Some((
-                        Store::assemble(&issued_bytes, &state_bytes)
-                            .map_err(ConflictableTransactionError::Abort)?,
-                        StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
-                            ConflictableTransactionError::Abort(corrupt("voucher state"))
-                        })?,
-                    ))
-                }
-                _ => None,
-            };
-            match voucher {
-                None => receipt.reason = RejectReason::UnknownVoucher as i32,
-                Some((stored, mut voucher_state)) => {
-                    let decision = decide(&stored, record, category, today);
-                    receipt.remaining_cap_cents = stored.remaining_cap_cents();
-                    match decision {
-                        Err(reason) => receipt.reason = reason as i32,
-                        Ok(()) => {
-                            receipt.outcome = Outcome::Accepted as i32;
-                            match category {
-                                Category::Medication => {
-                                    voucher_state.medication_cents += record.amount_cents
+                let mut receipt = Receipt {
+                    claim_id: record.claim_id.clone(),
+                    serial: record.serial.clone(),
+                    issuer: issuer.to_owned(),
+                    redeemer: record.redeemer.clone(),
+                    amount_cents: record.amount_cents,
+                    category: category as i32,
+                    service_month: record.service_month,
+                    outcome: Outcome::Rejected as i32,
+                    decided_month: today.month().unwrap_or_default(),
+                    ..Default::default()
+                };
+                let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
+                    (true, Some(issued_bytes)) => {
+                        let state_bytes = state.get(serial.as_bytes())?.ok_or(
+                            ConflictableTransactionError::Abort(corrupt("voucher without state")),
+                        )?;
+                        Some((
+                            Store::assemble(&issued_bytes, &state_bytes)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                            StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
+                                ConflictableTransactionError::Abort(corrupt("voucher state"))
+                            })?,
+                        ))
+                    }
+                    _ => None,
+                };
+                match voucher {
+                    None => receipt.reason = RejectReason::UnknownVoucher as i32,
+                    Some((stored, mut voucher_state)) => {
+                        let closed = Period::containing(record.service_month)
+                            .iter()
+                            .any(|p| meta.get(closed_key(*p)).ok().flatten().is_some());
+                        let decision = if closed {
+                            Err(RejectReason::PeriodClosed)
+                        } else {
+                            decide(&stored, record, category, today)
+                        };
+                        receipt.remaining_cap_cents = stored.remaining_cap_cents();
+                        match decision {
+                            Err(reason) => receipt.reason = reason as i32,
+                            Ok(()) => {
+                                receipt.outcome = Outcome::Accepted as i32;
+                                match category {
+                                    Category::Medication => {
+                                        voucher_state.medication_cents += record.amount_cents
+                                    }
+                                    _ => voucher_state.claimed_cents += record.amount_cents,
                                 }
-                                _ => voucher_state.claimed_cents += record.amount_cents,
+                                receipt.remaining_cap_cents = stored
+                                    .cap_cents
+                                    .map(|cap| cap - voucher_state.claimed_cents);
+                                state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
+                                let pot = if stored.voucher.emergency {
+                                    POT_EMERGENCY
+                                } else {
+                                    POT_REGULAR
+                                };
+                                let before = meta
+                                    .get(pot)?
+                                    .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                                    .map(i64::from_be_bytes)
+                                    .unwrap_or(0);
+                                meta.insert(pot, &(before + record.amount_cents).to_be_bytes())?;
+                                let kind = match (stored.voucher.emergency, category) {
+                                    (true, _) => "emergency",
+                                    (false, Category::Medication) => "medication",
+                                    (false, _) => "treatment",
+                                };
+                                let month = record.service_month;
+                                let amount = record.amount_cents;
+                                aggregates::count(
+                                    aggregates, seen, "settled", None, month, &serial, amount,
+                                )?;
+                                aggregates::count(
+                                    aggregates,
+                                    seen,
+                                    "category",
+                                    Some(kind),
+                                    month,
+                                    &serial,
+                                    amount,
+                                )?;
+                                aggregates::count(
+                                    aggregates,
+                                    seen,
+                                    "flow",
+                                    Some(&record.redeemer),
+                                    month,
+                                    &serial,
+                                    amount,
+                                )?;
                             }
-                            receipt.remaining_cap_cents = stored
-                                .cap_cents
-                                .map(|cap| cap - voucher_state.claimed_cents);
-                            state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
-                            let pot = if stored.voucher.emergency {
-                                POT_EMERGENCY
-                            } else {
-                                POT_REGULAR
-                            };
-                            let before = meta
-                                .get(pot)?
-                                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                                .map(i64::from_be_bytes)
-                                .unwrap_or(0);
-                            meta.insert(pot, &(before + record.amount_cents).to_be_bytes())?;
                         }
                     }
                 }
-            }
-            // The receipt names its own ledger position: reserve it, then record the signed
-            // receipt under it.
-            let head = ledger::head_in(meta)?;
-            receipt.ledger_seq = head.seq + 1;
-            let signed = sign(&receipt);
-            let event = LedgerEvent {
-                event: Some(ledger_event::Event::Receipt(signed.clone())),
-            };
-            let seq = ledger::append(ledger_tree, meta, &event)?;
-            if seq != receipt.ledger_seq {
-                return abort(corrupt("ledger sequence moved during settlement"));
-            }
-            let mut value = record_hash.to_vec();
-            value.extend_from_slice(&signed);
-            settlements.insert(key.as_slice(), value)?;
-            Ok(signed)
-        })?;
+                if receipt.outcome == Outcome::Rejected as i32 {
+                    let reason = RejectReason::try_from(receipt.reason)
+                        .unwrap_or(RejectReason::Unspecified)
+                        .as_str_name();
+                    aggregates::count(
+                        aggregates,
+                        seen,
+                        "rejected",
+                        Some(reason),
+                        record.service_month,
+                        &serial,
+                        0,
+                    )?;
+                }
+                // The receipt names its own ledger position: reserve it, then record the signed
+                // receipt under it.
+                let head = ledger::head_in(meta)?;
+                receipt.ledger_seq = head.seq + 1;
+                let signed = sign(&receipt);
+                let event = LedgerEvent {
+                    event: Some(ledger_event::Event::Receipt(signed.clone())),
+                };
+                let seq = ledger::append(ledger_tree, meta, &event)?;
+                if seq != receipt.ledger_seq {
+                    return abort(corrupt("ledger sequence moved during settlement"));
+                }
+                let mut value = record_hash.to_vec();
+                value.extend_from_slice(&signed);
+                settlements.insert(key.as_slice(), value)?;
+                Ok(signed)
+            },
+        )?;
         self.db.flush_async().await?;
         Ok(receipt)
     }

@@ -1,0 +1,55 @@
+//! The reports service: aggregates for funders (of any member) and this node's offices.
+
+use std::sync::Arc;
+
+use schein_proto::v1::reports_server::Reports;
+use schein_proto::v1::{MemberAddress, MembersRequest, MembersResponse, NodeReport, ReportRequest};
+use tonic::{Request, Response, Status};
+
+use crate::auth::require_reader;
+use crate::node::Node;
+use crate::roster::MemberKind;
+
+#[derive(Debug, Clone)]
+pub struct ReportsService {
+    node: Arc<Node>,
+}
+
+impl ReportsService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+#[tonic::async_trait]
+impl Reports for ReportsService {
+    async fn report(
+        &self,
+        request: Request<ReportRequest>,
+    ) -> Result<Response<NodeReport>, Status> {
+        let reader = require_reader(&request, &self.node)?;
+        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        tracing::info!(reader = %reader, %period, "report read");
+        let report = crate::report::build(&self.node, period, schein_proto::Day::today())?;
+        Ok(Response::new(report))
+    }
+
+    async fn members(
+        &self,
+        request: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        require_reader(&request, &self.node)?;
+        let roster = self.node.roster();
+        let members = roster
+            .members()
+            .filter(|m| m.entry.kind == MemberKind::Node)
+            .map(|m| MemberAddress {
+                id: m.id().to_owned(),
+                name: m.name().to_owned(),
+                endpoint: m.entry.endpoint.clone().unwrap_or_default(),
+                ca_cert_pem: m.entry.ca_cert.clone(),
+            })
+            .collect();
+        Ok(Response::new(MembersResponse { members }))
+    }
+}

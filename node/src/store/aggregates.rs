@@ -1,0 +1,96 @@
+//! Aggregate counters, kept in the same transaction as the events they count, so that a report
+//! reads a handful of cells whatever the number of records (O(cells), not O(records)).
+//!
+//! A cell is named `metric/period[/dimension]` and holds three numbers: events counted,
+//! distinct vouchers, amount. Every event is counted in its month, quarter and year, so that
+//! distinct voucher counts are exact for each period. Distinctness is kept by a marker per
+//! (cell, serial) in `aggregate_seen`.
+
+use schein_proto::Serial;
+use schein_proto::period::Period;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::{Store, StoreError, corrupt};
+
+/// The numbers of one cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    pub count: u64,
+    pub vouchers: u64,
+    pub amount_cents: i64,
+}
+
+impl Aggregate {
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: [u8; 24] = bytes.try_into().map_err(|_| corrupt("aggregate cell"))?;
+        let part = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            b
+        };
+        Ok(Self {
+            count: u64::from_be_bytes(part(0)),
+            vouchers: u64::from_be_bytes(part(1)),
+            amount_cents: i64::from_be_bytes(part(2)),
+        })
+    }
+
+    fn encode(self) -> [u8; 24] {
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&self.count.to_be_bytes());
+        bytes[8..16].copy_from_slice(&self.vouchers.to_be_bytes());
+        bytes[16..].copy_from_slice(&self.amount_cents.to_be_bytes());
+        bytes
+    }
+}
+
+/// The name of a cell.
+pub fn cell_name(metric: &str, period: Period, dimension: Option<&str>) -> String {
+    match dimension {
+        Some(d) => format!("{metric}/{period}/{d}"),
+        None => format!("{metric}/{period}"),
+    }
+}
+
+/// Counts one event of `metric` (in `dimension`) for `serial` in `month` (year * 100 + month)
+/// and the quarter and year around it, within a transaction.
+pub(super) fn count(
+    aggregates: &TransactionalTree,
+    seen: &TransactionalTree,
+    metric: &str,
+    dimension: Option<&str>,
+    month: i32,
+    serial: &Serial,
+    amount_cents: i64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for period in Period::containing(month) {
+        let name = cell_name(metric, period, dimension);
+        let mut cell = match aggregates.get(name.as_bytes())? {
+            Some(bytes) => {
+                Aggregate::decode(&bytes).map_err(ConflictableTransactionError::Abort)?
+            }
+            None => Aggregate::default(),
+        };
+        cell.count += 1;
+        cell.amount_cents += amount_cents;
+        let mut marker = name.clone().into_bytes();
+        marker.push(0);
+        marker.extend_from_slice(serial.as_bytes());
+        if seen.get(marker.as_slice())?.is_none() {
+            seen.insert(marker, &[][..])?;
+            cell.vouchers += 1;
+        }
+        aggregates.insert(name.as_bytes(), &cell.encode()[..])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The cell `name`; zeros if nothing was counted in it.
+    pub fn aggregate(&self, name: &str) -> Result<Aggregate, StoreError> {
+        match self.aggregates.get(name.as_bytes())? {
+            Some(bytes) => Aggregate::decode(&bytes),
+            None => Ok(Aggregate::default()),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Reporting periods: a month (`2026-11`), a quarter (`2026-Q4`) or a year (`2026`).
+
+use std::fmt;
+
+/// A period of whole months.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Period {
+    Year(i32),
+    Quarter(i32, u8),
+    Month(i32, u8),
+}
+
+/// A period that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a period (examples: 2026-Q4, 2026-11, 2026)")]
+pub struct PeriodError(String);
+
+impl Period {
+    pub fn parse(text: &str) -> Result<Self, PeriodError> {
+        let err = || PeriodError(text.to_owned());
+        let text = text.trim();
+        let year_of = |y: &str| -> Result<i32, PeriodError> {
+            y.parse::<i32>()
+                .ok()
+                .filter(|y| {
+                    (2000..=2999).contains(y) && text.starts_with(|c: char| c.is_ascii_digit())
+                })
+                .ok_or_else(err)
+        };
+        match text.split_once('-') {
+            None => Ok(Period::Year(year_of(text)?)),
+            Some((y, rest)) => {
+                let year = year_of(y)?;
+                if let Some(q) = rest.strip_prefix(['Q', 'q']) {
+                    let q: u8 = q
+                        .parse()
+                        .ok()
+                        .filter(|q| (1..=4).contains(q))
+                        .ok_or_else(err)?;
+                    Ok(Period::Quarter(year, q))
+                } else {
+                    let m: u8 = rest
+                        .parse()
+                        .ok()
+                        .filter(|m| (1..=12).contains(m) && rest.len() == 2)
+                        .ok_or_else(err)?;
+                    Ok(Period::Month(year, m))
+                }
+            }
+        }
+    }
+
+    /// The periods a month (year * 100 + month) belongs to: its month, quarter and year.
+    pub fn containing(month: i32) -> [Period; 3] {
+        let year = month / 100;
+        let m = (month % 100).clamp(1, 12) as u8;
+        [
+            Period::Month(year, m),
+            Period::Quarter(year, (m - 1) / 3 + 1),
+            Period::Year(year),
+        ]
+    }
+
+    pub fn year(self) -> i32 {
+        match self {
+            Period::Year(y) | Period::Quarter(y, _) | Period::Month(y, _) => y,
+        }
+    }
+
+    /// Whether the month (year * 100 + month) lies in this period.
+    pub fn contains(self, month: i32) -> bool {
+        Self::containing(month).contains(&self)
+    }
+
+    /// The four quarters of a year.
+    pub fn quarters(year: i32) -> [Period; 4] {
+        [1, 2, 3, 4].map(|q| Period::Quarter(year, q))
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Period::Year(y) => write!(f, "{y}"),
+            Period::Quarter(y, q) => write!(f, "{y}-Q{q}"),
+            Period::Month(y, m) => write!(f, "{y}-{m:02}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_print() {
+        for text in ["2026-Q4", "2026-11", "2026", "2027-01"] {
+            assert_eq!(Period::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(Period::parse("2026-q1").unwrap(), Period::Quarter(2026, 1));
+        for text in [
+            "", "2026-Q5", "2026-13", "2026-1", "26", "-2026", "2026-", "Q4",
+        ] {
+            assert!(Period::parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn months_belong_to_their_periods() {
+        assert_eq!(
+            Period::containing(202_611),
+            [
+                Period::Month(2026, 11),
+                Period::Quarter(2026, 4),
+                Period::Year(2026)
+            ]
+        );
+        assert!(Period::Quarter(2026, 4).contains(202_610));
+        assert!(!Period::Quarter(2026, 4).contains(202_609));
+        assert!(Period::Year(2026).contains(202_601));
+    }
+}

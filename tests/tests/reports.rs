@@ -1,0 +1,389 @@
+//! What funders see: reports that match a recount of the raw records, small cells suppressed,
+//! who may read them, and clearing between nodes that catches a diverged ledger.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schein_node::pki::Role;
+use schein_proto::error::reason_of;
+use schein_proto::period::Period;
+use schein_proto::v1::office_client::OfficeClient;
+use schein_proto::v1::provider_client::ProviderClient;
+use schein_proto::v1::reports_client::ReportsClient;
+use schein_proto::v1::{
+    Category, ClaimState, ClearingRequest, ErrorReason, IssueVoucherRequest, NodeReport,
+    RejectReason, ReportCell, ReportRequest, VerifyVoucherRequest,
+};
+use schein_tests::{Saxony, claim_request, connect, issue};
+
+fn this_quarter() -> String {
+    let month = schein_proto::Day::today()
+        .month()
+        .expect("today has a month");
+    Period::containing(month)[1].to_string()
+}
+
+async fn report_of(reports: &mut ReportsClient<tonic::transport::Channel>) -> NodeReport {
+    reports
+        .report(ReportRequest {
+            period: this_quarter(),
+        })
+        .await
+        .expect("report")
+        .into_inner()
+}
+
+fn visible(cell: &Option<ReportCell>) -> Option<&ReportCell> {
+    cell.as_ref().filter(|c| !c.suppressed)
+}
+
+/// A small deterministic generator, so that a failing workload can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test]
+async fn reports_match_a_recount_of_the_records() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let mut providers: Vec<(String, ProviderClient<_>)> = Vec::new();
+    for (city, name) in [
+        ("dresden", "a"),
+        ("dresden", "b"),
+        ("chemnitz", "c"),
+        ("leipzig", "d"),
+    ] {
+        providers.push((city.to_owned(), saxony.provider(city, name).await.unwrap()));
+    }
+    let mut vouchers = Vec::new();
+    for _ in 0..14 {
+        vouchers.push(issue(&mut leipzig, &[Scope::Medication]).await.unwrap());
+    }
+    let mut rng = Lcg(0x5eed);
+    // The recount: settled amount and distinct vouchers, overall and per redeeming city.
+    let mut settled = (0u64, 0i64, BTreeSet::new());
+    let mut flows: BTreeMap<String, (i64, BTreeSet<usize>)> = BTreeMap::new();
+    let mut rejected = 0u64;
+    let fees = [
+        "GOAE-1", "GOAE-3", "GOAE-5", "GOAE-7", "GOAE-8", "KH-AMB", "KH-TAG",
+    ];
+    for i in 0..60 {
+        let v = rng.below(vouchers.len() as u64) as usize;
+        let (city, provider) = &mut providers[rng.below(4) as usize];
+        let fee = fees[rng.below(fees.len() as u64) as usize];
+        let max = schein_node::fees::FeeSchedule::builtin()
+            .max_unit_cents(fee)
+            .unwrap()
+            .0;
+        let amount = 100 + rng.below((max - 100) as u64) as i64;
+        let claim = provider
+            .submit_claim(claim_request(
+                &format!("c{i}"),
+                &vouchers[v].full_code,
+                &[(fee, 1, amount)],
+                Category::Treatment,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        match claim.state() {
+            ClaimState::Settled => {
+                settled.0 += 1;
+                settled.1 += amount;
+                settled.2.insert(v);
+                let flow = flows.entry(city.clone()).or_default();
+                flow.0 += amount;
+                flow.1.insert(v);
+            }
+            ClaimState::Rejected => {
+                assert_eq!(claim.reason(), RejectReason::OverCap, "{}", claim.message);
+                rejected += 1;
+            }
+            ClaimState::Held => {} // the same fee on the same day by the same provider
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let funder = saxony
+        .federation
+        .enroll("leipzig", Role::Funder, "land")
+        .unwrap();
+    let mut reports = ReportsClient::new(connect(&funder).await.unwrap());
+    let report = report_of(&mut reports).await;
+
+    let issued = visible(&report.issued).expect("14 vouchers are shown");
+    assert_eq!(issued.count, 14);
+    let cell = visible(&report.settled).expect("enough vouchers to show the total");
+    assert_eq!(
+        (cell.count, cell.amount_cents, cell.vouchers),
+        (settled.0, settled.1, settled.2.len() as u64)
+    );
+    for flow in &report.flows {
+        let (amount, distinct) = flows.get(&flow.redeemer).cloned().unwrap_or_default();
+        if let Some(cell) = visible(&flow.cell) {
+            assert_eq!(
+                (cell.amount_cents, cell.vouchers),
+                (amount, distinct.len() as u64),
+                "{}",
+                flow.redeemer
+            );
+            assert!(
+                cell.vouchers == 0 || cell.vouchers >= 5,
+                "small flow published"
+            );
+        }
+    }
+    let shown_flows = report
+        .flows
+        .iter()
+        .filter(|f| visible(&f.cell).is_some_and(|c| c.vouchers > 0))
+        .count();
+    assert!(
+        shown_flows >= 2,
+        "the workload is large enough to show flows: {:?}",
+        report.flows
+    );
+    let treatment = report
+        .categories
+        .iter()
+        .find(|c| c.category == "treatment")
+        .unwrap();
+    if let Some(cell) = visible(&treatment.cell) {
+        assert_eq!(cell.amount_cents, settled.1);
+    }
+    let over_cap: u64 = report
+        .rejected
+        .iter()
+        .filter(|r| r.reason() == RejectReason::OverCap)
+        .filter_map(|r| visible(&r.cell).map(|c| c.count))
+        .sum();
+    assert!(
+        over_cap == rejected || over_cap == 0,
+        "{over_cap} vs {rejected}"
+    );
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_cell_of_fewer_than_five_vouchers_can_be_read() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    // Three vouchers claimed in Dresden, seven in Chemnitz.
+    let mut hospital = saxony.provider("chemnitz", "klinikum").await.unwrap();
+    for i in 0..10 {
+        let voucher = issue(&mut leipzig, &[]).await.unwrap();
+        let provider = if i < 3 { &mut practice } else { &mut hospital };
+        let claim = provider
+            .submit_claim(claim_request(
+                &format!("s{i}"),
+                &voucher.full_code,
+                &[("GOAE-1", 1, 466)],
+                Category::Treatment,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(claim.state(), ClaimState::Settled);
+    }
+    let mut reports = ReportsClient::new(
+        connect(&saxony.federation.office("leipzig").unwrap())
+            .await
+            .unwrap(),
+    );
+    let report = report_of(&mut reports).await;
+    let flow = |city: &str| {
+        report
+            .flows
+            .iter()
+            .find(|f| f.redeemer == city)
+            .unwrap()
+            .cell
+    };
+    assert!(
+        visible(&flow("dresden")).is_none(),
+        "3 vouchers: suppressed"
+    );
+    // Chemnitz alone would give Dresden away through the total: one of them must go too.
+    let chemnitz = flow("chemnitz");
+    let total = visible(&report.settled);
+    assert!(
+        visible(&chemnitz).is_none() || total.is_none(),
+        "Dresden = total - Chemnitz"
+    );
+    for cell in report.flows.iter().filter_map(|f| visible(&f.cell)) {
+        assert!(cell.vouchers == 0 || cell.vouchers >= 5);
+    }
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn funders_read_reports_and_do_nothing_else() {
+    let saxony = Saxony::start().await.unwrap();
+    let funder = saxony
+        .federation
+        .enroll("leipzig", Role::Funder, "land")
+        .unwrap();
+    let channel = connect(&funder).await.unwrap();
+    ReportsClient::new(channel.clone())
+        .report(ReportRequest {
+            period: this_quarter(),
+        })
+        .await
+        .expect("a funder reads reports");
+    // ... of other members too (the funder's identity is checked against Leipzig's CA there).
+    let at_dresden = schein_node::client::IdentityFile {
+        endpoint: saxony.federation.office("dresden").unwrap().endpoint,
+        node: "dresden".into(),
+        node_ca: saxony.federation.office("dresden").unwrap().node_ca,
+        ..funder.clone()
+    };
+    ReportsClient::new(connect(&at_dresden).await.unwrap())
+        .report(ReportRequest {
+            period: this_quarter(),
+        })
+        .await
+        .expect("a funder reads another member's report");
+
+    let status = OfficeClient::new(channel.clone())
+        .issue_voucher(IssueVoucherRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));
+    let status = ProviderClient::new(channel.clone())
+        .verify_voucher(VerifyVoucherRequest {
+            code: "LEJ-0000".into(),
+            for_scope: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));
+    let status = ProviderClient::new(channel.clone())
+        .submit_claim(claim_request(
+            "f",
+            "LEJ-0000",
+            &[("GOAE-1", 1, 466)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));
+
+    let provider = saxony
+        .federation
+        .enroll("leipzig", Role::Provider, "praxis")
+        .unwrap();
+    let status = ReportsClient::new(connect(&provider).await.unwrap())
+        .report(ReportRequest {
+            period: this_quarter(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::WrongRole));
+    let status = ReportsClient::new(connect(&funder).await.unwrap())
+        .report(ReportRequest {
+            period: "2026-Q9".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&status), Some(ErrorReason::InvalidArgument));
+    saxony.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn clearing_agrees_then_catches_a_diverged_ledger() {
+    let mut saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
+    let mut claims = Vec::new();
+    for (i, fee) in ["GOAE-1", "GOAE-3", "GOAE-5"].into_iter().enumerate() {
+        let voucher = issue(&mut leipzig, &[]).await.unwrap();
+        let claim = practice
+            .submit_claim(claim_request(
+                &format!("k{i}"),
+                &voucher.full_code,
+                &[(fee, 1, 400)],
+                Category::Treatment,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(claim.state(), ClaimState::Settled);
+        claims.push((claim, voucher));
+    }
+    let period = this_quarter();
+    let closed = leipzig
+        .close_clearing(ClearingRequest {
+            period: period.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let with_dresden = closed.pairs.iter().find(|p| p.peer == "dresden").unwrap();
+    assert!(
+        with_dresden.reached && with_dresden.agreed,
+        "{with_dresden:?}"
+    );
+    assert_eq!(with_dresden.liabilities_cents, 1_200);
+    assert_eq!(with_dresden.peer_receivables_cents, 1_200);
+    assert_eq!(closed.net_position_cents, -1_200);
+
+    // A closed period refuses late changes to its totals.
+    let late = issue(&mut leipzig, &[]).await.unwrap();
+    let claim = practice
+        .submit_claim(claim_request(
+            "late",
+            &late.full_code,
+            &[("GOAE-1", 1, 400)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (claim.state(), claim.reason()),
+        (ClaimState::Rejected, RejectReason::PeriodClosed)
+    );
+
+    // Leipzig's books lose one settlement behind its back.
+    let lost: schein_proto::v1::Receipt = schein_proto::signed::peek(&claims[1].0.receipt).unwrap();
+    saxony.federation.stop("leipzig").await.unwrap();
+    {
+        let db = sled::open(saxony.federation.node("leipzig").unwrap().dir.join("data")).unwrap();
+        let settlements = db.open_tree("settlements").unwrap();
+        let mut key = b"dresden".to_vec();
+        key.push(0);
+        key.extend_from_slice(lost.claim_id.as_bytes());
+        assert!(settlements.remove(key).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    saxony.federation.restart("leipzig").await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let again = leipzig
+        .close_clearing(ClearingRequest {
+            period: period.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let with_dresden = again.pairs.iter().find(|p| p.peer == "dresden").unwrap();
+    assert!(!with_dresden.agreed);
+    assert_eq!(
+        with_dresden.differing_claim_ids,
+        vec![lost.claim_id.clone()]
+    );
+    let shown = leipzig
+        .show_clearing(ClearingRequest { period })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown, again);
+    saxony.shutdown().await.unwrap();
+}
+
+use schein_proto::v1::Scope;
