@@ -200,7 +200,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
     }
 
     if let (Some(dir), Ok(())) = (&keep, &result) {
-        keep_running(&federation, dir)?;
+        keep_running(dir)?;
         tokio::signal::ctrl_c().await.ok();
         println!("\nstopping the nodes");
     }
@@ -394,6 +394,43 @@ async fn walk_through(
             },
         );
     }
+    let period = schein_proto::period::Period::containing(
+        schein_proto::Day::today().month().unwrap_or_default(),
+    )[1]
+    .to_string();
+    let funder = Client::from_identity(
+        federation.enroll("leipzig", Role::Funder, "land-sachsen")?,
+        None,
+    )
+    .await?;
+    println!();
+    let (reports, missing) = crate::report::fetch_all(&funder, &period).await?;
+    crate::report::print_table(&reports, &missing);
+    steps.report(
+        &format!("A funder of the Land asks all three cities for {period}: aggregates only, small cells suppressed"),
+        reports.len() == 3 && missing.is_empty(),
+        "with a handful of vouchers every cell is below 5 vouchers, so counts and amounts show as suppressed",
+    );
+    let clearing = leipzig_office
+        .office()
+        .close_clearing(schein_proto::v1::ClearingRequest {
+            period: period.clone(),
+        })
+        .await
+        .map_err(|s| leipzig_office.explain(&s))?
+        .into_inner();
+    crate::report::print_clearing(&clearing, &crate::output::Output { json: false });
+    let agreed = clearing.pairs.iter().all(|p| p.reached && p.agreed);
+    steps.report(
+        &format!(
+            "Leipzig closes {period}: signed statements from Dresden and Chemnitz match its books"
+        ),
+        agreed && clearing.pairs.len() == 2,
+        &format!(
+            "net position of Leipzig: {} (it owes what its vouchers cost elsewhere)",
+            schein_proto::money::Cents(clearing.net_position_cents)
+        ),
+    );
     Ok(())
 }
 
@@ -411,8 +448,7 @@ fn foreign_identity(federation: &LocalFederation) -> anyhow::Result<IdentityFile
     })
 }
 
-fn keep_running(federation: &LocalFederation, dir: &Path) -> anyhow::Result<()> {
-    federation.enroll("leipzig", Role::Funder, "land-sachsen")?;
+fn keep_running(dir: &Path) -> anyhow::Result<()> {
     let id = |node: &str, file: &str| dir.join(node).join("identities").join(file);
     println!("\nThe three nodes keep running until Ctrl-C. Try, in another terminal:\n");
     println!("  # as Leipzig's clearing office");
@@ -427,11 +463,13 @@ fn keep_running(federation: &LocalFederation, dir: &Path) -> anyhow::Result<()> 
         "  SCHEIN_IDENTITY={} schein voucher verify LEJ-....-....-....-....-.",
         id("dresden", "provider-praxis-neustadt.toml").display()
     );
-    println!("\n  # as a funder (aggregate reports come with the reporting capability)");
+    println!("\n  # as a funder: the federation's report for this quarter");
     println!(
-        "  SCHEIN_IDENTITY={} schein status",
+        "  SCHEIN_IDENTITY={} schein report --period PERIOD --federation --svg chart.svg",
         id("leipzig", "funder-land-sachsen.toml").display()
     );
+    println!("\n  (Leipzig closed this quarter in the demo's clearing step: new claims on Leipzig");
+    println!("  vouchers for services in this quarter are refused as 'period closed'.)");
     println!(
         "\nAfter Ctrl-C, each node can be started again with\n  schein-node --config {} run",
         dir.join("leipzig").join("schein-node.toml").display()

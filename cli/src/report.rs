@@ -78,7 +78,7 @@ async fn fetch(client: &Client, period: &str) -> anyhow::Result<NodeReport> {
 }
 
 /// Asks every member, showing progress on standard error; the reports and who did not answer.
-async fn fetch_all(
+pub(crate) async fn fetch_all(
     client: &Client,
     period: &str,
 ) -> anyhow::Result<(Vec<NodeReport>, Vec<String>)> {
@@ -176,7 +176,7 @@ fn report_json(r: &NodeReport) -> serde_json::Value {
     })
 }
 
-fn print_table(reports: &[NodeReport], missing: &[String]) {
+pub(crate) fn print_table(reports: &[NodeReport], missing: &[String]) {
     for r in reports {
         println!("{} ({}) — {}", r.node_name, r.node, r.period);
         println!("  vouchers issued          {}", count(r.issued.as_ref()));
@@ -385,7 +385,7 @@ pub(crate) async fn clearing(
     Ok(Outcome::Done)
 }
 
-fn print_clearing(result: &ClearingResult, out: &Output) {
+pub(crate) fn print_clearing(result: &ClearingResult, out: &Output) {
     if out.json {
         let pairs: Vec<_> = result.pairs.iter().map(|p| json!({
             "peer": p.peer, "reached": p.reached, "agreed": p.agreed,

@@ -184,7 +184,7 @@ impl Store {
         })?;
         // Also for a claim found stored: a concurrent first submission may not be on disk yet,
         // and nothing may be acknowledged before it is. A flush with nothing to write is cheap.
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok((record, created))
     }
 
@@ -245,7 +245,7 @@ impl Store {
             ledger::append(ledger_tree, meta, &event)?;
             Ok(record)
         })?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok(record)
     }
 
@@ -407,7 +407,7 @@ impl Store {
                 Ok(record)
             },
         )?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok(record)
     }
 }

@@ -77,7 +77,7 @@ impl Store {
         self.meta
             .insert(clearing_key(period), result.encode_to_vec())?;
         self.meta.insert(closed_key(period), &[][..])?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok(())
     }
 

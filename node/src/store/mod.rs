@@ -146,6 +146,9 @@ pub struct Store {
     meta: sled::Tree,
     aggregates: sled::Tree,
     aggregate_seen: sled::Tree,
+    /// Whether changes are flushed before a method returns. Always, except for bulk loads in
+    /// benchmarks ([`Store::open_for_bulk_load`]).
+    durable: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -171,6 +174,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             aggregates: db.open_tree("aggregates")?,
             aggregate_seen: db.open_tree("aggregate_seen")?,
+            durable: true,
             db,
         })
     }
@@ -210,7 +214,7 @@ impl Store {
             aggregates::count(aggregates, seen, "issued", None, month, &serial, 0)?;
             Ok(())
         })?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok(())
     }
 
@@ -241,7 +245,7 @@ impl Store {
             state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             Ok(())
         })?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)
     }
 
@@ -313,6 +317,23 @@ impl Store {
             }
         }
         Ok((page, None))
+    }
+
+    /// A store that does not flush after each change: only for filling a store in bulk (the
+    /// report benchmark), never for a node. [`Store::flush`] writes everything at the end.
+    pub fn open_for_bulk_load(path: &std::path::Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            durable: false,
+            ..Self::open(path)?
+        })
+    }
+
+    /// Makes the changes so far durable before a method answers.
+    async fn commit(&self) -> Result<(), StoreError> {
+        if self.durable {
+            self.db.flush_async().await?;
+        }
+        Ok(())
     }
 
     /// Writes everything to disk; called on shutdown.

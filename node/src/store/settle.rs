@@ -229,7 +229,7 @@ impl Store {
                 Ok(signed)
             },
         )?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         Ok(receipt)
     }
 
@@ -295,7 +295,7 @@ impl Store {
                     Ok(true)
                 },
             )?;
-        self.db.flush_async().await?;
+        self.commit().await?;
         let stored = self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)?;
         Ok(if applied {
             CapApproval::Applied(stored)

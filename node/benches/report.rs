@@ -1,0 +1,118 @@
+//! Report benchmark: fills a node's store with 10^3, 10^5 and 10^6 settled claims (through the
+//! real `issue` and `settle` paths, signatures included, flushing once at the end instead of
+//! after each claim) and times `report::build` at each size. Reports read aggregate cells, so
+//! the time must not grow with the number of records. Run: `cargo bench -p schein-node --bench
+//! report` (add `-- 1000 100000` to choose the sizes).
+
+use std::time::Instant;
+
+use schein_node::config::Config;
+use schein_node::init::{InitOptions, init};
+use schein_node::node::Node;
+use schein_node::store::Store;
+use schein_proto::signed::{self, Kind};
+use schein_proto::v1::{Category, Receipt, SettlementRecord};
+use schein_proto::voucher::new_body;
+use schein_proto::{Day, KeyId, Serial, SignedVoucher};
+use sha2::Digest;
+
+const CLAIMS_PER_VOUCHER: u64 = 10;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let sizes: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 100_000, 1_000_000]
+    } else {
+        sizes
+    };
+    println!("report benchmark: one node, claims spread over 3 redeeming cities, current quarter");
+    println!(
+        "{:>10} {:>12} {:>14} {:>16} {:>10}",
+        "claims", "fill (s)", "fill (claims/s)", "report p50 (µs)", "ratio"
+    );
+    let mut baseline = None;
+    for size in sizes {
+        let dir = tempfile::tempdir()?;
+        let created = init(&InitOptions {
+            dir: dir.path().join("leipzig"),
+            node_id: "leipzig".into(),
+            name: "Leipzig".into(),
+            prefix: "LEJ".into(),
+            listen: "127.0.0.1:7443".into(),
+            endpoint: "https://127.0.0.1:7443".into(),
+            hostnames: vec![],
+            office_name: "office".into(),
+        })?;
+        let config = Config::load_with_env(&created.config_path, [])?;
+        let store = Store::open_for_bulk_load(&config.data_dir)?;
+        let key = config.signing_key.clone();
+        let key_id = KeyId::of(&key.verifying_key()).0;
+        let today = Day::today();
+        let month = today.month().unwrap_or_default();
+
+        let fill = Instant::now();
+        let vouchers = size.div_ceil(CLAIMS_PER_VOUCHER);
+        for v in 0..vouchers {
+            let serial = Serial::random();
+            let body = new_body(
+                "leipzig",
+                serial,
+                &key.verifying_key(),
+                today,
+                today,
+                &[],
+                Some(1_000_000),
+            );
+            let voucher = SignedVoucher::sign(&body, &key);
+            store.issue(&voucher, today).await?;
+            let hash = sha2::Sha256::digest(voucher.to_bytes()).to_vec();
+            for c in 0..CLAIMS_PER_VOUCHER.min(size - v * CLAIMS_PER_VOUCHER) {
+                let record = SettlementRecord {
+                    claim_id: format!("{v}-{c}"),
+                    serial: serial.as_bytes().to_vec(),
+                    issuer: "leipzig".into(),
+                    amount_cents: 466,
+                    category: Category::Treatment as i32,
+                    service_month: month,
+                    redeemer: ["leipzig", "dresden", "chemnitz"][(c % 3) as usize].into(),
+                    key_id: key_id.clone(),
+                    voucher_hash: hash.clone(),
+                };
+                store
+                    .settle("leipzig", &record, today, |receipt| {
+                        let receipt = Receipt {
+                            key_id: key_id.clone(),
+                            ..receipt.clone()
+                        };
+                        signed::seal(Kind::Receipt, &receipt, &key)
+                    })
+                    .await?;
+            }
+        }
+        store.flush().await?;
+        let fill_seconds = fill.elapsed().as_secs_f64();
+
+        let node = Node::new(&config, store);
+        let period = schein_proto::period::Period::containing(month)[1];
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            let report = schein_node::report::build(&node, period, today)?;
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(report);
+        }
+        times.sort_by(f64::total_cmp);
+        let p50 = times[times.len() / 2];
+        let ratio = p50 / *baseline.get_or_insert(p50);
+        println!(
+            "{size:>10} {fill_seconds:>12.1} {:>14.0} {p50:>16.1} {ratio:>10.2}",
+            size as f64 / fill_seconds
+        );
+    }
+    println!("ratio: report time at this size over the time at the smallest size (flat = 1.0)");
+    Ok(())
+}
