@@ -196,6 +196,53 @@ async fn office_and_provider_work_through_the_cli() {
         stdout(&approved)
     );
 
+    // A funder's federation-wide report, as JSON, CSV and a chart; then the office closes it.
+    federation.enroll("leipzig", Role::Funder, "land").unwrap();
+    let funder = dir.path().join("leipzig/identities/funder-land.toml");
+    let month = time::OffsetDateTime::now_utc().month() as u8;
+    let period = format!(
+        "{}-Q{}",
+        time::OffsetDateTime::now_utc().year(),
+        (month - 1) / 3 + 1
+    );
+    let svg = dir.path().join("spend.svg");
+    let report = schein(
+        Some(&funder),
+        &[
+            "--json",
+            "report",
+            "--period",
+            period.as_str(),
+            "--federation",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(report.status.success(), "{}", stderr(&report));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&report)).unwrap();
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report["nodes"][0]["claims_settled"], "suppressed",
+        "one claim is below 5 vouchers"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let csv = schein(
+        Some(&funder),
+        &["report", "--period", period.as_str(), "--csv"],
+    )
+    .await;
+    assert!(
+        stdout(&csv).starts_with("node,period,measure"),
+        "{}",
+        stdout(&csv)
+    );
+    let denied = schein(Some(&provider), &["report", "--period", period.as_str()]).await;
+    assert_eq!(denied.status.code(), Some(1));
+    let bad = schein(Some(&funder), &["report", "--period", "soon"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("is not a period"), "{}", stderr(&bad));
+
     // Issuer down: exit 4, and the sentence says so.
     let second = schein(Some(&office), &["--json", "voucher", "issue"]).await;
     let second: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
