@@ -56,7 +56,9 @@ async fn reports_match_a_recount_of_the_records() {
 }
 
 /// One random workload of claims from three cities on Leipzig's vouchers, then the report
-/// compared with a recount of what the test saw settled.
+/// compared with a recount of what the test saw settled. A helper of a test: any failure in it
+/// is the test's failure.
+#[allow(clippy::unwrap_used)]
 async fn recount_workload(seed: u64) {
     let saxony = Saxony::start().await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
