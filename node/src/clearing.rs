@@ -38,7 +38,9 @@ fn open_statement(peer: &Member, bytes: &[u8]) -> Result<PeriodStatement, String
 }
 
 fn total(amounts: &[ClaimAmount]) -> i64 {
-    amounts.iter().map(|a| a.amount_cents).sum()
+    amounts
+        .iter()
+        .fold(0i64, |sum, a| sum.saturating_add(a.amount_cents))
 }
 
 /// Claim ids on one side only, or with different amounts.
@@ -70,14 +72,14 @@ fn differing(mine: &[ClaimAmount], theirs: &[ClaimAmount]) -> Vec<String> {
 pub async fn close(node: &Node, period: Period) -> Result<ClearingResult, Status> {
     let roster = node.roster();
     let mut pairs = Vec::new();
-    let mut net = 0;
+    let mut net: i64 = 0;
     for peer in roster
         .members()
         .filter(|m| m.entry.kind == MemberKind::Node && m.id() != node.id)
     {
         let liabilities = node.store.liabilities_to(peer.id(), period)?;
         let receivables = node.store.receivables_from(peer.id(), period)?;
-        net += total(&receivables) - total(&liabilities);
+        net = net.saturating_add(total(&receivables).saturating_sub(total(&liabilities)));
         let mut pair = PairClearing {
             peer: peer.id().to_owned(),
             liabilities_cents: total(&liabilities),
@@ -104,7 +106,10 @@ pub async fn close(node: &Node, period: Period) -> Result<ClearingResult, Status
                 pair.differing_claim_ids = differing(&liabilities, &theirs.receivables);
                 pair.differing_claim_ids
                     .extend(differing(&receivables, &theirs.liabilities));
-                pair.agreed = pair.differing_claim_ids.is_empty();
+                // Equal totals too: a statement naming one claim twice must not pass.
+                pair.agreed = pair.differing_claim_ids.is_empty()
+                    && pair.liabilities_cents == pair.peer_receivables_cents
+                    && pair.receivables_cents == pair.peer_liabilities_cents;
             }
             Err(error) => {
                 tracing::warn!(peer = peer.id(), %error, "no statement for clearing");

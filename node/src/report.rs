@@ -14,14 +14,14 @@ use crate::roster::MemberKind;
 use crate::store::{Aggregate, StoreError, cell_name};
 
 const CATEGORIES: [&str; 3] = ["treatment", "medication", "emergency"];
-const REASONS: [RejectReason; 8] = [
+/// The issuer's reasons (duplicates are decided at the redeemer; closed periods are not
+/// counted, as a closed period's counters must not change).
+const REASONS: [RejectReason; 6] = [
     RejectReason::UnknownVoucher,
     RejectReason::Revoked,
     RejectReason::Expired,
     RejectReason::DeadlinePassed,
     RejectReason::OverCap,
-    RejectReason::Duplicate,
-    RejectReason::PeriodClosed,
     RejectReason::OutOfScope,
 ];
 
@@ -45,149 +45,218 @@ fn report_cell(aggregate: Aggregate, hidden: bool) -> ReportCell {
     }
 }
 
-/// A one-column table of `parts` whose total is `total` (distinct vouchers may be fewer than
-/// the sum of the parts'), suppressed, with the total hidden beforehand if `total_hidden`.
-fn column(parts: &[Aggregate], total: Aggregate, total_hidden: bool) -> Table {
-    let cells: Vec<Vec<Cell>> = parts.iter().map(|a| vec![cell(*a)]).collect();
-    let rows: Vec<u64> = parts.iter().map(|a| a.vouchers).collect();
-    let mut table = Table::new(cells, rows, vec![total.vouchers], total.vouchers);
-    table.column_totals[0].hidden = total_hidden;
-    table.total.hidden = total_hidden;
-    table.suppress();
-    table
+/// The cells of one period, by measure.
+struct PeriodCells {
+    issued: Aggregate,
+    settled: Aggregate,
+    categories: Vec<Aggregate>,
+    rejected: Vec<Aggregate>,
+    flows: Vec<Aggregate>,
+}
+
+/// Names of the measures whose cells may be hidden: `issued`, `settled`, `category/…`,
+/// `rejected/…`, `flow/…`.
+type Hidden = std::collections::BTreeSet<String>;
+
+fn load(node: &Node, period: Period, redeemers: &[String]) -> Result<PeriodCells, StoreError> {
+    let get =
+        |metric: &str, dim: Option<&str>| node.store.aggregate(&cell_name(metric, period, dim));
+    Ok(PeriodCells {
+        issued: get("issued", None)?,
+        settled: get("settled", None)?,
+        categories: CATEGORIES
+            .iter()
+            .map(|c| get("category", Some(c)))
+            .collect::<Result<_, _>>()?,
+        rejected: REASONS
+            .iter()
+            .map(|r| get("rejected", Some(r.as_str_name())))
+            .collect::<Result<_, _>>()?,
+        flows: redeemers
+            .iter()
+            .map(|r| get("flow", Some(r)))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The measures one period must hide, given those hidden already: small cells, and partners
+/// so that no hidden part follows from a published total.
+fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) -> Hidden {
+    let mut out = hidden.clone();
+    if cell(cells.issued).sensitive() {
+        out.insert("issued".into());
+    }
+    for (reason, a) in REASONS.iter().zip(&cells.rejected) {
+        // The rejected cells have no published total: primary suppression is enough.
+        if cell(*a).sensitive() {
+            out.insert(format!("rejected/{}", reason.as_str_name()));
+        }
+    }
+    if cell(cells.settled).sensitive() {
+        out.insert("settled".into());
+    }
+    let groups: [(&str, Vec<String>, &Vec<Aggregate>); 2] = [
+        (
+            "category",
+            CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
+            &cells.categories,
+        ),
+        ("flow", redeemers.to_vec(), &cells.flows),
+    ];
+    loop {
+        let before = out.len();
+        for (metric, dims, parts) in &groups {
+            let names: Vec<String> = dims.iter().map(|d| format!("{metric}/{d}")).collect();
+            let table_cells: Vec<Vec<Cell>> = parts
+                .iter()
+                .zip(&names)
+                .map(|(a, name)| {
+                    let mut c = cell(*a);
+                    c.hidden = out.contains(name);
+                    vec![c]
+                })
+                .collect();
+            let rows: Vec<u64> = parts.iter().map(|a| a.vouchers).collect();
+            let settled = cells.settled;
+            let mut table = Table::new(table_cells, rows, vec![settled.vouchers], settled.vouchers);
+            let total_hidden = out.contains("settled");
+            table.column_totals[0].hidden = total_hidden;
+            table.total.hidden = total_hidden;
+            table.suppress();
+            for (row, name) in table.cells.iter().zip(&names) {
+                if row[0].hidden {
+                    out.insert(name.clone());
+                }
+            }
+            if table.total.hidden || table.column_totals[0].hidden {
+                out.insert("settled".into());
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
 }
 
 /// The report of `node` for `period`, suppressed.
+///
+/// Counts add up across periods (the months make their quarter, the quarters their year), so
+/// a measure hidden in any period of the year is hidden in all of them: no published
+/// difference of periods can give a hidden cell away.
 pub fn build(
     node: &Node,
     period: Period,
     today: schein_proto::Day,
 ) -> Result<NodeReport, StoreError> {
-    let store = &node.store;
-    let get =
-        |metric: &str, p: Period, dim: Option<&str>| store.aggregate(&cell_name(metric, p, dim));
-    let issued = get("issued", period, None)?;
-    let settled = get("settled", period, None)?;
-    let categories = CATEGORIES
-        .iter()
-        .map(|c| get("category", period, Some(c)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rejected = REASONS
-        .iter()
-        .map(|r| get("rejected", period, Some(r.as_str_name())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let year = period.year();
+    // Every city this node's vouchers were used in this year, members or not (a city that left
+    // the roster must not become the difference between the total and the rest).
     let roster = node.roster();
-    let redeemers: Vec<String> = roster
+    let mut redeemers: Vec<String> = roster
         .members()
         .filter(|m| m.entry.kind == MemberKind::Node)
         .map(|m| m.id().to_owned())
         .collect();
-    let flows = redeemers
-        .iter()
-        .map(|r| get("flow", period, Some(r)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let year = Period::Year(period.year());
-    let spent = get("settled", year, None)?;
-    let quarters = Period::quarters(period.year())
-        .iter()
-        .map(|q| get("settled", *q, None))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // The settled total appears in three tables (and as a quarter of the year's): whatever
-    // hides it in one hides it in all, until nothing changes.
-    let mut settled_hidden = Cell::new(settled.vouchers, settled.amount_cents).sensitive();
-    let mut year_hidden = cell(spent).sensitive();
-    let (category_table, flow_table, quarter_table, rejected_table) = loop {
-        let category_table = column(&categories, settled, settled_hidden);
-        let flow_table = column(&flows, settled, settled_hidden);
-        let mut quarter_table = column(&quarters, spent, year_hidden);
-        if let Period::Quarter(_, q) = period {
-            let index = usize::from(q) - 1;
-            if settled_hidden && !quarter_table.cells[index][0].hidden {
-                quarter_table.cells[index][0].hidden = true;
-                quarter_table.suppress();
-            }
+    for dim in node
+        .store
+        .dimensions(&format!("flow/{}/", Period::Year(year)))?
+    {
+        if !redeemers.contains(&dim) {
+            redeemers.push(dim);
         }
-        let rejected_total = Aggregate {
-            count: rejected.iter().map(|a| a.count).sum(),
-            vouchers: rejected.iter().map(|a| a.vouchers).sum(),
-            amount_cents: 0,
-        };
-        let rejected_table = column(&rejected, rejected_total, false);
-        let quarter_hides_settled = matches!(period, Period::Quarter(_, q)
-            if quarter_table.cells[usize::from(q) - 1][0].hidden);
-        let now_settled_hidden = settled_hidden
-            || category_table.total.hidden
-            || flow_table.total.hidden
-            || quarter_hides_settled;
-        let now_year_hidden = year_hidden || quarter_table.total.hidden;
-        if now_settled_hidden == settled_hidden && now_year_hidden == year_hidden {
-            break (category_table, flow_table, quarter_table, rejected_table);
+    }
+    let mut periods: Vec<Period> = (1..=12).map(|m| Period::Month(year, m)).collect();
+    periods.extend(Period::quarters(year));
+    periods.push(Period::Year(year));
+    let all: Vec<PeriodCells> = periods
+        .iter()
+        .map(|p| load(node, *p, &redeemers))
+        .collect::<Result<_, _>>()?;
+    let mut hidden = Hidden::new();
+    loop {
+        let mut next = hidden.clone();
+        for cells in &all {
+            next.extend(hide_in_period(cells, &hidden, &redeemers));
         }
-        settled_hidden = now_settled_hidden;
-        year_hidden = now_year_hidden;
-    };
+        if next == hidden {
+            break;
+        }
+        hidden = next;
+    }
 
+    let index = periods
+        .iter()
+        .position(|p| *p == period)
+        .unwrap_or(periods.len() - 1);
+    let cells = &all[index];
+    let spent = all[periods.len() - 1].settled;
+    let settled_hidden = hidden.contains("settled");
     let budget = node.annual_budget_cents;
-    let (forecast, exceeds) = if year_hidden {
+    let (forecast, exceeds) = if settled_hidden {
         (0, false)
     } else {
-        let forecast = forecast(spent.amount_cents, period.year(), today);
+        let forecast = forecast(spent.amount_cents, year, today);
         (forecast, forecast > budget)
     };
+    let quarter_cells = &all[12..16];
     Ok(NodeReport {
         node: node.id.clone(),
         node_name: node.name.clone(),
         period: period.to_string(),
-        issued: Some(report_cell(issued, cell(issued).sensitive())),
+        issued: Some(report_cell(cells.issued, hidden.contains("issued"))),
         claimed_vouchers: Some(report_cell(
             Aggregate {
-                count: settled.vouchers,
-                vouchers: settled.vouchers,
+                count: cells.settled.vouchers,
+                vouchers: cells.settled.vouchers,
                 amount_cents: 0,
             },
             settled_hidden,
         )),
-        settled: Some(report_cell(settled, settled_hidden)),
+        settled: Some(report_cell(cells.settled, settled_hidden)),
         rejected: REASONS
             .iter()
-            .zip(&rejected)
-            .enumerate()
-            .filter(|(_, (_, a))| a.count > 0)
-            .map(|(i, (reason, a))| ReasonCell {
+            .zip(&cells.rejected)
+            .filter(|(_, a)| a.count > 0)
+            .map(|(reason, a)| ReasonCell {
                 reason: *reason as i32,
-                cell: Some(report_cell(*a, rejected_table.cells[i][0].hidden)),
+                cell: Some(report_cell(
+                    *a,
+                    hidden.contains(&format!("rejected/{}", reason.as_str_name())),
+                )),
             })
             .collect(),
         categories: CATEGORIES
             .iter()
-            .zip(&categories)
-            .enumerate()
-            .map(|(i, (name, a))| CategoryCell {
+            .zip(&cells.categories)
+            .map(|(name, a)| CategoryCell {
                 category: (*name).to_owned(),
-                cell: Some(report_cell(*a, category_table.cells[i][0].hidden)),
+                cell: Some(report_cell(
+                    *a,
+                    hidden.contains(&format!("category/{name}")),
+                )),
             })
             .collect(),
         flows: redeemers
             .iter()
-            .zip(&flows)
-            .enumerate()
-            .map(|(i, (redeemer, a))| FlowCell {
+            .zip(&cells.flows)
+            .map(|(redeemer, a)| FlowCell {
                 redeemer: redeemer.clone(),
-                cell: Some(report_cell(*a, flow_table.cells[i][0].hidden)),
+                cell: Some(report_cell(
+                    *a,
+                    hidden.contains(&format!("flow/{redeemer}")),
+                )),
             })
             .collect(),
         annual_budget_cents: budget,
-        spent_this_year: Some(report_cell(spent, year_hidden)),
+        spent_this_year: Some(report_cell(spent, settled_hidden)),
         forecast_cents: forecast,
         forecast_exceeds_budget: exceeds,
-        quarters: Period::quarters(period.year())
+        quarters: Period::quarters(year)
             .iter()
-            .zip(&quarters)
-            .enumerate()
-            .map(|(i, (q, a))| PeriodSpend {
+            .zip(quarter_cells)
+            .map(|(q, c)| PeriodSpend {
                 period: q.to_string(),
-                cell: Some(report_cell(*a, quarter_table.cells[i][0].hidden)),
+                cell: Some(report_cell(c.settled, settled_hidden)),
             })
             .collect(),
     })

@@ -3,10 +3,13 @@
 //! further cells are suppressed until no hidden cell can be recomputed from the published cells
 //! and row or column totals (secondary suppression).
 //!
-//! The guarantee is the one an attacker with the published table can check: solving row and
-//! column sums one unknown at a time recovers no hidden cell ([`recoverable`] is that audit, and
-//! the property tests run it on random tables). Each row and column with a hidden cell has at
-//! least two; a row or column whose only candidates are empty cells hides its total instead.
+//! The guarantee is the one an attacker with the published table can check by solving row and
+//! column sums one unknown at a time: that recovers no hidden cell ([`recoverable`] is that
+//! audit; `suppress` runs it until it finds nothing). Each row and column with a hidden cell has
+//! at least two; a row or column whose only candidates are empty cells hides its total instead.
+//! For one-column tables, which is what reports use, this is exact. For larger tables,
+//! combinations of several rows and columns can reveal more than one-at-a-time elimination
+//! finds (a rank test would be exact); do not rely on it there without one.
 
 /// Cells built from fewer vouchers than this are never published.
 pub const MIN_VOUCHERS: u64 = 5;

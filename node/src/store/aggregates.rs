@@ -86,6 +86,18 @@ pub(super) fn count(
 }
 
 impl Store {
+    /// The dimensions counted under `prefix` (`metric/period/`), e.g. every redeeming city.
+    pub fn dimensions(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.aggregates
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|key| {
+                let key = key?;
+                Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+            })
+            .collect()
+    }
+
     /// The cell `name`; zeros if nothing was counted in it.
     pub fn aggregate(&self, name: &str) -> Result<Aggregate, StoreError> {
         match self.aggregates.get(name.as_bytes())? {

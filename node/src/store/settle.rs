@@ -77,6 +77,13 @@ impl Store {
                 SettleError::InvalidRecord("the claim id is missing or too long".into()).into(),
             );
         }
+        let plausible_month = (200_001..=299_912).contains(&record.service_month)
+            && (1..=12).contains(&(record.service_month % 100));
+        if !plausible_month {
+            return Err(
+                SettleError::InvalidRecord("the service month is not a month".into()).into(),
+            );
+        }
         let serial = Serial::from_slice(&record.serial)
             .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
         let key = settlement_key(&record.redeemer, &record.claim_id);
@@ -131,9 +138,10 @@ impl Store {
                 match voucher {
                     None => receipt.reason = RejectReason::UnknownVoucher as i32,
                     Some((stored, mut voucher_state)) => {
-                        let closed = Period::containing(record.service_month)
-                            .iter()
-                            .any(|p| meta.get(closed_key(*p)).ok().flatten().is_some());
+                        let mut closed = false;
+                        for p in Period::containing(record.service_month) {
+                            closed |= meta.get(closed_key(p))?.is_some();
+                        }
                         let decision = if closed {
                             Err(RejectReason::PeriodClosed)
                         } else {
@@ -197,7 +205,10 @@ impl Store {
                         }
                     }
                 }
-                if receipt.outcome == Outcome::Rejected as i32 {
+                // A closed period's counters stay as they were when it closed.
+                if receipt.outcome == Outcome::Rejected as i32
+                    && receipt.reason != RejectReason::PeriodClosed as i32
+                {
                     let reason = RejectReason::try_from(receipt.reason)
                         .unwrap_or(RejectReason::Unspecified)
                         .as_str_name();
