@@ -67,6 +67,31 @@ impl Saxony {
         Ok(FederationClient::new(connect(identity).await?))
     }
 
+    /// `identity`, pointed at node `at` (its endpoint and CA) instead of its own.
+    pub fn aimed_at(&self, identity: IdentityFile, at: &str) -> anyhow::Result<IdentityFile> {
+        let target = self.federation.office(at)?;
+        Ok(IdentityFile {
+            node: at.to_owned(),
+            endpoint: target.endpoint,
+            node_ca: target.node_ca,
+            ..identity
+        })
+    }
+
+    /// Node `city`'s own node certificate as a client identity aimed at node `at`: what a
+    /// member node presents when it calls another's federation service.
+    pub fn node_identity(&self, city: &str, at: &str) -> anyhow::Result<IdentityFile> {
+        let dir = &self.federation.node(city)?.dir;
+        let identity = IdentityFile {
+            role: Role::Node,
+            name: city.to_owned(),
+            certificate: std::fs::read_to_string(dir.join("keys/node.pem"))?,
+            private_key: std::fs::read_to_string(dir.join("keys/node.key"))?,
+            ..self.federation.office(city)?
+        };
+        self.aimed_at(identity, at)
+    }
+
     /// Node `id`'s voucher signing key, read from its key file.
     pub fn signing_key(&self, id: &str) -> anyhow::Result<SigningKey> {
         let path = self.federation.node(id)?.dir.join("keys/signing.key");

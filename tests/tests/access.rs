@@ -178,12 +178,7 @@ async fn each_service_checks_role_and_node() {
         code: voucher.short_code.clone(),
         reason: RevocationReason::Lost as i32,
     };
-    let at_leipzig = IdentityFile {
-        endpoint: saxony.federation.office("leipzig").unwrap().endpoint,
-        node: "leipzig".into(),
-        node_ca: saxony.federation.office("leipzig").unwrap().node_ca,
-        ..dresden_office.clone()
-    };
+    let at_leipzig = saxony.aimed_at(dresden_office.clone(), "leipzig").unwrap();
     let status = OfficeClient::new(connect(&at_leipzig).await.unwrap())
         .revoke_voucher(revoke.clone())
         .await

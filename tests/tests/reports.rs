@@ -247,12 +247,7 @@ async fn funders_read_reports_and_do_nothing_else() {
         .await
         .expect("a funder reads reports");
     // ... of other members too (the funder's identity is checked against Leipzig's CA there).
-    let at_dresden = schein_node::client::IdentityFile {
-        endpoint: saxony.federation.office("dresden").unwrap().endpoint,
-        node: "dresden".into(),
-        node_ca: saxony.federation.office("dresden").unwrap().node_ca,
-        ..funder.clone()
-    };
+    let at_dresden = saxony.aimed_at(funder.clone(), "dresden").unwrap();
     ReportsClient::new(connect(&at_dresden).await.unwrap())
         .report(ReportRequest {
             period: this_quarter(),

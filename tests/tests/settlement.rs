@@ -562,12 +562,9 @@ async fn bad_claims_are_refused_and_change_nothing() {
         .federation
         .enroll("dresden", Role::Provider, "direct")
         .unwrap();
-    let at_leipzig = schein_node::client::IdentityFile {
-        endpoint: saxony.federation.office("leipzig").unwrap().endpoint,
-        node: "leipzig".into(),
-        node_ca: saxony.federation.office("leipzig").unwrap().node_ca,
-        ..dresden_practice
-    };
+    let at_leipzig = saxony
+        .aimed_at(dresden_practice.clone(), "leipzig")
+        .unwrap();
     let status = ProviderClient::new(connect(&at_leipzig).await.unwrap())
         .submit_claim(claim_request(
             "d",
@@ -600,16 +597,7 @@ async fn a_node_cannot_replay_another_nodes_settlement_record() {
     let receipt: Receipt = signed::peek(&claim.receipt).unwrap();
 
     // Chemnitz's node, with its own genuine certificate, sends a record signed by Dresden.
-    let chemnitz_dir = saxony.federation.node("chemnitz").unwrap().dir.clone();
-    let leipzig_office = saxony.federation.office("leipzig").unwrap();
-    let chemnitz_node = schein_node::client::IdentityFile {
-        role: Role::Node,
-        name: "chemnitz".into(),
-        node: "leipzig".into(),
-        certificate: std::fs::read_to_string(chemnitz_dir.join("keys/node.pem")).unwrap(),
-        private_key: std::fs::read_to_string(chemnitz_dir.join("keys/node.key")).unwrap(),
-        ..leipzig_office
-    };
+    let chemnitz_node = saxony.node_identity("chemnitz", "leipzig").unwrap();
     let record = schein_proto::v1::SettlementRecord {
         claim_id: receipt.claim_id.clone(),
         serial: receipt.serial.clone(),
@@ -797,15 +785,7 @@ async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
     let receipt: Receipt = signed::peek(&claim.receipt).unwrap();
 
     // Dresden's node itself sends a different amount under the same claim id.
-    let dresden_dir = saxony.federation.node("dresden").unwrap().dir.clone();
-    let dresden_node = schein_node::client::IdentityFile {
-        role: Role::Node,
-        name: "dresden".into(),
-        node: "leipzig".into(),
-        certificate: std::fs::read_to_string(dresden_dir.join("keys/node.pem")).unwrap(),
-        private_key: std::fs::read_to_string(dresden_dir.join("keys/node.key")).unwrap(),
-        ..saxony.federation.office("leipzig").unwrap()
-    };
+    let dresden_node = saxony.node_identity("dresden", "leipzig").unwrap();
     let dresden_key = saxony.signing_key("dresden").unwrap();
     let altered = schein_proto::v1::SettlementRecord {
         claim_id: receipt.claim_id.clone(),
