@@ -70,6 +70,7 @@ fn differing(mine: &[ClaimAmount], theirs: &[ClaimAmount]) -> Vec<String> {
 
 /// Reconciles `period` with every peer, stores the result and closes the period.
 pub async fn close(node: &Node, period: Period) -> Result<ClearingResult, Status> {
+    node.store.mark_closed(period).await?;
     let roster = node.roster();
     let mut pairs = Vec::new();
     let mut net: i64 = 0;
@@ -124,7 +125,7 @@ pub async fn close(node: &Node, period: Period) -> Result<ClearingResult, Status
         net_position_cents: net,
         closed: true,
     };
-    node.store.close_period(period, &result).await?;
+    node.store.save_clearing(period, &result).await?;
     tracing::info!(%period, net_position_cents = net, "period closed");
     Ok(result)
 }

@@ -68,17 +68,22 @@ impl Store {
         Ok(owed)
     }
 
-    /// Stores the result of clearing `period` and closes it.
-    pub async fn close_period(
+    /// Closes `period`: from now on `settle` refuses its months. Done before the books are read
+    /// for clearing, so that nothing lands between reading and closing.
+    pub async fn mark_closed(&self, period: Period) -> Result<(), StoreError> {
+        self.meta.insert(closed_key(period), &[][..])?;
+        self.commit().await
+    }
+
+    /// Stores the result of clearing `period`.
+    pub async fn save_clearing(
         &self,
         period: Period,
         result: &ClearingResult,
     ) -> Result<(), StoreError> {
         self.meta
             .insert(clearing_key(period), result.encode_to_vec())?;
-        self.meta.insert(closed_key(period), &[][..])?;
-        self.commit().await?;
-        Ok(())
+        self.commit().await
     }
 
     /// The stored result of clearing `period`, if it was closed.
