@@ -354,11 +354,6 @@ impl Store {
         Ok(())
     }
 
-    /// Number of settlement records waiting for delivery.
-    pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
-    }
-
     /// The office's decision on a held claim: release it for settlement, or reject it.
     pub async fn decide_held(
         &self,

@@ -40,9 +40,6 @@ pub(super) fn closed_key(period: Period) -> Vec<u8> {
     format!("closed/{period}").into_bytes()
 }
 
-const POT_REGULAR: &[u8] = b"pot/regular";
-const POT_EMERGENCY: &[u8] = b"pot/emergency";
-
 fn settlement_key(redeemer: &str, claim_id: &str) -> Vec<u8> {
     let mut key = redeemer.as_bytes().to_vec();
     key.push(0);
@@ -162,17 +159,8 @@ impl Store {
                                     .cap_cents
                                     .map(|cap| cap - voucher_state.claimed_cents);
                                 state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
-                                let pot = if stored.voucher.emergency {
-                                    POT_EMERGENCY
-                                } else {
-                                    POT_REGULAR
-                                };
-                                let before = meta
-                                    .get(pot)?
-                                    .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                                    .map(i64::from_be_bytes)
-                                    .unwrap_or(0);
-                                meta.insert(pot, &(before + record.amount_cents).to_be_bytes())?;
+                                // The emergency pot is the `category/…/emergency`
+                                // aggregate: counted once, there.
                                 let kind = match (stored.voucher.emergency, category) {
                                     (true, _) => "emergency",
                                     (false, Category::Medication) => "medication",
@@ -313,19 +301,6 @@ impl Store {
         } else {
             CapApproval::Pending(stored)
         })
-    }
-
-    /// Settled amounts of the regular and the emergency budget pot, euro cents.
-    pub fn pots(&self) -> Result<(i64, i64), StoreError> {
-        let read = |key: &[u8]| -> Result<i64, StoreError> {
-            Ok(self
-                .meta
-                .get(key)?
-                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(0))
-        };
-        Ok((read(POT_REGULAR)?, read(POT_EMERGENCY)?))
     }
 }
 
