@@ -578,23 +578,37 @@ async fn bad_claims_are_refused_and_change_nothing() {
     saxony.shutdown().await.unwrap();
 }
 
+/// Leipzig issues a voucher and a Dresden practice's claim `id` on it settles: Leipzig's
+/// office, the voucher, and the receipt.
+async fn one_settled_claim(
+    saxony: &Saxony,
+    id: &str,
+) -> (
+    OfficeClient<Channel>,
+    schein_proto::v1::VoucherRecord,
+    Receipt,
+) {
+    let mut leipzig = saxony.office("leipzig").await.expect("office");
+    let voucher = issue(&mut leipzig, &[]).await.expect("issue");
+    let mut practice = saxony
+        .provider("dresden", "praxis")
+        .await
+        .expect("provider");
+    let request = claim_request(
+        id,
+        &voucher.full_code,
+        &[("GOAE-1", 1, 466)],
+        Category::Treatment,
+    );
+    let claim = submit(&mut practice, request).await;
+    let receipt = signed::peek(&claim.receipt).expect("a receipt");
+    (leipzig, voucher, receipt)
+}
+
 #[tokio::test]
 async fn a_node_cannot_replay_another_nodes_settlement_record() {
     let saxony = Saxony::start().await.unwrap();
-    let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let voucher = issue(&mut leipzig, &[]).await.unwrap();
-    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
-    let claim = submit(
-        &mut practice,
-        claim_request(
-            "r1",
-            &voucher.full_code,
-            &[("GOAE-1", 1, 466)],
-            Category::Treatment,
-        ),
-    )
-    .await;
-    let receipt: Receipt = signed::peek(&claim.receipt).unwrap();
+    let (mut leipzig, voucher, receipt) = one_settled_claim(&saxony, "r1").await;
 
     // Chemnitz's node, with its own genuine certificate, sends a record signed by Dresden.
     let chemnitz_node = saxony.node_identity("chemnitz", "leipzig").unwrap();
@@ -769,20 +783,7 @@ async fn the_issuer_has_the_last_word_on_its_vouchers() {
 #[tokio::test]
 async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
     let saxony = Saxony::start().await.unwrap();
-    let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let voucher = issue(&mut leipzig, &[]).await.unwrap();
-    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
-    let claim = submit(
-        &mut practice,
-        claim_request(
-            "once",
-            &voucher.full_code,
-            &[("GOAE-1", 1, 466)],
-            Category::Treatment,
-        ),
-    )
-    .await;
-    let receipt: Receipt = signed::peek(&claim.receipt).unwrap();
+    let (mut leipzig, voucher, receipt) = one_settled_claim(&saxony, "once").await;
 
     // Dresden's node itself sends a different amount under the same claim id.
     let dresden_node = saxony.node_identity("dresden", "leipzig").unwrap();
