@@ -1,5 +1,5 @@
-//! Compiles `schein/v1/*.proto` with the pure-Rust `protox` compiler, so that building schein
-//! needs no system `protoc`.
+//! Compiles `schein/v1/*.proto` (and the benchmarks' echo service) with the pure-Rust `protox`
+//! compiler, so that building schein needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schein/v1/office.proto",
         "schein/v1/provider.proto",
         "schein/v1/federation.proto",
+        "schein/bench/v1/echo.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

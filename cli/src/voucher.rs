@@ -8,12 +8,16 @@ use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
     IssueVoucherRequest, ListVouchersRequest, RevocationReason, RevokeVoucherRequest, Scope,
-    ShowVoucherRequest, Verdict, Verification, VerifyVoucherRequest, VoucherRecord, VoucherState,
+    ShowVoucherRequest, Verdict, Verification, VerifyVoucherRequest, VerifyVouchersRequest,
+    VoucherRecord, VoucherState,
 };
 
 use crate::Outcome;
 use crate::client::{Client, read_code};
 use crate::output::Output;
+
+/// Codes per `VerifyVouchers` request: the node's limit.
+const VERIFY_BATCH: usize = 256;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum VoucherCommand {
@@ -54,6 +58,15 @@ pub(crate) enum VoucherCommand {
     Verify {
         code: String,
         /// Also check that it covers this kind of care.
+        #[arg(long = "for", value_enum)]
+        for_scope: Option<ScopeArg>,
+    },
+    /// Check many vouchers at once (provider): one code per line from FILE (`-`: standard
+    /// input), empty lines and lines starting with `#` skipped. Answers in the same order; the
+    /// exit code is that of the worst answer.
+    VerifyMany {
+        file: PathBuf,
+        /// Also check that each covers this kind of care.
         #[arg(long = "for", value_enum)]
         for_scope: Option<ScopeArg>,
     },
@@ -191,6 +204,54 @@ pub(crate) async fn execute(
             let verification = verify(client, &code, for_scope.map(Scope::from)).await?;
             out.verification(&verification);
             Ok(outcome_of(&verification))
+        }
+        VoucherCommand::VerifyMany { file, for_scope } => {
+            let text = if file.as_os_str() == "-" {
+                read_code("-")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let codes: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            if codes.is_empty() {
+                return Err(anyhow!("{} holds no voucher codes", file.display()));
+            }
+            let scope = for_scope.map_or(Scope::Unspecified, Scope::from);
+            let mut outcome = Outcome::Done;
+            for chunk in codes.chunks(VERIFY_BATCH) {
+                let request = VerifyVouchersRequest {
+                    vouchers: chunk
+                        .iter()
+                        .map(|code| VerifyVoucherRequest {
+                            code: (*code).to_owned(),
+                            for_scope: scope as i32,
+                        })
+                        .collect(),
+                };
+                let answers = client
+                    .provider()
+                    .verify_vouchers(request)
+                    .await
+                    .map_err(|s| client.explain(&s))?
+                    .into_inner();
+                for verification in &answers.verifications {
+                    out.verification(verification);
+                    outcome = match (outcome, outcome_of(verification)) {
+                        (Outcome::VoucherInvalid, _) | (_, Outcome::VoucherInvalid) => {
+                            Outcome::VoucherInvalid
+                        }
+                        (Outcome::StatusUnknown, _) | (_, Outcome::StatusUnknown) => {
+                            Outcome::StatusUnknown
+                        }
+                        _ => Outcome::Done,
+                    };
+                }
+            }
+            Ok(outcome)
         }
         VoucherCommand::Revoke { code, reason } => {
             let record = revoke(client, &read_code(&code)?, reason.into()).await?;

@@ -95,6 +95,23 @@ impl LocalFederation {
     /// Creates a node per city under `dir`, gives every node every member entry, and starts
     /// them all.
     pub async fn start(dir: &Path, cities: &[City]) -> Result<Self, LocalError> {
+        let (mut federation, listeners) = Self::prepare(dir, cities).await?;
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let config = federation.nodes[i].config()?;
+            federation.nodes[i].running = Some(RunningNode::start(config, listener).await?);
+        }
+        Ok(federation)
+    }
+
+    /// Creates the nodes as [`Self::start`] does but runs none of them: for callers that run
+    /// each node as a `schein-node` process of its own (the benchmarks). The ports were free
+    /// when the nodes were made.
+    pub async fn create(dir: &Path, cities: &[City]) -> Result<Self, LocalError> {
+        Ok(Self::prepare(dir, cities).await?.0)
+    }
+
+    /// Binds a port per city, creates the nodes on them, and exchanges member entries.
+    async fn prepare(dir: &Path, cities: &[City]) -> Result<(Self, Vec<TcpListener>), LocalError> {
         let mut listeners = Vec::new();
         for _ in cities {
             listeners.push(
@@ -124,16 +141,12 @@ impl LocalFederation {
                 running: None,
             });
         }
-        let mut federation = Self {
+        let federation = Self {
             dir: dir.to_path_buf(),
             nodes,
         };
         federation.exchange_member_entries()?;
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let config = federation.nodes[i].config()?;
-            federation.nodes[i].running = Some(RunningNode::start(config, listener).await?);
-        }
-        Ok(federation)
+        Ok((federation, listeners))
     }
 
     /// What operators do by hand: each node's roster gets every other node's member entry.

@@ -10,6 +10,7 @@ use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::{
     SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
+    VoucherStatusesRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -164,5 +165,21 @@ impl Peers {
             serial: serial.as_bytes().to_vec(),
         };
         self.bounded(member, client.voucher_status(request)).await
+    }
+
+    /// `member`'s answers about up to [`crate::verify::MAX_BATCH`] of its vouchers, in order.
+    pub async fn voucher_statuses(
+        &self,
+        member: &Member,
+        serials: &[Serial],
+    ) -> Result<Vec<VoucherStatusResponse>, PeerError> {
+        let mut client = self.client(member)?;
+        let request = VoucherStatusesRequest {
+            serials: serials.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        };
+        let response = self
+            .bounded(member, client.voucher_statuses(request))
+            .await?;
+        Ok(response.statuses)
     }
 }

@@ -4,14 +4,22 @@
 //! invalid with a reason, or "genuine but status unknown" — never a silent yes.
 
 use schein_proto::code::{CodeError, VoucherCode};
-use schein_proto::v1::{InvalidReason, Scope, Verdict, Verification, VoucherFacts};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use schein_proto::v1::{
+    InvalidReason, Scope, Verdict, Verification, VoucherFacts, VoucherStatusResponse,
+};
 use schein_proto::voucher::VerifiedVoucher;
 use schein_proto::{Serial, SignedVoucher, VoucherError};
 
 use crate::node::Node;
 use crate::roster::{KeyLookupError, Member, Roster};
 
+/// Most vouchers one batch request may carry (`VerifyVouchers`, `VoucherStatuses`).
+pub const MAX_BATCH: usize = 256;
+
 /// What the issuer said about a voucher.
+#[derive(Clone)]
 pub(crate) enum IssuerAnswer {
     Known {
         signed: SignedVoucher,
@@ -29,9 +37,110 @@ fn refusal(reason: InvalidReason, message: impl Into<String>) -> Refusal {
     Refusal(reason, message.into(), None)
 }
 
+/// Where the issuers' answers come from: asked per voucher, or fetched for a whole batch.
+enum Answers {
+    Live,
+    Fetched(HashMap<(String, Serial), IssuerAnswer>),
+}
+
+impl Answers {
+    async fn get(&self, node: &Node, issuer: &Member, serial: Serial) -> IssuerAnswer {
+        match self {
+            Answers::Live => ask_issuer(node, issuer, serial).await,
+            Answers::Fetched(answers) => answers
+                .get(&(issuer.id().to_owned(), serial))
+                .cloned()
+                .unwrap_or(IssuerAnswer::Unreachable),
+        }
+    }
+}
+
 /// Verifies `code` (full or short) for a provider, optionally for one kind of care.
 pub async fn verify(node: &Node, code: &str, for_scope: Scope) -> Verification {
-    match verify_inner(node, code, for_scope).await {
+    verify_with(node, code, for_scope, &Answers::Live).await
+}
+
+/// Verifies several codes, each as [`verify`] would, in the order given; every issuer is asked
+/// once about all of its serials (in one `VoucherStatuses` call per [`MAX_BATCH`] serials) and
+/// the issuers concurrently, instead of one call per voucher.
+pub async fn verify_many(node: &Node, requests: &[(&str, Scope)]) -> Vec<Verification> {
+    let roster = node.roster();
+    // Which serials to ask which issuer about, read from the codes before anything is checked:
+    // a code that cannot be read here fails its own verification below.
+    let mut wanted: BTreeMap<String, BTreeSet<Serial>> = BTreeMap::new();
+    for (code, _) in requests {
+        if let Some((issuer, serial)) = issuer_and_serial(&roster, code) {
+            wanted.entry(issuer).or_default().insert(serial);
+        }
+    }
+    let fetches = wanted.into_iter().filter_map(|(issuer, serials)| {
+        let member = roster.member(&issuer)?;
+        Some(fetch_answers(node, member, serials.into_iter().collect()))
+    });
+    let answers = futures::future::join_all(fetches)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let answers = Answers::Fetched(answers);
+    let mut verifications = Vec::with_capacity(requests.len());
+    for (code, scope) in requests {
+        verifications.push(verify_with(node, code, *scope, &answers).await);
+    }
+    verifications
+}
+
+/// The issuer and serial a code names, without checking anything.
+fn issuer_and_serial(roster: &Roster, code: &str) -> Option<(String, Serial)> {
+    match VoucherCode::parse(code).ok()? {
+        VoucherCode::Full(full) => {
+            let (issuer, _) = full.0.claimed_key().ok()?;
+            Some((issuer, full.0.decode_own().ok()?.serial))
+        }
+        VoucherCode::Short(short) => Some((
+            roster.member_by_prefix(short.prefix())?.id().to_owned(),
+            short.serial(),
+        )),
+    }
+}
+
+/// `issuer`'s answers about `serials`: from this node's store, or in batches from the issuer.
+async fn fetch_answers(
+    node: &Node,
+    issuer: &Member,
+    serials: Vec<Serial>,
+) -> Vec<((String, Serial), IssuerAnswer)> {
+    let key = |serial| (issuer.id().to_owned(), serial);
+    if issuer.id() == node.id {
+        return serials
+            .into_iter()
+            .map(|serial| (key(serial), own_answer(node, serial)))
+            .collect();
+    }
+    let mut answers = Vec::with_capacity(serials.len());
+    for chunk in serials.chunks(MAX_BATCH) {
+        match node.peers.voucher_statuses(issuer, chunk).await {
+            Ok(statuses) if statuses.len() == chunk.len() => {
+                for (serial, status) in chunk.iter().zip(statuses) {
+                    answers.push((key(*serial), peer_answer(issuer, Ok(status))));
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    issuer = issuer.id(),
+                    "issuer answered for other vouchers than asked"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(issuer = issuer.id(), %error, "issuer unreachable");
+            }
+        }
+    }
+    answers
+}
+
+async fn verify_with(node: &Node, code: &str, for_scope: Scope, answers: &Answers) -> Verification {
+    match verify_inner(node, code, for_scope, answers).await {
         Ok(verification) => verification,
         Err(Refusal(reason, message, facts)) => {
             tracing::info!(reason = reason.as_str_name(), "voucher refused");
@@ -45,14 +154,19 @@ pub async fn verify(node: &Node, code: &str, for_scope: Scope) -> Verification {
     }
 }
 
-async fn verify_inner(node: &Node, code: &str, for_scope: Scope) -> Result<Verification, Refusal> {
+async fn verify_inner(
+    node: &Node,
+    code: &str,
+    for_scope: Scope,
+    answers: &Answers,
+) -> Result<Verification, Refusal> {
     let code = VoucherCode::parse(code).map_err(|e| code_refusal(&e))?;
     let roster = node.roster();
     let (member, voucher, answer) = match code {
         VoucherCode::Full(full) => {
             let (member, voucher) = check_signed(&roster, &full.0)?;
             check_window_and_scope(node, member, &voucher, for_scope)?;
-            let answer = ask_issuer(node, member, voucher.serial).await;
+            let answer = answers.get(node, member, voucher.serial).await;
             // A stolen or leaked key could sign new content under a real serial: only the
             // bytes the issuer stored are the voucher.
             if let IssuerAnswer::Known { signed, .. } = &answer
@@ -88,7 +202,7 @@ async fn verify_inner(node: &Node, code: &str, for_scope: Scope) -> Result<Verif
                     ),
                 )
             })?;
-            let answer = ask_issuer(node, member, short.serial()).await;
+            let answer = answers.get(node, member, short.serial()).await;
             let signed = match &answer {
                 IssuerAnswer::Unreachable => {
                     return Ok(Verification {
@@ -294,20 +408,33 @@ fn facts(member: &Member, voucher: &VerifiedVoucher, remaining: Option<i64>) -> 
 /// Asks the issuer (this node's own store if it is the issuer) about `serial`.
 pub(crate) async fn ask_issuer(node: &Node, issuer: &Member, serial: Serial) -> IssuerAnswer {
     if issuer.id() == node.id {
-        return match node.store.voucher(serial) {
-            Ok(Some(stored)) => IssuerAnswer::Known {
-                remaining_cap_cents: stored.remaining_cap_cents(),
-                revoked: stored.revoked_at.is_some(),
-                signed: stored.signed,
-            },
-            Ok(None) => IssuerAnswer::NotIssued,
-            Err(error) => {
-                tracing::error!(%error, "reading the store failed");
-                IssuerAnswer::Unreachable
-            }
-        };
+        return own_answer(node, serial);
     }
-    match node.peers.voucher_status(issuer, serial).await {
+    peer_answer(issuer, node.peers.voucher_status(issuer, serial).await)
+}
+
+/// This node's answer as issuer of `serial`, from its store.
+fn own_answer(node: &Node, serial: Serial) -> IssuerAnswer {
+    match node.store.voucher(serial) {
+        Ok(Some(stored)) => IssuerAnswer::Known {
+            remaining_cap_cents: stored.remaining_cap_cents(),
+            revoked: stored.revoked_at.is_some(),
+            signed: stored.signed,
+        },
+        Ok(None) => IssuerAnswer::NotIssued,
+        Err(error) => {
+            tracing::error!(%error, "reading the store failed");
+            IssuerAnswer::Unreachable
+        }
+    }
+}
+
+/// What another member's status answer (or its failure) means.
+fn peer_answer(
+    issuer: &Member,
+    status: Result<VoucherStatusResponse, crate::peers::PeerError>,
+) -> IssuerAnswer {
+    match status {
         Ok(status) if !status.known => IssuerAnswer::NotIssued,
         Ok(status) => match SignedVoucher::from_bytes(&status.signed_voucher) {
             Ok(signed) => IssuerAnswer::Known {

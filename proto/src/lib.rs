@@ -18,6 +18,12 @@ pub mod v1 {
     tonic::include_proto!("schein.v1");
 }
 
+/// The benchmarks' echo service (package `schein.bench.v1`): the bare cost of one RPC.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod bench {
+    tonic::include_proto!("schein.bench.v1");
+}
+
 pub use code::{FullCode, ShortCode, VoucherCode};
 pub use day::Day;
 pub use voucher::{KeyId, Serial, SignedVoucher, VoucherError};

@@ -297,3 +297,115 @@ async fn a_member_taken_off_the_roster_is_cut_off_at_once() {
     );
     saxony.shutdown().await.unwrap();
 }
+
+/// The batch check gives every voucher the answer a single check gives, in the order asked,
+/// also when one of the issuers is down; and it refuses empty and oversized batches.
+#[tokio::test]
+async fn a_batch_check_answers_each_voucher_as_a_single_check_would() {
+    use schein_proto::v1::{Verification, VerifyVouchersRequest};
+
+    let mut saxony = Saxony::start().await.unwrap();
+    let mut leipzig_office = saxony.office("leipzig").await.unwrap();
+    let mut chemnitz_office = saxony.office("chemnitz").await.unwrap();
+    let mut provider = saxony.provider("dresden", "praxis").await.unwrap();
+    let mut dresden_office = saxony.office("dresden").await.unwrap();
+
+    let leipzig = issue(&mut leipzig_office, &[]).await.unwrap();
+    let leipzig_dental = issue(&mut leipzig_office, &[Scope::Dental]).await.unwrap();
+    let revoked = issue(&mut leipzig_office, &[]).await.unwrap();
+    leipzig_office
+        .revoke_voucher(RevokeVoucherRequest {
+            code: revoked.short_code.clone(),
+            reason: RevocationReason::Lost as i32,
+        })
+        .await
+        .unwrap();
+    let chemnitz = issue(&mut chemnitz_office, &[]).await.unwrap();
+    let dresden = issue(&mut dresden_office, &[]).await.unwrap();
+    let codes = vec![
+        leipzig.full_code.clone(),
+        leipzig.short_code.clone(),
+        leipzig_dental.full_code.clone(),
+        revoked.full_code.clone(),
+        chemnitz.short_code.clone(),
+        dresden.full_code.clone(),
+        mistype(&chemnitz.short_code),
+        "not a voucher".to_owned(),
+        // Signed with a key Leipzig never listed.
+        signed_code(
+            "leipzig",
+            &SigningKey::from_bytes(&[42; 32]),
+            Day::today(),
+            days_from_today(30),
+        ),
+        // The same voucher twice: both answered.
+        leipzig.full_code.clone(),
+    ];
+    let batch = |codes: &[String]| VerifyVouchersRequest {
+        vouchers: codes
+            .iter()
+            .map(|code| VerifyVoucherRequest {
+                code: code.clone(),
+                for_scope: Scope::Unspecified as i32,
+            })
+            .collect(),
+    };
+    async fn singles(
+        provider: &mut schein_proto::v1::provider_client::ProviderClient<tonic::transport::Channel>,
+        codes: &[String],
+    ) -> Vec<Verification> {
+        let mut answers = Vec::new();
+        for code in codes {
+            answers.push(verify(provider, code).await.unwrap());
+        }
+        answers
+    }
+
+    let answers = provider
+        .verify_vouchers(batch(&codes))
+        .await
+        .unwrap()
+        .into_inner()
+        .verifications;
+    assert_eq!(answers, singles(&mut provider, &codes).await);
+    let verdicts: Vec<_> = answers.iter().map(|a| (a.verdict(), a.reason())).collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Verdict::Valid, R::Unspecified),
+            (Verdict::Valid, R::Unspecified),
+            (Verdict::Valid, R::Unspecified),
+            (Verdict::Invalid, R::Revoked),
+            (Verdict::Valid, R::Unspecified),
+            (Verdict::Valid, R::Unspecified),
+            (Verdict::Invalid, R::CheckCharacter),
+            (Verdict::Invalid, R::Malformed),
+            (Verdict::Invalid, R::UnknownKey),
+            (Verdict::Valid, R::Unspecified),
+        ]
+    );
+
+    // Leipzig down: its vouchers are never a silent yes, the others are still answered.
+    saxony.federation.stop("leipzig").await.unwrap();
+    let answers = provider
+        .verify_vouchers(batch(&codes))
+        .await
+        .unwrap()
+        .into_inner()
+        .verifications;
+    assert_eq!(answers, singles(&mut provider, &codes).await);
+    assert_eq!(answers[0].verdict(), Verdict::StatusUnknown);
+    assert_eq!(answers[1].verdict(), Verdict::IssuerUnreachable);
+    assert_eq!(answers[4].verdict(), Verdict::Valid);
+    saxony.federation.restart("leipzig").await.unwrap();
+
+    for size in [0, 257] {
+        let status = provider
+            .verify_vouchers(batch(&vec![leipzig.full_code.clone(); size]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("256"), "{status:?}");
+    }
+    saxony.shutdown().await.unwrap();
+}

@@ -7,13 +7,15 @@ use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ErrorReason, Member, MemberEntryRequest, SettleRequest, SettleResponse, StatementRequest,
-    StatementResponse, VoucherStatusRequest, VoucherStatusResponse,
+    StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    VoucherStatusesResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
 use crate::auth::require_peer;
 use crate::node::Node;
+use crate::verify::MAX_BATCH;
 
 #[derive(Debug, Clone)]
 pub struct FederationService {
@@ -23,6 +25,19 @@ pub struct FederationService {
 impl FederationService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// This node's word as issuer on `serial`.
+    fn status_of(&self, serial: Serial) -> Result<VoucherStatusResponse, Status> {
+        Ok(match self.node.store.voucher(serial)? {
+            Some(stored) => VoucherStatusResponse {
+                known: true,
+                signed_voucher: stored.signed.to_bytes(),
+                revoked: stored.revoked_at.is_some(),
+                remaining_cap_cents: stored.remaining_cap_cents(),
+            },
+            None => VoucherStatusResponse::default(),
+        })
     }
 }
 
@@ -35,17 +50,34 @@ impl Federation for FederationService {
         let peer = require_peer(&request, &self.node)?;
         let serial = Serial::from_slice(&request.get_ref().serial)
             .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
-        let response = match self.node.store.voucher(serial)? {
-            Some(stored) => VoucherStatusResponse {
-                known: true,
-                signed_voucher: stored.signed.to_bytes(),
-                revoked: stored.revoked_at.is_some(),
-                remaining_cap_cents: stored.remaining_cap_cents(),
-            },
-            None => VoucherStatusResponse::default(),
-        };
+        let response = self.status_of(serial)?;
         tracing::info!(peer = %peer.node, serial = %serial.short(), known = response.known, "voucher status asked");
         Ok(Response::new(response))
+    }
+
+    async fn voucher_statuses(
+        &self,
+        request: Request<VoucherStatusesRequest>,
+    ) -> Result<Response<VoucherStatusesResponse>, Status> {
+        let peer = require_peer(&request, &self.node)?;
+        let serials = &request.get_ref().serials;
+        if serials.len() > MAX_BATCH {
+            return Err(invalid_argument(format!(
+                "at most {MAX_BATCH} serials per request, not {}",
+                serials.len()
+            )));
+        }
+        let statuses = serials
+            .iter()
+            .map(|bytes| {
+                let serial = Serial::from_slice(bytes)
+                    .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
+                self.status_of(serial)
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let known = statuses.iter().filter(|s| s.known).count();
+        tracing::info!(peer = %peer.node, asked = statuses.len(), known, "voucher statuses asked");
+        Ok(Response::new(VoucherStatusesResponse { statuses }))
     }
 
     async fn member_entry(

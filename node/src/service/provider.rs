@@ -5,7 +5,8 @@ use std::sync::Arc;
 use schein_proto::v1::provider_server::Provider;
 use schein_proto::v1::{
     ClaimRecord, ClaimState, ClaimStatusRequest, ListClaimsRequest, ListClaimsResponse, Scope,
-    SubmitClaimRequest, Verification, VerifyVoucherRequest,
+    SubmitClaimRequest, Verification, VerifyVoucherRequest, VerifyVouchersRequest,
+    VerifyVouchersResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -14,6 +15,7 @@ use crate::auth::require_local;
 use crate::node::Node;
 use crate::pki::Role;
 use crate::store::{ClaimKey, StoreError};
+use crate::verify::MAX_BATCH;
 
 /// Longest code text accepted; a full code is about 250 characters.
 const MAX_CODE_LEN: usize = 2048;
@@ -46,6 +48,38 @@ impl Provider for ProviderService {
             .map_err(|_| invalid_argument("unknown kind of care (for_scope)"))?;
         let verification = crate::verify::verify(&self.node, &request.code, scope).await;
         Ok(Response::new(verification))
+    }
+
+    async fn verify_vouchers(
+        &self,
+        request: Request<VerifyVouchersRequest>,
+    ) -> Result<Response<VerifyVouchersResponse>, Status> {
+        require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
+        let vouchers = &request.get_ref().vouchers;
+        if !(1..=MAX_BATCH).contains(&vouchers.len()) {
+            return Err(invalid_argument(format!(
+                "send 1 to {MAX_BATCH} vouchers per request, not {}",
+                vouchers.len()
+            )));
+        }
+        let mut asked = Vec::with_capacity(vouchers.len());
+        for (i, voucher) in vouchers.iter().enumerate() {
+            if voucher.code.len() > MAX_CODE_LEN {
+                return Err(invalid_argument(format!(
+                    "code number {} is far too long to be a voucher code",
+                    i + 1
+                )));
+            }
+            let scope = Scope::try_from(voucher.for_scope).map_err(|_| {
+                invalid_argument(format!(
+                    "unknown kind of care (for_scope) at number {}",
+                    i + 1
+                ))
+            })?;
+            asked.push((voucher.code.as_str(), scope));
+        }
+        let verifications = crate::verify::verify_many(&self.node, &asked).await;
+        Ok(Response::new(VerifyVouchersResponse { verifications }))
     }
 
     async fn submit_claim(

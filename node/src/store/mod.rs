@@ -11,11 +11,12 @@
 //!
 //! Only the day of issue is kept, never the time of day: a time could be matched against an
 //! appointment book. Every change that must survive is one transaction across the trees it
-//! touches, flushed to disk before the method returns.
+//! touches, flushed to disk before the method returns; changes that finish together share a flush.
 
 mod aggregates;
 mod claims;
 mod clearing;
+mod group_commit;
 mod ledger;
 mod settle;
 
@@ -146,6 +147,8 @@ pub struct Store {
     meta: sled::Tree,
     aggregates: sled::Tree,
     aggregate_seen: sled::Tree,
+    /// Flushes shared by concurrent changes.
+    group: std::sync::Arc<group_commit::GroupCommit>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
     durable: bool,
@@ -174,6 +177,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             aggregates: db.open_tree("aggregates")?,
             aggregate_seen: db.open_tree("aggregate_seen")?,
+            group: Default::default(),
             durable: true,
             db,
         })
@@ -328,10 +332,11 @@ impl Store {
         })
     }
 
-    /// Makes the changes so far durable before a method answers.
+    /// Makes the changes so far durable before a method answers; concurrent callers share
+    /// flushes ([`group_commit`]).
     async fn commit(&self) -> Result<(), StoreError> {
         if self.durable {
-            self.db.flush_async().await?;
+            self.group.commit(&self.db).await?;
         }
         Ok(())
     }
