@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p schein-node --bench federation` (all sections), or name sections:
 //! `-- parts verify settle footprint`. `SCHEIN_BENCH_SECS` sets the seconds per measurement
-//! (default 3), `SCHEIN_BENCH_VOUCHERS` the vouchers stored for the start-up time (default 10^6).
+//! (default 3), `SCHEIN_BENCH_VOUCHERS` the vouchers stored for the start-up time (default 10^6),
+//! `SCHEIN_BENCH_NODE_LOG` a directory for the nodes' logs (default: discarded).
 //!
 //! Process layout: every node is its own process (as in production: sled's transaction lock is
 //! process-wide); the bare echo RPC is served by a process of its own too, started from this
@@ -110,6 +111,19 @@ async fn run() -> Result<(), Error> {
     Ok(())
 }
 
+/// Where a node's log goes: nowhere, or `$SCHEIN_BENCH_NODE_LOG/<node>.log` to look into a run.
+fn node_log(config: &Path) -> Result<std::process::Stdio, Error> {
+    let Some(dir) = std::env::var_os("SCHEIN_BENCH_NODE_LOG") else {
+        return Ok(std::process::Stdio::null());
+    };
+    let node = config
+        .parent()
+        .and_then(Path::file_name)
+        .ok_or("a node config outside a node directory")?;
+    let path = Path::new(&dir).join(node).with_extension("log");
+    Ok(std::fs::File::create(path)?.into())
+}
+
 /// A `schein-node` process, killed when dropped.
 struct NodeProcess {
     child: tokio::process::Child,
@@ -124,9 +138,8 @@ impl NodeProcess {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_schein-node"))
             .arg("run")
             .env("SCHEIN_NODE_CONFIG", config)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .stdout(node_log(config)?)
             .kill_on_drop(true)
             .spawn()?;
         loop {
@@ -514,7 +527,7 @@ impl Bench {
     async fn verify(&self, parts: &Parts, secs: f64) -> Result<(), Error> {
         println!("\nverify: a provider checks a full code through its own node");
         println!(
-            "  {:<28} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "  {:<40} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
             "case", "ops/s", "p50 µs", "p99 µs", "ideal/s", "ach/id", "p50/rpc"
         );
         for (case, channel, hops) in [
@@ -600,7 +613,7 @@ impl Bench {
             "\nsettle: durable claims (provider -> redeeming node -> issuing node, receipt stored)"
         );
         println!(
-            "  {:<28} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "  {:<40} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
             "case", "ops/s", "p50 µs", "p99 µs", "ideal/s", "ach/id", "p50/rpc"
         );
         for (case, channel, hops) in [
@@ -677,7 +690,7 @@ fn report_row(case: &str, stats: &Stats, ideal: f64, parts: &Parts) {
         String::new()
     };
     println!(
-        "  {case:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7.2} {:>7.1}{failed}",
+        "  {case:<40} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7.2} {:>7.1}{failed}",
         stats.rate,
         stats.p50,
         stats.p99,
