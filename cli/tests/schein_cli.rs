@@ -105,6 +105,48 @@ async fn office_and_provider_work_through_the_cli() {
     assert_eq!(after.status.code(), Some(3));
     assert!(stdout(&after).contains("revoked"));
 
+    // A stack of vouchers in one request: answers in order, exit code of the worst one.
+    let fresh = schein(Some(&office), &["--json", "voucher", "issue"]).await;
+    let fresh: serde_json::Value = serde_json::from_str(&stdout(&fresh)).unwrap();
+    let fresh = fresh["full_code"].as_str().unwrap().to_owned();
+    let stack = dir.path().join("stack.txt");
+    std::fs::write(&stack, format!("# today's patients\n{short}\n\n{fresh}\n")).unwrap();
+    let many = schein(
+        Some(&provider),
+        &["voucher", "verify-many", stack.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(many.status.code(), Some(3), "{}", stderr(&many));
+    // Each answer starts with its verdict; the voucher's facts follow, indented.
+    let lines: Vec<String> = stdout(&many)
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("INVALID: ") && lines[0].contains("revoked"));
+    assert!(lines[1].starts_with("VALID: "), "{lines:?}");
+    std::fs::write(&stack, format!("{fresh}\n{fresh}\n")).unwrap();
+    let valid = schein(
+        Some(&provider),
+        &["--json", "voucher", "verify-many", stack.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(valid.status.code(), Some(0), "{}", stderr(&valid));
+    assert_eq!(stdout(&valid).lines().count(), 2);
+    std::fs::write(&stack, "# nothing\n").unwrap();
+    let empty = schein(
+        Some(&provider),
+        &["voucher", "verify-many", stack.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(
+        stderr(&empty).contains("holds no voucher codes"),
+        "{}",
+        stderr(&empty)
+    );
+
     // A Dresden practice bills on a new Leipzig voucher; retrying with the same id is safe.
     let billed = schein(Some(&office), &["--json", "voucher", "issue"]).await;
     let billed: serde_json::Value = serde_json::from_str(&stdout(&billed)).unwrap();
