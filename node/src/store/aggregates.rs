@@ -3,11 +3,15 @@
 //!
 //! A cell is named `metric/period[/dimension]` and holds three numbers: events counted,
 //! distinct vouchers, amount. Every event is counted in its month, quarter and year, so that
-//! distinct voucher counts are exact for each period. Distinctness is kept by a marker per
-//! (cell, serial) in `aggregate_seen`.
+//! distinct voucher counts are exact for each period. Distinctness is kept in the voucher's own
+//! state record (the cells it was counted in, as 64-bit name hashes), which the transaction
+//! writes anyway; only events on serials this node never issued, which have no state record,
+//! keep a marker per (cell, serial) in `aggregate_seen`. One marker key per cell and settlement
+//! cost as much as the rest of the settlement's writes together.
 
 use schein_proto::Serial;
 use schein_proto::period::Period;
+use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{Store, StoreError, corrupt};
@@ -52,15 +56,57 @@ pub fn cell_name(metric: &str, period: Period, dimension: Option<&str>) -> Strin
     }
 }
 
-/// Counts one event of `metric` (in `dimension`) for `serial` in `month` (year * 100 + month)
+/// Where a voucher's "counted in this cell before" marks live.
+pub(super) enum Counted<'a> {
+    /// In the voucher's state record (its `counted_in`); the caller writes the record.
+    InState(&'a mut Vec<u64>),
+    /// In the `aggregate_seen` tree: for serials without a state record here.
+    Unknown(&'a TransactionalTree, &'a Serial),
+}
+
+impl Counted<'_> {
+    /// Marks the voucher as counted in `cell`; true if it was not before.
+    fn first_time(&mut self, cell: &str) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        match self {
+            Counted::InState(counted_in) => {
+                let hash = cell_hash(cell);
+                if counted_in.contains(&hash) {
+                    return Ok(false);
+                }
+                counted_in.push(hash);
+                Ok(true)
+            }
+            Counted::Unknown(seen, serial) => {
+                let mut marker = cell.as_bytes().to_vec();
+                marker.push(0);
+                marker.extend_from_slice(serial.as_bytes());
+                if seen.get(marker.as_slice())?.is_some() {
+                    return Ok(false);
+                }
+                seen.insert(marker, &[][..])?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// A cell name as 64 bits: the first 8 bytes of its SHA-256. The names of one voucher's cells
+/// number in the tens, so a collision (one voucher not counted in a cell) is out of reach.
+fn cell_hash(cell: &str) -> u64 {
+    let digest = sha2::Sha256::digest(cell.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Counts one event of `metric` (in `dimension`) for a voucher in `month` (year * 100 + month)
 /// and the quarter and year around it, within a transaction.
 pub(super) fn count(
     aggregates: &TransactionalTree,
-    seen: &TransactionalTree,
+    counted: &mut Counted<'_>,
     metric: &str,
     dimension: Option<&str>,
     month: i32,
-    serial: &Serial,
     amount_cents: i64,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
     for period in Period::containing(month) {
@@ -73,11 +119,7 @@ pub(super) fn count(
         };
         cell.count += 1;
         cell.amount_cents += amount_cents;
-        let mut marker = name.clone().into_bytes();
-        marker.push(0);
-        marker.extend_from_slice(serial.as_bytes());
-        if seen.get(marker.as_slice())?.is_none() {
-            seen.insert(marker, &[][..])?;
+        if counted.first_time(&name)? {
             cell.vouchers += 1;
         }
         aggregates.insert(name.as_bytes(), &cell.encode()[..])?;

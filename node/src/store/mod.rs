@@ -66,6 +66,10 @@ struct StateRecord {
     pending_cap: Option<i64>,
     #[prost(string, tag = "7")]
     pending_approver: String,
+    /// The report cells this voucher was counted in, as name hashes ([`aggregates`]), so that
+    /// each counts it once among its distinct vouchers.
+    #[prost(fixed64, repeated, tag = "8")]
+    counted_in: Vec<u64>,
 }
 
 /// Why a store operation failed.
@@ -197,25 +201,20 @@ impl Store {
             sequence,
         }
         .encode_to_vec();
-        let state = StateRecord::default().encode_to_vec();
         let month = issued_on
             .month()
             .ok_or_else(|| corrupt("issue day out of range"))?;
-        let trees = (
-            &self.issued,
-            &self.state,
-            &self.order,
-            &self.aggregates,
-            &self.aggregate_seen,
-        );
-        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates, seen)| {
+        let trees = (&self.issued, &self.state, &self.order, &self.aggregates);
+        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates)| {
             if issued_tree.get(serial.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
             }
+            let mut state = StateRecord::default();
+            let mut counted = aggregates::Counted::InState(&mut state.counted_in);
+            aggregates::count(aggregates, &mut counted, "issued", None, month, 0)?;
             issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
-            state_tree.insert(serial.as_bytes(), state.as_slice())?;
+            state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
-            aggregates::count(aggregates, seen, "issued", None, month, &serial, 0)?;
             Ok(())
         })?;
         self.commit().await?;
@@ -425,5 +424,62 @@ mod tests {
         assert!(next.is_none());
         let (only_revoked, _) = store.list(None, 10, |v| v.revoked_at.is_some()).unwrap();
         assert_eq!(only_revoked.len(), 1);
+    }
+
+    /// A voucher is counted once per cell however many of its claims fall into it; a serial
+    /// this node never issued too (its marks live in their own tree, not in a state record).
+    #[tokio::test]
+    async fn distinct_vouchers_are_counted_once_per_cell() {
+        use schein_proto::period::Period;
+        use schein_proto::v1::{Category, Receipt, SettlementRecord};
+        use sha2::Digest;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let voucher = signed(&key);
+        let from = voucher.decode_own().unwrap().valid_from;
+        store.issue(&voucher, from).await.unwrap();
+        let month = from.month().unwrap();
+        let record = |claim: &str, serial: Serial| SettlementRecord {
+            claim_id: claim.into(),
+            serial: serial.as_bytes().to_vec(),
+            issuer: "leipzig".into(),
+            amount_cents: 100,
+            category: Category::Treatment as i32,
+            service_month: month,
+            redeemer: "dresden".into(),
+            voucher_hash: sha2::Sha256::digest(voucher.to_bytes()).to_vec(),
+            ..Default::default()
+        };
+        let known = voucher.decode_own().unwrap().serial;
+        let unknown = Serial::random();
+        for (claim, serial) in [("a", known), ("b", known), ("c", unknown), ("d", unknown)] {
+            store
+                .settle("leipzig", &record(claim, serial), from, |r: &Receipt| {
+                    r.encode_to_vec()
+                })
+                .await
+                .unwrap();
+        }
+        for period in Period::containing(month) {
+            let settled = store
+                .aggregate(&cell_name("settled", period, None))
+                .unwrap();
+            assert_eq!(
+                (settled.count, settled.vouchers, settled.amount_cents),
+                (2, 1, 200)
+            );
+            let rejected = store
+                .aggregate(&cell_name(
+                    "rejected",
+                    period,
+                    Some(schein_proto::v1::RejectReason::UnknownVoucher.as_str_name()),
+                ))
+                .unwrap();
+            assert_eq!((rejected.count, rejected.vouchers), (2, 1), "{period}");
+            let issued = store.aggregate(&cell_name("issued", period, None)).unwrap();
+            assert_eq!((issued.count, issued.vouchers), (1, 1));
+        }
     }
 }

@@ -117,32 +117,36 @@ impl Store {
                     decided_month: today.month().unwrap_or_default(),
                     ..Default::default()
                 };
-                let voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
+                let mut voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
                     (true, Some(issued_bytes)) => {
                         let state_bytes = state.get(serial.as_bytes())?.ok_or(
                             ConflictableTransactionError::Abort(corrupt("voucher without state")),
                         )?;
+                        let voucher_state =
+                            StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
+                                ConflictableTransactionError::Abort(corrupt("voucher state"))
+                            })?;
                         Some((
                             Store::assemble(&issued_bytes, &state_bytes)
                                 .map_err(ConflictableTransactionError::Abort)?,
-                            StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
-                                ConflictableTransactionError::Abort(corrupt("voucher state"))
-                            })?,
+                            voucher_state.clone(),
+                            voucher_state,
                         ))
                     }
                     _ => None,
                 };
-                match voucher {
+                let month = record.service_month;
+                match &mut voucher {
                     None => receipt.reason = RejectReason::UnknownVoucher as i32,
-                    Some((stored, mut voucher_state)) => {
+                    Some((stored, _, voucher_state)) => {
                         let mut closed = false;
-                        for p in Period::containing(record.service_month) {
+                        for p in Period::containing(month) {
                             closed |= meta.get(closed_key(p))?.is_some();
                         }
                         let decision = if closed {
                             Err(RejectReason::PeriodClosed)
                         } else {
-                            decide(&stored, record, category, today)
+                            decide(stored, record, category, today)
                         };
                         receipt.remaining_cap_cents = stored.remaining_cap_cents();
                         match decision {
@@ -158,7 +162,6 @@ impl Store {
                                 receipt.remaining_cap_cents = stored
                                     .cap_cents
                                     .map(|cap| cap - voucher_state.claimed_cents);
-                                state.insert(serial.as_bytes(), voucher_state.encode_to_vec())?;
                                 // The emergency pot is the `category/…/emergency`
                                 // aggregate: counted once, there.
                                 let kind = match (stored.voucher.emergency, category) {
@@ -166,29 +169,23 @@ impl Store {
                                     (false, Category::Medication) => "medication",
                                     (false, _) => "treatment",
                                 };
-                                let month = record.service_month;
                                 let amount = record.amount_cents;
-                                aggregates::count(
-                                    aggregates, seen, "settled", None, month, &serial, amount,
-                                )?;
-                                aggregates::count(
-                                    aggregates,
-                                    seen,
-                                    "category",
-                                    Some(kind),
-                                    month,
-                                    &serial,
-                                    amount,
-                                )?;
-                                aggregates::count(
-                                    aggregates,
-                                    seen,
-                                    "flow",
-                                    Some(&record.redeemer),
-                                    month,
-                                    &serial,
-                                    amount,
-                                )?;
+                                let mut counted =
+                                    aggregates::Counted::InState(&mut voucher_state.counted_in);
+                                for (metric, dimension) in [
+                                    ("settled", None),
+                                    ("category", Some(kind)),
+                                    ("flow", Some(record.redeemer.as_str())),
+                                ] {
+                                    aggregates::count(
+                                        aggregates,
+                                        &mut counted,
+                                        metric,
+                                        dimension,
+                                        month,
+                                        amount,
+                                    )?;
+                                }
                             }
                         }
                     }
@@ -200,15 +197,26 @@ impl Store {
                     let reason = RejectReason::try_from(receipt.reason)
                         .unwrap_or(RejectReason::Unspecified)
                         .as_str_name();
+                    let mut counted = match &mut voucher {
+                        Some((_, _, voucher_state)) => {
+                            aggregates::Counted::InState(&mut voucher_state.counted_in)
+                        }
+                        None => aggregates::Counted::Unknown(seen, &serial),
+                    };
                     aggregates::count(
                         aggregates,
-                        seen,
+                        &mut counted,
                         "rejected",
                         Some(reason),
-                        record.service_month,
-                        &serial,
+                        month,
                         0,
                     )?;
+                }
+                // The sums, or the cells the voucher is counted in, may have changed.
+                if let Some((_, before, after)) = &voucher
+                    && before != after
+                {
+                    state.insert(serial.as_bytes(), after.encode_to_vec())?;
                 }
                 // The receipt names its own ledger position: reserve it, then record the signed
                 // receipt under it.
