@@ -2,7 +2,9 @@
 //! checking that they tell the same story: every claim of the redeemer's provider decided by
 //! the issuer exactly once, every receipt genuine and recorded identically on both sides, both
 //! ledgers' hash chains intact up to their signed heads, the issuer's liabilities equal to the
-//! redeemer's receivables claim by claim and voucher by voucher.
+//! redeemer's receivables claim by claim and voucher by voucher ([`check_pair`]), and the
+//! signed period statements the nodes exchange for clearing saying the same
+//! ([`check_statements`]).
 //!
 //! Inconsistencies that are counts (a claim the issuer never decided, a decision recorded
 //! twice) are returned, so that tests can print them; anything else that does not check out
@@ -150,6 +152,45 @@ pub struct PairBooks {
     pub settled_cents: i64,
     /// Rejections by reason.
     pub reasons: BTreeMap<String, usize>,
+    /// The settled claims as the issuer owes them (settlement id, amount), sorted.
+    pub liabilities: Vec<ClaimAmount>,
+    /// The years of the claims' service months.
+    pub years: BTreeSet<i32>,
+}
+
+/// Clearing: the issuer's signed statements of liabilities to the redeemer equal the
+/// redeemer's signed statements of receivables from the issuer, and both equal the settled
+/// claims `books` found.
+pub async fn check_statements(
+    issuer: &NodeProcess,
+    redeemer: &NodeProcess,
+    books: &PairBooks,
+) -> anyhow::Result<()> {
+    let issuer_ledger = Ledger::fetch(&issuer.office()?).await?;
+    let redeemer_ledger = Ledger::fetch(&redeemer.office()?).await?;
+    let mut stated_liabilities = Vec::new();
+    let mut stated_receivables = Vec::new();
+    for year in &books.years {
+        let period = year.to_string();
+        let of_issuer = statement(issuer, redeemer, &issuer_ledger, &period).await?;
+        let of_redeemer = statement(redeemer, issuer, &redeemer_ledger, &period).await?;
+        stated_liabilities.extend(of_issuer.liabilities);
+        stated_receivables.extend(of_redeemer.receivables);
+    }
+    stated_liabilities.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
+    stated_receivables.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
+    ensure!(
+        stated_liabilities == stated_receivables,
+        "{}'s liabilities to {} differ from {}'s receivables",
+        issuer.id,
+        redeemer.id,
+        redeemer.id
+    );
+    ensure!(
+        stated_liabilities == books.liabilities,
+        "the statements differ from the settled claims"
+    );
+    Ok(())
 }
 
 /// Checks the books of `issuer` against those of `redeemer` for the claims `claim_ids` of
@@ -325,30 +366,9 @@ pub async fn check_pair(
         books.vouchers += 1;
     }
 
-    // Clearing: the issuer's signed liabilities equal the redeemer's signed receivables.
     liabilities.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
-    let mut stated_liabilities = Vec::new();
-    let mut stated_receivables = Vec::new();
-    for year in years {
-        let period = year.to_string();
-        let of_issuer = statement(issuer, redeemer, &issuer_ledger, &period).await?;
-        let of_redeemer = statement(redeemer, issuer, &redeemer_ledger, &period).await?;
-        stated_liabilities.extend(of_issuer.liabilities);
-        stated_receivables.extend(of_redeemer.receivables);
-    }
-    stated_liabilities.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
-    stated_receivables.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
-    ensure!(
-        stated_liabilities == stated_receivables,
-        "{}'s liabilities to {} differ from {}'s receivables",
-        issuer.id,
-        redeemer.id,
-        redeemer.id
-    );
-    ensure!(
-        stated_liabilities == liabilities,
-        "the statements differ from the settled claims"
-    );
+    books.liabilities = liabilities;
+    books.years = years;
     Ok(books)
 }
 
@@ -379,7 +399,9 @@ async fn statement(
         .await?
         .into_inner()
         .signed_statement;
-    let statement: PeriodStatement = of_ledger.open(Kind::Statement, &bytes)?;
+    let statement: PeriodStatement = of_ledger
+        .open(Kind::Statement, &bytes)
+        .with_context(|| format!("{}'s statement of {period} ({} bytes)", of.id, bytes.len()))?;
     ensure!(
         statement.node == of.id && statement.peer == about.id && statement.period == period,
         "a statement about something else: {statement:?}"

@@ -18,7 +18,7 @@ use schein_proto::v1::{
     RevocationReason, RevokeVoucherRequest, ShowVoucherRequest, Verdict, VerifyVoucherRequest,
     VoucherRecord,
 };
-use schein_tests::books::check_pair;
+use schein_tests::books::{check_pair, check_statements};
 use schein_tests::claim_request;
 use schein_tests::process::ProcessFederation;
 use schein_tests::proxy::Proxy;
@@ -298,6 +298,13 @@ async fn claims_during_a_partition_settle_exactly_once_after_healing() {
         federation.node("dresden"),
         &claims.provider,
         &claims.made,
+    )
+    .await
+    .unwrap();
+    check_statements(
+        federation.node("leipzig"),
+        federation.node("dresden"),
+        &books,
     )
     .await
     .unwrap();
