@@ -230,6 +230,13 @@ impl NodeProcess {
         }
     }
 
+    /// The last `n` lines of the node's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// The log lines containing every one of `needles`.
     pub fn log_lines(&self, needles: &[&str]) -> Vec<String> {
         self.log()
@@ -246,16 +253,20 @@ impl NodeProcess {
         let deadline = Instant::now() + timeout;
         loop {
             self.assert_alive()?;
-            if let Ok(channel) = office.connect(None).await {
-                let listed = OfficeClient::new(channel)
+            // Bounded: a node that accepts connections but never answers must not hang us.
+            let answered = tokio::time::timeout(Duration::from_secs(5), async {
+                let channel = office.connect(None).await.ok()?;
+                OfficeClient::new(channel)
                     .list_vouchers(ListVouchersRequest {
                         limit: 1,
                         ..Default::default()
                     })
-                    .await;
-                if listed.is_ok() {
-                    return Ok(());
-                }
+                    .await
+                    .ok()
+            })
+            .await;
+            if matches!(answered, Ok(Some(_))) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
