@@ -1,6 +1,13 @@
 //! Test harness: a real federation of nodes in one process, on loopback ports bound before the
 //! nodes are made, with certificates and keys created at test time in a temporary directory,
-//! and clients that connect over real mutual TLS.
+//! and clients that connect over real mutual TLS; and, for the hard-failure tests, nodes as
+//! real `schein-node` processes ([`process`]), a proxy that can blackhole a route ([`proxy`]),
+//! and an outside check of two nodes' books ([`books`]).
+
+pub mod books;
+pub mod process;
+pub mod proxy;
+pub mod raw;
 
 use std::sync::Once;
 
@@ -16,6 +23,11 @@ use schein_proto::v1::{
     IssueVoucherRequest, Scope, Verdict, Verification, VerifyVoucherRequest, VoucherRecord,
 };
 use tonic::transport::Channel;
+
+/// Whether the long variants of the hard-failure tests run (`SCHEIN_LONG_TESTS=1`).
+pub fn long_tests() -> bool {
+    std::env::var("SCHEIN_LONG_TESTS").is_ok_and(|v| v == "1")
+}
 
 /// Logs of the nodes go to the test's captured output; `RUST_LOG` adjusts them.
 pub fn init_tracing() {

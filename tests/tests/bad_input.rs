@@ -1,75 +1,16 @@
 //! Bad input of every kind gets a clear refusal, never a panic; the node keeps serving and
 //! nothing stored changes.
 
-use bytes::{Buf, BufMut};
 use schein_proto::error::reason_of;
 use schein_proto::v1::office_client::OfficeClient;
 use schein_proto::v1::{
     Day, ErrorReason, IssueVoucherRequest, ListVouchersRequest, RevocationReason,
     RevokeVoucherRequest, ShowVoucherRequest, VerifyVoucherRequest,
 };
+use schein_tests::raw::send_raw;
 use schein_tests::{Saxony, connect, issue};
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-
-/// Sends bytes as they are, to put garbage on the wire inside valid gRPC framing.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        Ok(Some(bytes.to_vec()))
-    }
-}
-
-async fn send_raw(
-    channel: Channel,
-    path: &'static str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    grpc.unary(
-        tonic::Request::new(body),
-        PathAndQuery::from_static(path),
-        RawCodec,
-    )
-    .await
-    .map(|r| r.into_inner())
-}
 
 async fn count_vouchers(office: &mut OfficeClient<Channel>) -> usize {
     office
