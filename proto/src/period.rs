@@ -17,7 +17,15 @@ pub struct PeriodError(String);
 
 impl Period {
     pub fn parse(text: &str) -> Result<Self, PeriodError> {
-        let err = || PeriodError(text.to_owned());
+        // Quoted back to whoever sent it, so never more than a period's length of it: the
+        // message travels in a gRPC status header.
+        let err = || {
+            let mut quoted: String = text.chars().take(16).collect();
+            if text.chars().nth(16).is_some() {
+                quoted.push('…');
+            }
+            PeriodError(quoted)
+        };
         let text = text.trim();
         let year_of = |y: &str| -> Result<i32, PeriodError> {
             y.parse::<i32>()

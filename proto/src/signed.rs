@@ -8,8 +8,11 @@ use prost::Message;
 
 use crate::voucher::{FORMAT_V1, VoucherError};
 
-/// Longest body accepted; real ones are around 100 bytes.
+/// Longest body accepted for records, receipts and heads; real ones are around 100 bytes.
 const MAX_BODY_LEN: usize = 1024;
+/// Longest period statement: it lists every claim of a period between two nodes (about 26
+/// bytes each), so it is bounded by the message size a node accepts, not by a document size.
+const MAX_STATEMENT_LEN: usize = 16 * 1024 * 1024;
 const SIGNATURE_LEN: usize = 64;
 
 /// The kinds of signed documents, each with its own signing context.
@@ -28,6 +31,13 @@ impl Kind {
             Kind::Receipt => b"schein/receipt/v1",
             Kind::LedgerHead => b"schein/ledger-head/v1",
             Kind::Statement => b"schein/statement/v1",
+        }
+    }
+
+    const fn max_body_len(self) -> usize {
+        match self {
+            Kind::Statement => MAX_STATEMENT_LEN,
+            _ => MAX_BODY_LEN,
         }
     }
 }
@@ -51,23 +61,24 @@ pub fn seal<M: Message>(kind: Kind, document: &M, key: &SigningKey) -> Vec<u8> {
     bytes
 }
 
-fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), VoucherError> {
+fn split(bytes: &[u8], max_body_len: usize) -> Result<(&[u8], &[u8]), VoucherError> {
     let (&format, rest) = bytes
         .split_first()
         .ok_or(VoucherError::Malformed("it is empty"))?;
     if format != FORMAT_V1 {
         return Err(VoucherError::UnknownFormat(format));
     }
-    if rest.len() <= SIGNATURE_LEN || rest.len() > MAX_BODY_LEN + SIGNATURE_LEN {
+    if rest.len() <= SIGNATURE_LEN || rest.len() > max_body_len + SIGNATURE_LEN {
         return Err(VoucherError::Malformed("it has the wrong length"));
     }
     Ok(rest.split_at(rest.len() - SIGNATURE_LEN))
 }
 
 /// Reads the document without checking the signature: only to find out who signed it, so that
-/// the right key can be looked up. Nothing read here may be acted on.
+/// the right key can be looked up. Nothing read here may be acted on; [`open`] holds each kind to
+/// its own size limit.
 pub fn peek<M: Message + Default>(bytes: &[u8]) -> Result<M, VoucherError> {
-    let (body, _) = split(bytes)?;
+    let (body, _) = split(bytes, MAX_STATEMENT_LEN)?;
     M::decode(body).map_err(|_| VoucherError::Malformed("its content cannot be read"))
 }
 
@@ -77,7 +88,7 @@ pub fn open<M: Message + Default>(
     bytes: &[u8],
     key: &VerifyingKey,
 ) -> Result<M, VoucherError> {
-    let (body, signature) = split(bytes)?;
+    let (body, signature) = split(bytes, kind.max_body_len())?;
     let signature: [u8; SIGNATURE_LEN] = signature
         .try_into()
         .map_err(|_| VoucherError::Malformed("the signature has the wrong length"))?;
@@ -108,6 +119,25 @@ mod tests {
             key_id: "abcd".into(),
             voucher_hash: vec![1; 32],
         }
+    }
+
+    /// A statement lists every claim of a period, so it may be long; other documents may not.
+    #[test]
+    fn only_statements_may_be_long() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let long = SettlementRecord {
+            claim_id: "x".repeat(20_000),
+            ..record()
+        };
+        let statement = seal(Kind::Statement, &long, &key);
+        let opened: SettlementRecord =
+            open(Kind::Statement, &statement, &key.verifying_key()).unwrap();
+        assert_eq!(opened, long);
+        let record = seal(Kind::Settlement, &long, &key);
+        assert!(matches!(
+            open::<SettlementRecord>(Kind::Settlement, &record, &key.verifying_key()),
+            Err(VoucherError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -26,11 +26,6 @@ const CODES: [(&str, i64); 9] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: proto/src/signed.rs caps every signed body at MAX_BODY_LEN = 1024 bytes, also \
-            period statements, which list every claim of the period (about 26 bytes each); with \
-            more than about 38 claims between two nodes in a period the statement cannot be \
-            opened (\"it has the wrong length\"), so node/src/clearing.rs reports the pair as not \
-            reached and clearing never agrees"]
 async fn a_period_with_45_claims_clears_and_agrees() {
     let mut federation =
         ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])

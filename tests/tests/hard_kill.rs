@@ -7,8 +7,7 @@
 //! receipt genuine and the same on both sides, both ledgers' chains intact, and each issuer's
 //! liabilities equal the redeemer's receivables claim by claim and voucher by voucher.
 //!
-//! Ignored for now: it finds a deadlock in the node's store (see the test's ignore reason);
-//! run it with `--ignored`. The short run makes 10 kills; `SCHEIN_LONG_TESTS=1` makes 100. `SCHEIN_SEED=<n>` replays
+//! The short run makes 10 kills; `SCHEIN_LONG_TESTS=1` makes 100. `SCHEIN_SEED=<n>` replays
 //! a run: the seed decides which node dies and when (the machine's timing still varies).
 
 use std::sync::Arc;
@@ -375,13 +374,6 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a node wedges under concurrent claims, also with no kill at all \
-            (SCHEIN_HARD_KILLS=0 hangs in about every second run): node/src/store runs sled \
-            transactions synchronously on the tokio workers and every commit() calls \
-            db.flush_async() concurrently; sled 0.34's flush holds its concurrency-control read \
-            lock while waiting in make_stable, the transactions queue for the write lock, and \
-            the other flushes queue behind them, so both tokio workers block for good: the node \
-            accepts TCP but never answers again, not even SIGTERM"]
 async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let (claims, kills) = if long_tests() { (2500, 100) } else { (250, 10) };
     // SCHEIN_HARD_KILLS overrides the number of kills (0: the same load, nothing killed).

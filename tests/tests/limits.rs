@@ -398,9 +398,6 @@ async fn oversized_office_federation_and_report_requests_are_refused_briefly() {
 /// A period that is no period is refused with a sentence, not echoed back: the status message
 /// travels in an HTTP/2 header, and 60 KB of it break the answer itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: proto/src/period.rs PeriodError echoes the whole input into the status message \
-            (via node/src/clearing.rs parse_period); a 60 KB period makes the grpc-message header \
-            too large and the client gets 'h2 protocol error' instead of INVALID_ARGUMENT"]
 async fn long_periods_are_refused_with_a_short_message() {
     let mut federation =
         ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
