@@ -26,6 +26,7 @@ use schein_node::local::{LocalFederation, SAXONY};
 use schein_node::pki::Role;
 use schein_node::store::Store;
 use schein_node::tls::{RosterClientVerifier, server_config, spawn_acceptor};
+use schein_proto::Day;
 use schein_proto::bench::EchoMessage;
 use schein_proto::bench::echo_client::EchoClient;
 use schein_proto::bench::echo_server::{Echo, EchoServer};
@@ -35,12 +36,11 @@ use schein_proto::v1::{
     Category, ClaimItem, ClaimState, IssueVoucherRequest, ListVouchersRequest, ProviderKind, Scope,
     SubmitClaimRequest, Verdict, VerifyVoucherRequest, VerifyVouchersRequest,
 };
-use schein_proto::voucher::new_body;
-use schein_proto::{Day, Serial, SignedVoucher};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+use common::Error;
 
 /// Requests in flight for the concurrent measurements: one HTTP/2 connection, as a node's
 /// providers share their node's connection.
@@ -763,18 +763,7 @@ async fn footprint(federation: &LocalFederation, bench: &Bench) -> Result<(), Er
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000u64);
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let created = schein_node::init::init(&schein_node::init::InitOptions {
-        dir: dir.path().join("leipzig"),
-        node_id: "leipzig".into(),
-        name: "Leipzig".into(),
-        prefix: "LEJ".into(),
-        listen: format!("127.0.0.1:{port}"),
-        endpoint: format!("https://127.0.0.1:{port}"),
-        hostnames: vec![],
-        office_name: "office".into(),
-    })?;
-    let config = Config::load_with_env(&created.config_path, [])?;
+    let (created, config) = common::lone_node(dir.path())?;
     let identity = IdentityFile::load(&created.office_identity_path)?;
 
     let idle = |node: NodeProcess| async move {
@@ -802,30 +791,14 @@ async fn footprint(federation: &LocalFederation, bench: &Bench) -> Result<(), Er
     Ok(())
 }
 
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Issues `count` vouchers straight into the store (signed, as the office would), flushing once.
 async fn fill_vouchers(config: &Config, count: u64) -> Result<(), Error> {
     let store = Store::open_for_bulk_load(&config.data_dir)?;
-    let key = config.signing_key.clone();
     let today = Day::today();
     let until = today.checked_add_days(90).ok_or("date out of range")?;
     for _ in 0..count {
-        let body = new_body(
-            config.node_id(),
-            Serial::random(),
-            &key.verifying_key(),
-            today,
-            until,
-            &[],
-            Some(50_000),
-        );
         store
-            .issue(&SignedVoucher::sign(&body, &key), today)
+            .issue(&common::voucher(config, today, until, 50_000), today)
             .await?;
     }
     store.flush().await?;
@@ -835,51 +808,38 @@ async fn fill_vouchers(config: &Config, count: u64) -> Result<(), Error> {
 /// The issuer's settle transaction alone, without network: 1 and 64 concurrent settles on one
 /// store with durable group commit.
 async fn store_settle(secs: f64) -> Result<(), Error> {
-    use schein_proto::signed::{self, Kind};
-    use schein_proto::v1::{Receipt, SettlementRecord};
+    use schein_proto::v1::SettlementRecord;
     use sha2::Digest;
     println!("\nstore: the issuer's settle transaction alone (durable, group commit)");
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let created = schein_node::init::init(&schein_node::init::InitOptions {
-        dir: dir.path().join("leipzig"),
-        node_id: "leipzig".into(),
-        name: "Leipzig".into(),
-        prefix: "LEJ".into(),
-        listen: format!("127.0.0.1:{port}"),
-        endpoint: format!("https://127.0.0.1:{port}"),
-        hostnames: vec![],
-        office_name: "office".into(),
-    })?;
-    let config = Config::load_with_env(&created.config_path, [])?;
+    let (_, config) = common::lone_node(dir.path())?;
     let store = Store::open(&config.data_dir)?;
-    let key = config.signing_key.clone();
-    let key_id = schein_proto::KeyId::of(&key.verifying_key()).0;
+    let key_id = schein_proto::KeyId::of(&config.signing_key.verifying_key()).0;
+    let sign = Arc::new(common::receipt_signer(&config.signing_key));
     let today = Day::today();
     let month = today.month().unwrap_or_default();
     let mut vouchers = Vec::new();
     for _ in 0..256 {
-        let serial = Serial::random();
-        let body = new_body(
-            "leipzig",
-            serial,
-            &key.verifying_key(),
-            today,
-            today,
-            &[],
-            Some(10_000_000),
-        );
-        let voucher = SignedVoucher::sign(&body, &key);
+        let voucher = common::voucher(&config, today, today, 10_000_000);
         store.issue(&voucher, today).await?;
+        let serial = voucher.decode_own()?.serial;
         vouchers.push((serial, sha2::Sha256::digest(voucher.to_bytes()).to_vec()));
     }
     let vouchers = Arc::new(vouchers);
     for in_flight in [1, CONCURRENT] {
-        let (store, vouchers, key, key_id) =
-            (store.clone(), vouchers.clone(), key.clone(), key_id.clone());
+        let (store, vouchers, sign, key_id) = (
+            store.clone(),
+            vouchers.clone(),
+            sign.clone(),
+            key_id.clone(),
+        );
         let stats = closed_loop(in_flight, secs, move |n| {
-            let (store, vouchers, key, key_id) =
-                (store.clone(), vouchers.clone(), key.clone(), key_id.clone());
+            let (store, vouchers, sign, key_id) = (
+                store.clone(),
+                vouchers.clone(),
+                sign.clone(),
+                key_id.clone(),
+            );
             async move {
                 let (serial, hash) = &vouchers[n as usize % vouchers.len()];
                 let record = SettlementRecord {
@@ -894,13 +854,7 @@ async fn store_settle(secs: f64) -> Result<(), Error> {
                     voucher_hash: hash.clone(),
                 };
                 store
-                    .settle("leipzig", &record, today, |receipt| {
-                        let receipt = Receipt {
-                            key_id: key_id.clone(),
-                            ..receipt.clone()
-                        };
-                        signed::seal(Kind::Receipt, &receipt, &key)
-                    })
+                    .settle("leipzig", &record, today, &*sign)
                     .await
                     .is_ok()
             }

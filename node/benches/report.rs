@@ -6,20 +6,18 @@
 
 use std::time::Instant;
 
-use schein_node::config::Config;
-use schein_node::init::{InitOptions, init};
 use schein_node::node::Node;
 use schein_node::store::Store;
-use schein_proto::signed::{self, Kind};
-use schein_proto::v1::{Category, Receipt, SettlementRecord};
-use schein_proto::voucher::new_body;
-use schein_proto::{Day, KeyId, Serial, SignedVoucher};
+use schein_proto::v1::{Category, SettlementRecord};
+use schein_proto::{Day, KeyId};
 use sha2::Digest;
+
+mod common;
 
 const CLAIMS_PER_VOUCHER: u64 = 10;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), common::Error> {
     let sizes: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -37,38 +35,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut baseline = None;
     for size in sizes {
         let dir = tempfile::tempdir()?;
-        let created = init(&InitOptions {
-            dir: dir.path().join("leipzig"),
-            node_id: "leipzig".into(),
-            name: "Leipzig".into(),
-            prefix: "LEJ".into(),
-            listen: "127.0.0.1:7443".into(),
-            endpoint: "https://127.0.0.1:7443".into(),
-            hostnames: vec![],
-            office_name: "office".into(),
-        })?;
-        let config = Config::load_with_env(&created.config_path, [])?;
+        let (_, config) = common::lone_node(dir.path())?;
         let store = Store::open_for_bulk_load(&config.data_dir)?;
-        let key = config.signing_key.clone();
-        let key_id = KeyId::of(&key.verifying_key()).0;
+        let key_id = KeyId::of(&config.signing_key.verifying_key()).0;
+        let sign = common::receipt_signer(&config.signing_key);
         let today = Day::today();
         let month = today.month().unwrap_or_default();
 
         let fill = Instant::now();
         let vouchers = size.div_ceil(CLAIMS_PER_VOUCHER);
         for v in 0..vouchers {
-            let serial = Serial::random();
-            let body = new_body(
-                "leipzig",
-                serial,
-                &key.verifying_key(),
-                today,
-                today,
-                &[],
-                Some(1_000_000),
-            );
-            let voucher = SignedVoucher::sign(&body, &key);
+            let voucher = common::voucher(&config, today, today, 1_000_000);
             store.issue(&voucher, today).await?;
+            let serial = voucher.decode_own()?.serial;
             let hash = sha2::Sha256::digest(voucher.to_bytes()).to_vec();
             for c in 0..CLAIMS_PER_VOUCHER.min(size - v * CLAIMS_PER_VOUCHER) {
                 let record = SettlementRecord {
@@ -82,15 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     key_id: key_id.clone(),
                     voucher_hash: hash.clone(),
                 };
-                store
-                    .settle("leipzig", &record, today, |receipt| {
-                        let receipt = Receipt {
-                            key_id: key_id.clone(),
-                            ..receipt.clone()
-                        };
-                        signed::seal(Kind::Receipt, &receipt, &key)
-                    })
-                    .await?;
+                store.settle("leipzig", &record, today, &sign).await?;
             }
         }
         store.flush().await?;
