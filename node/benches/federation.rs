@@ -84,7 +84,14 @@ async fn run() -> Result<(), Error> {
         let identity = federation.office(node.city.id)?;
         nodes.push(NodeProcess::start(&node.config_path(), &identity).await?);
     }
-    let bench = Bench::new(&federation).await?;
+    let mut bench = Bench::new(&federation).await?;
+    bench.processes = federation
+        .nodes
+        .iter()
+        .zip(&nodes)
+        .filter_map(|(node, process)| Some((node.city.id, process.child.id()?)))
+        .chain([("client", std::process::id())])
+        .collect();
 
     let needs_parts = wanted("parts") || wanted("verify") || wanted("settle");
     let parts = if needs_parts {
@@ -472,6 +479,8 @@ struct Bench {
     code_len: usize,
     /// The next unused (voucher, day) pair for a claim.
     next_claim: Arc<AtomicU64>,
+    /// The node processes and this one, whose CPU time is read around a measurement.
+    processes: Vec<(&'static str, u32)>,
 }
 
 impl Bench {
@@ -521,6 +530,7 @@ impl Bench {
             codes: Arc::new(codes),
             code_len,
             next_claim: Arc::new(AtomicU64::new(0)),
+            processes: Vec::new(),
         })
     }
 
@@ -536,6 +546,7 @@ impl Bench {
         ] {
             for in_flight in [1, CONCURRENT] {
                 let (channel, codes) = (channel.clone(), self.codes.clone());
+                let cpu_before = self.cpu();
                 let stats = closed_loop(in_flight, secs, move |n| {
                     let (channel, codes) = (channel.clone(), codes.clone());
                     async move {
@@ -560,6 +571,7 @@ impl Bench {
                     ideal,
                     parts,
                 );
+                self.print_cpu(&cpu_before, &stats, secs);
             }
         }
         println!(
@@ -623,6 +635,7 @@ impl Bench {
             for in_flight in [1, CONCURRENT] {
                 let (channel, codes, next) =
                     (channel.clone(), self.codes.clone(), self.next_claim.clone());
+                let cpu_before = self.cpu();
                 let stats = closed_loop(in_flight, secs, move |_| {
                     let (channel, codes, next) = (channel.clone(), codes.clone(), next.clone());
                     async move {
@@ -655,10 +668,44 @@ impl Bench {
                     ideal,
                     parts,
                 );
+                self.print_cpu(&cpu_before, &stats, secs);
             }
         }
         Ok(())
     }
+
+    /// CPU seconds used so far by each process.
+    fn cpu(&self) -> Vec<f64> {
+        self.processes
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    /// CPU time per answered operation of each process since `before`; the warm-up's share is
+    /// taken out by scaling with the measured time over the whole.
+    fn print_cpu(&self, before: &[f64], stats: &Stats, secs: f64) {
+        let ops = stats.rate * secs * 1.1;
+        let parts: Vec<String> = self
+            .processes
+            .iter()
+            .zip(self.cpu().iter().zip(before))
+            .map(|((name, _), (after, before))| {
+                format!("{name} {:.0}", (after - before) / ops * 1e6)
+            })
+            .collect();
+        println!("    CPU µs per operation: {}", parts.join(", "));
+    }
+}
+
+/// CPU seconds (user and system) process `pid` has used, from `/proc/<pid>/stat` (in clock
+/// ticks of 1/100 s, as Linux reports them to user space).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Claim number `n`: voucher `n mod V` on day `n / V` of the last month, so that no two
