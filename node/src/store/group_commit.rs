@@ -27,7 +27,7 @@ impl GroupCommit {
         }
         // Every request counted up to here was applied before this flush starts.
         let covers = self.requested.load(Ordering::SeqCst);
-        db.flush_async().await?;
+        db.flush()?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only after success: a failed or cancelled flush leaves the next caller to flush again.
         *flushed = covers;
