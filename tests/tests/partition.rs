@@ -56,26 +56,26 @@ impl Claims {
         );
         let day = schein_proto::Day::today()
             .checked_add_days(-((code / CODES.len()) as i32))
-            .unwrap();
+            .expect("a day in range");
         request.service_date = Some(day.into());
-        let channel = self.provider.connect(None).await.unwrap();
+        let channel = self.provider.connect(None).await.expect("the node answers");
         let record = ProviderClient::new(channel)
             .submit_claim(request)
             .await
-            .unwrap()
+            .expect("the node answers")
             .into_inner();
         self.made.push(id.to_owned());
         record
     }
 
     async fn status(&self, id: &str) -> ClaimRecord {
-        let channel = self.provider.connect(None).await.unwrap();
+        let channel = self.provider.connect(None).await.expect("the node answers");
         ProviderClient::new(channel)
             .claim_status(ClaimStatusRequest {
                 claim_id: id.to_owned(),
             })
             .await
-            .unwrap()
+            .expect("the node answers")
             .into_inner()
     }
 
@@ -115,14 +115,14 @@ impl Claims {
 }
 
 async fn verify(provider: &IdentityFile, code: &str) -> Verdict {
-    let channel = provider.connect(None).await.unwrap();
+    let channel = provider.connect(None).await.expect("the node answers");
     ProviderClient::new(channel)
         .verify_voucher(VerifyVoucherRequest {
             code: code.to_owned(),
             for_scope: 0,
         })
         .await
-        .unwrap()
+        .expect("the node answers")
         .into_inner()
         .verdict()
 }
