@@ -37,15 +37,16 @@ fn with_cert(template: &IdentityFile, cert: CertifiedKey) -> IdentityFile {
 /// A channel to `node` that trusts its CA but presents no client certificate.
 async fn anonymous_channel(node: &NodeProcess) -> Result<Channel, tonic::transport::Error> {
     schein_node::tls::install_crypto_provider();
-    let ca = std::fs::read_to_string(node.dir.join("keys/ca.pem")).unwrap();
+    let ca = std::fs::read_to_string(node.dir.join("keys/ca.pem"))
+        .expect("the node's CA and endpoint are usable");
     Endpoint::from_shared(node.endpoint())
-        .unwrap()
+        .expect("the node's CA and endpoint are usable")
         .tls_config(
             ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(ca))
                 .domain_name(node.id.clone()),
         )
-        .unwrap()
+        .expect("the node's CA and endpoint are usable")
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .connect()
@@ -84,7 +85,10 @@ async fn assert_refused_at_handshake(
     let status = attempt.await.expect_err(what);
     assert_eq!(reason_of(&status), None, "{what}: {status:?}");
     assert_ne!(status.code(), Code::PermissionDenied, "{what}: {status:?}");
-    let lines = node.wait_for_log(before, &needles, LOG_WAIT).await.unwrap();
+    let lines = node
+        .wait_for_log(before, &needles, LOG_WAIT)
+        .await
+        .expect("the node logs the refusal");
     eprintln!(
         "{what}: refused at the handshake; logged: {}",
         lines[before]
@@ -108,7 +112,7 @@ async fn assert_refused_at_call(
     let lines = node
         .wait_for_log(0, &[log, caller], LOG_WAIT)
         .await
-        .unwrap();
+        .expect("the node logs the refusal");
     eprintln!(
         "{what}: refused with {reason:?} ({}); logged: {}",
         status.message(),

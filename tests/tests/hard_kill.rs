@@ -170,19 +170,25 @@ impl Direction {
 }
 
 async fn issue_vouchers(office: &IdentityFile, count: usize) -> Vec<VoucherRecord> {
-    let mut client = OfficeClient::new(office.connect(None).await.unwrap());
+    let mut client = OfficeClient::new(office.connect(None).await.expect("the issuer answers"));
     let mut vouchers = Vec::new();
     for _ in 0..count {
         let request = IssueVoucherRequest {
             valid_from: Some(
                 schein_proto::Day::today()
                     .checked_add_days(-30)
-                    .unwrap()
+                    .expect("the issuer answers")
                     .into(),
             ),
             ..Default::default()
         };
-        vouchers.push(client.issue_voucher(request).await.unwrap().into_inner());
+        vouchers.push(
+            client
+                .issue_voucher(request)
+                .await
+                .expect("the issuer answers")
+                .into_inner(),
+        );
     }
     vouchers
 }
@@ -225,7 +231,7 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
+                .expect("the clock is after 1970")
                 .as_nanos() as u64
         });
     eprintln!(
@@ -236,20 +242,26 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
 
     let mut federation =
         ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
-    federation.start_all().await.unwrap();
+            .expect("nodes are created");
+    federation.start_all().await.expect("the nodes start");
     let vouchers_needed = claims_per_direction.div_ceil(CLAIMS_PER_VOUCHER);
     let mut directions = Vec::new();
     for (issuer, redeemer) in [("leipzig", "dresden"), ("dresden", "leipzig")] {
-        let vouchers =
-            issue_vouchers(&federation.node(issuer).office().unwrap(), vouchers_needed).await;
+        let vouchers = issue_vouchers(
+            &federation
+                .node(issuer)
+                .office()
+                .expect("the issuer has an office"),
+            vouchers_needed,
+        )
+        .await;
         directions.push(Arc::new(Direction {
             issuer,
             redeemer,
             provider: federation
                 .node(redeemer)
                 .enroll(Role::Provider, "praxis")
-                .unwrap(),
+                .expect("a provider is enrolled"),
             vouchers,
             claims: claims_per_direction,
             next: AtomicUsize::new(0),
@@ -302,21 +314,25 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
         // Mostly while the node serves, mid-traffic; sometimes while it is still starting
         // (recovering its store, binding its port).
         if rng.below(4) != 0 {
-            node.ready(Duration::from_secs(60)).await.unwrap();
+            node.ready(Duration::from_secs(60))
+                .await
+                .expect("the node comes back");
             serving_kills += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
-        node.kill().unwrap();
+        node.kill().expect("the node can be killed");
         killed[victim] += 1;
         tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
-        node.start().unwrap();
+        node.start().expect("the node starts again");
     }
     for worker in workers {
-        worker.await.unwrap();
+        worker.await.expect("no worker failed");
     }
     let claiming = started.elapsed();
     for node in &mut federation.nodes {
-        node.ready(Duration::from_secs(60)).await.unwrap();
+        node.ready(Duration::from_secs(60))
+            .await
+            .expect("the node serves");
     }
     for direction in &directions {
         drained(&direction.provider, Duration::from_secs(180)).await;
@@ -338,7 +354,7 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
         )
         .await
         .expect("the books can be read")
-        .unwrap();
+        .expect("the books check out");
         eprintln!(
             "  {} → {}: {} acknowledged, {} settled ({} cents on {} vouchers), {} rejected, lost {}, doubled {}",
             direction.redeemer,

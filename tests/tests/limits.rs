@@ -43,13 +43,13 @@ async fn stored(
     other_office: &IdentityFile,
     provider: &IdentityFile,
 ) -> Stored {
-    let listed = OfficeClient::new(office.connect(None).await.unwrap())
+    let listed = OfficeClient::new(office.connect(None).await.expect("the node answers"))
         .list_vouchers(ListVouchersRequest {
             limit: 1000,
             ..Default::default()
         })
         .await
-        .unwrap()
+        .expect("the node answers")
         .into_inner();
     Stored {
         vouchers: listed
@@ -58,12 +58,20 @@ async fn stored(
             .map(|v| (v.short_code, v.claimed_cents))
             .collect(),
         ledgers: vec![
-            Ledger::fetch(office).await.unwrap().entries.len(),
-            Ledger::fetch(other_office).await.unwrap().entries.len(),
+            Ledger::fetch(office)
+                .await
+                .expect("the node answers")
+                .entries
+                .len(),
+            Ledger::fetch(other_office)
+                .await
+                .expect("the node answers")
+                .entries
+                .len(),
         ],
         claims: list_claims(provider)
             .await
-            .unwrap()
+            .expect("the node answers")
             .into_iter()
             .map(|c| (c.claim_id, c.state))
             .collect(),
