@@ -29,6 +29,20 @@ pub fn long_tests() -> bool {
     std::env::var("SCHEIN_LONG_TESTS").is_ok_and(|v| v == "1")
 }
 
+/// The GOÄ codes of the built-in fee schedule with their most per unit. One row of all nine
+/// costs EUR 69.93, so seven rows (seven service days) stay under the default EUR 500 cap.
+pub const FEE_CODES: [(&str, i64); 9] = [
+    ("GOAE-1", 466),
+    ("GOAE-3", 874),
+    ("GOAE-5", 466),
+    ("GOAE-7", 933),
+    ("GOAE-8", 1515),
+    ("GOAE-250", 233),
+    ("GOAE-410", 933),
+    ("GOAE-651", 1282),
+    ("GOAE-3511", 291),
+];
+
 /// Logs of the nodes go to the test's captured output; `RUST_LOG` adjusts them.
 pub fn init_tracing() {
     static ONCE: Once = Once::new();

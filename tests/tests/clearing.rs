@@ -10,20 +10,8 @@ use schein_proto::v1::office_client::OfficeClient;
 use schein_proto::v1::provider_client::ProviderClient;
 use schein_proto::v1::{Category, ClaimState, ClearingRequest, IssueVoucherRequest};
 use schein_tests::books::{check_pair, check_statements};
-use schein_tests::claim_request;
 use schein_tests::process::ProcessFederation;
-
-const CODES: [(&str, i64); 9] = [
-    ("GOAE-1", 466),
-    ("GOAE-3", 874),
-    ("GOAE-5", 466),
-    ("GOAE-7", 933),
-    ("GOAE-8", 1515),
-    ("GOAE-250", 233),
-    ("GOAE-410", 933),
-    ("GOAE-651", 1282),
-    ("GOAE-3511", 291),
-];
+use schein_tests::{FEE_CODES as CODES, claim_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_period_with_45_claims_clears_and_agrees() {

@@ -24,7 +24,7 @@ use schein_proto::v1::{
 };
 use schein_tests::books::check_pair;
 use schein_tests::process::ProcessFederation;
-use schein_tests::{claim_request, long_tests};
+use schein_tests::{FEE_CODES as CODES, claim_request, long_tests};
 use tokio::time::timeout;
 use tonic::transport::Channel;
 
@@ -34,19 +34,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest time without any claim acknowledged before the run counts as stuck.
 const STALL: Duration = Duration::from_secs(60);
 
-/// The GOÄ codes of the built-in fee schedule with their most per unit. One row of all nine
-/// costs EUR 69.93, so seven rows (seven service days) stay under the default EUR 500 cap.
-const CODES: [(&str, i64); 9] = [
-    ("GOAE-1", 466),
-    ("GOAE-3", 874),
-    ("GOAE-5", 466),
-    ("GOAE-7", 933),
-    ("GOAE-8", 1515),
-    ("GOAE-250", 233),
-    ("GOAE-410", 933),
-    ("GOAE-651", 1282),
-    ("GOAE-3511", 291),
-];
 const DAYS_PER_VOUCHER: usize = 7;
 const CLAIMS_PER_VOUCHER: usize = CODES.len() * DAYS_PER_VOUCHER;
 

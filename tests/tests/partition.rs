@@ -19,24 +19,12 @@ use schein_proto::v1::{
     VoucherRecord,
 };
 use schein_tests::books::{check_pair, check_statements};
-use schein_tests::claim_request;
 use schein_tests::process::ProcessFederation;
 use schein_tests::proxy::Proxy;
+use schein_tests::{FEE_CODES as CODES, claim_request};
 
 /// How long Dresden waits for Leipzig; short, so that the blackhole costs seconds, not minutes.
 const PEER_TIMEOUT_MS: u64 = 1000;
-
-const CODES: [(&str, i64); 9] = [
-    ("GOAE-1", 466),
-    ("GOAE-3", 874),
-    ("GOAE-5", 466),
-    ("GOAE-7", 933),
-    ("GOAE-8", 1515),
-    ("GOAE-250", 233),
-    ("GOAE-410", 933),
-    ("GOAE-651", 1282),
-    ("GOAE-3511", 291),
-];
 
 /// Claims of one provider, each on a (voucher, fee code, day) of its own.
 struct Claims {
