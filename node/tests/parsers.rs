@@ -14,7 +14,12 @@ use schein_proto::Day;
 /// Making a CA costs a key generation; a few, made once, serve every case.
 static CA_CERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
     (0..3)
-        .map(|i| NodeCa::generate(&format!("city{i}")).unwrap().1.cert_pem)
+        .map(|i| {
+            NodeCa::generate(&format!("city{i}"))
+                .expect("a CA")
+                .1
+                .cert_pem
+        })
         .collect()
 });
 
