@@ -8,6 +8,8 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use std::cell::Cell;
+
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
 use schein_node::local::{DirectNode, Rpc};
@@ -107,12 +109,20 @@ fn any_request_is_answered_or_refused_with_a_message() {
         failure_persistence: None,
         ..Config::default()
     });
+    // How many generated requests were answered and refused by a handler: the generator must
+    // reach the handlers, not only the decoder.
+    let (answered, refused) = (Cell::new(0), Cell::new(0));
     runner
         .run(&request(), |(selector, bytes)| {
             let rpc = Rpc::from_selector(selector);
             runtime.block_on(async {
-                if let Ok(Err(status)) = node.call(rpc, &bytes).await {
-                    prop_assert!(!status.message().is_empty(), "{:?}: {:?}", rpc, status);
+                match node.call(rpc, &bytes).await {
+                    Ok(Ok(())) => answered.set(answered.get() + 1),
+                    Ok(Err(status)) => {
+                        refused.set(refused.get() + 1);
+                        prop_assert!(!status.message().is_empty(), "{:?}: {:?}", rpc, status);
+                    }
+                    Err(_undecodable) => {}
                 }
                 let shown = node.call(Rpc::ShowVoucher, &show).await;
                 prop_assert!(matches!(shown, Ok(Ok(()))), "after {:?}: {:?}", rpc, shown);
@@ -127,4 +137,10 @@ fn any_request_is_answered_or_refused_with_a_message() {
             })
         })
         .unwrap();
+    assert!(
+        answered.get() > 10 && refused.get() > 10,
+        "answered {}, refused {}",
+        answered.get(),
+        refused.get()
+    );
 }
