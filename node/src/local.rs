@@ -3,6 +3,11 @@
 //!
 //! Listeners are bound to `127.0.0.1:0` before the nodes are created, so each node's endpoint
 //! is known when its certificate and member entry are made, and no port is ever raced for.
+//! [`DirectNode`] is a node without any of that, whose handlers are called in-process.
+
+mod direct;
+
+pub use direct::{DIRECT_NODE_ID, DirectNode, Rpc};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -289,11 +289,12 @@ impl MemberEntry {
 
     /// Reads a member entry file.
     pub fn load(path: &Path) -> Result<Self, RosterError> {
-        let text = read(path)?;
-        toml::from_str(&text).map_err(|e| RosterError::Syntax {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        parse_toml(&read(path)?, &path.display().to_string())
+    }
+
+    /// Reads a member entry from its TOML text (what [`Self::load`] reads from a file).
+    pub fn parse(text: &str) -> Result<Self, RosterError> {
+        parse_toml(text, "the text")
     }
 
     pub fn to_toml(&self) -> String {
@@ -423,23 +424,30 @@ impl Roster {
     }
 
     pub fn load(path: &Path) -> Result<Self, RosterError> {
-        let text = read(path)?;
-        let file: RosterFile = toml::from_str(&text).map_err(|e| RosterError::Syntax {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let file: RosterFile = parse_toml(&read(path)?, &path.display().to_string())?;
         Self::from_entries(file.members)
+    }
+
+    /// Reads and validates a roster from its TOML text (what [`Self::load`] reads from a file).
+    pub fn parse(text: &str) -> Result<Self, RosterError> {
+        let file: RosterFile = parse_toml(text, "the text")?;
+        Self::from_entries(file.members)
+    }
+
+    /// The roster file's text, as [`Self::save`] writes it.
+    pub fn to_toml(&self) -> String {
+        let file = RosterFile {
+            members: self.members.iter().map(|m| m.entry.clone()).collect(),
+        };
+        format!(
+            "# schein roster: the members this node trusts. Edit with `schein-node roster`.\n{}",
+            toml::to_string(&file).unwrap_or_default()
+        )
     }
 
     /// Writes the roster to `path` atomically (write aside, then rename).
     pub fn save(&self, path: &Path) -> Result<(), RosterError> {
-        let file = RosterFile {
-            members: self.members.iter().map(|m| m.entry.clone()).collect(),
-        };
-        let text = format!(
-            "# schein roster: the members this node trusts. Edit with `schein-node roster`.\n{}",
-            toml::to_string(&file).unwrap_or_default()
-        );
+        let text = self.to_toml();
         crate::files::write_atomically(path, text.as_bytes(), false).map_err(|source| {
             RosterError::Write {
                 path: path.display().to_string(),
@@ -492,6 +500,14 @@ impl Roster {
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.iter()
     }
+}
+
+/// Parses TOML `text` read from `origin` (a path, or "the text").
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, RosterError> {
+    toml::from_str(text).map_err(|e| RosterError::Syntax {
+        path: origin.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn read(path: &Path) -> Result<String, RosterError> {

@@ -425,5 +425,96 @@ mod tests {
             let _ = ShortCode::parse(&text);
             let _ = FullCode::parse(&format!("{FULL_CODE_PREFIX}{text}"));
         }
+
+        /// Whatever parses prints in a canonical form that parses to the same code. The text is
+        /// drawn from the short-code alphabet and separators, so that some of it parses.
+        #[test]
+        fn parsed_codes_print_canonically(text in "[0-9A-Za-z -]{19,30}") {
+            if let Ok(code) = VoucherCode::parse(&text) {
+                let VoucherCode::Short(short) = &code else {
+                    return Err(TestCaseError::fail("a full code without its prefix"));
+                };
+                let canonical = short.to_string();
+                prop_assert_eq!(VoucherCode::parse(&canonical), Ok(code.clone()));
+                prop_assert_eq!(ShortCode::parse(&canonical).unwrap().to_string(), canonical);
+            }
+        }
+
+        /// Case and the look-alikes (`O` for `0`, `I` and `L` for `1`) may be mixed freely.
+        #[test]
+        fn short_codes_read_alike_however_written(
+            prefix in prefix_strategy(),
+            serial in serial_strategy(),
+            spellings in proptest::collection::vec(0u8..3, 32),
+        ) {
+            let code = ShortCode::new(&prefix, serial).unwrap();
+            let text: String = code
+                .to_string()
+                .chars()
+                .zip(spellings.iter().cycle())
+                .map(|(c, spelling)| match (c, spelling) {
+                    ('0', 1) => 'o',
+                    ('0', 2) => 'O',
+                    ('1', 1) => 'l',
+                    ('1', 2) => 'I',
+                    (c, 1) => c.to_ascii_lowercase(),
+                    (c, _) => c,
+                })
+                .collect();
+            let parsed = ShortCode::parse(&text).unwrap();
+            prop_assert_eq!(parsed.serial(), serial);
+            prop_assert_eq!(parsed.prefix_key(), code.prefix_key());
+        }
+
+        /// The wire form has one spelling: what splits writes back byte for byte.
+        #[test]
+        fn wire_forms_have_one_spelling(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let mut bytes = bytes;
+            if let Some(first) = bytes.first_mut() {
+                *first %= 3; // mostly the known format byte
+            }
+            if let Ok(voucher) = SignedVoucher::from_bytes(&bytes) {
+                prop_assert_eq!(voucher.to_bytes(), bytes);
+            }
+        }
+
+        /// Any body the issuer's key signed either verifies into a voucher that keeps the
+        /// invariants verifiers rely on, and survives the trip through its full code, or is
+        /// refused; it never panics.
+        #[test]
+        fn signed_bodies_verify_into_sound_vouchers(
+            version in 0u32..3,
+            serial in proptest::collection::vec(any::<u8>(), 9..12),
+            from in any::<i32>(),
+            span in prop_oneof![-2i32..400, any::<i32>()],
+            scope in proptest::collection::vec(-1i32..12, 0..4),
+            cap in proptest::option::of(prop_oneof![-5i64..5, any::<i64>()]),
+            emergency in any::<bool>(),
+            bound_provider in "([a-z]{1,8}/[a-z]{1,8})?",
+        ) {
+            let key = SigningKey::from_bytes(&[3; 32]);
+            let body = v1::VoucherBody {
+                version,
+                issuer: "leipzig".into(),
+                serial,
+                key_id: crate::KeyId::of(&key.verifying_key()).0,
+                valid_from: Some(v1::Day { days: from }),
+                valid_until: Some(v1::Day { days: from.wrapping_add(span) }),
+                scope,
+                cap_cents: cap,
+                emergency,
+                bound_provider,
+            };
+            let signed = SignedVoucher::sign(&body, &key);
+            if let Ok(voucher) = signed.verify(&key.verifying_key()) {
+                prop_assert!(voucher.valid_from <= voucher.valid_until);
+                let days = i64::from(voucher.valid_until.days_since_epoch())
+                    - i64::from(voucher.valid_from.days_since_epoch());
+                prop_assert!(days < i64::from(crate::voucher::MAX_VALIDITY_DAYS));
+                prop_assert!(voucher.cap_cents.is_none_or(|cap| cap >= 0));
+                let again = FullCode::parse(&FullCode(signed).to_string()).unwrap();
+                prop_assert_eq!(again.0.verify(&key.verifying_key()), Ok(voucher));
+            }
+        }
     }
 }

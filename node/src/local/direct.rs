@@ -1,0 +1,249 @@
+//! One node whose services are called in-process, without a listener or TLS: each request gets
+//! the caller's identity as the TLS acceptor would attach it. The request fuzz target and the
+//! request proptest drive the real handlers through it with messages decoded from arbitrary
+//! bytes, so that both exercise exactly what a client on the network can reach.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message;
+use schein_proto::v1;
+use schein_proto::v1::federation_server::Federation;
+use schein_proto::v1::office_server::Office;
+use schein_proto::v1::provider_server::Provider;
+use schein_proto::v1::reports_server::Reports;
+use tonic::{Request, Status};
+
+use super::LocalError;
+use crate::config::{CONFIG_FILE, Config};
+use crate::init::{InitOptions, SetupError, init};
+use crate::node::Node;
+use crate::pki::{Identity, Role};
+use crate::service::{FederationService, OfficeService, ProviderService, ReportsService};
+use crate::store::Store;
+use crate::tls::Caller;
+
+/// Every RPC a node serves, in a fixed order, so that a byte can select one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    IssueVoucher,
+    RevokeVoucher,
+    ShowVoucher,
+    ListVouchers,
+    ApproveCap,
+    ListHeldClaims,
+    DecideHeldClaim,
+    Ledger,
+    CloseClearing,
+    ShowClearing,
+    VerifyVoucher,
+    SubmitClaim,
+    ClaimStatus,
+    ListClaims,
+    VoucherStatus,
+    MemberEntry,
+    Settle,
+    Statement,
+    Report,
+    Members,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 20] = [
+        Rpc::IssueVoucher,
+        Rpc::RevokeVoucher,
+        Rpc::ShowVoucher,
+        Rpc::ListVouchers,
+        Rpc::ApproveCap,
+        Rpc::ListHeldClaims,
+        Rpc::DecideHeldClaim,
+        Rpc::Ledger,
+        Rpc::CloseClearing,
+        Rpc::ShowClearing,
+        Rpc::VerifyVoucher,
+        Rpc::SubmitClaim,
+        Rpc::ClaimStatus,
+        Rpc::ListClaims,
+        Rpc::VoucherStatus,
+        Rpc::MemberEntry,
+        Rpc::Settle,
+        Rpc::Statement,
+        Rpc::Report,
+        Rpc::Members,
+    ];
+
+    /// The RPC a selector byte names; every byte names one.
+    pub fn from_selector(selector: u8) -> Self {
+        Self::ALL[usize::from(selector) % Self::ALL.len()]
+    }
+
+    /// Who may call it: the role the node's own identity for the service holds.
+    pub fn caller_role(self) -> Role {
+        use Rpc::*;
+        match self {
+            IssueVoucher | RevokeVoucher | ShowVoucher | ListVouchers | ApproveCap
+            | ListHeldClaims | DecideHeldClaim | Ledger | CloseClearing | ShowClearing => {
+                Role::Office
+            }
+            VerifyVoucher | SubmitClaim | ClaimStatus | ListClaims => Role::Provider,
+            VoucherStatus | MemberEntry | Settle | Statement => Role::Node,
+            Report | Members => Role::Funder,
+        }
+    }
+}
+
+/// A node alone in its roster, with its four services and a caller of each role.
+///
+/// Alone, because then no request can make it wait for another member: everything a handler
+/// does happens here. Two vouchers are issued when it is created; a request whose voucher code
+/// is `#0` … `#3` gets the full (even) or short (odd) code of one of them instead, so that
+/// arbitrary input also reaches the paths behind a genuine code.
+#[derive(Debug)]
+pub struct DirectNode {
+    pub node: Arc<Node>,
+    office: OfficeService,
+    provider: ProviderService,
+    federation: FederationService,
+    reports: ReportsService,
+    ca_fingerprint: [u8; 32],
+    voucher_codes: Vec<String>,
+}
+
+/// Node id of a [`DirectNode`].
+pub const DIRECT_NODE_ID: &str = "leipzig";
+
+impl DirectNode {
+    /// Creates the node in `dir` (which must not hold one yet) and opens its store.
+    pub async fn create(dir: &Path) -> Result<Self, LocalError> {
+        crate::tls::install_crypto_provider();
+        init(&InitOptions {
+            dir: dir.to_path_buf(),
+            node_id: DIRECT_NODE_ID.into(),
+            name: "Leipzig".into(),
+            prefix: "LEJ".into(),
+            listen: "127.0.0.1:0".into(),
+            // Never dialled: the node is the only member, and it answers itself in-process.
+            endpoint: "https://127.0.0.1:9".into(),
+            hostnames: vec![],
+            office_name: "office".into(),
+        })?;
+        let config = Config::load_with_env(&dir.join(CONFIG_FILE), []).map_err(SetupError::from)?;
+        let store = Store::open(&config.data_dir).map_err(|source| {
+            LocalError::Run(crate::server::RunError::Store {
+                path: config.data_dir.clone(),
+                source,
+            })
+        })?;
+        let ca_fingerprint = config
+            .roster
+            .member(DIRECT_NODE_ID)
+            .map(|me| me.ca_fingerprint)
+            .ok_or_else(|| LocalError::NoSuchNode(DIRECT_NODE_ID.into()))?;
+        let node = Arc::new(Node::new(&config, store));
+        let mut direct = Self {
+            office: OfficeService::new(node.clone()),
+            provider: ProviderService::new(node.clone()),
+            federation: FederationService::new(node.clone()),
+            reports: ReportsService::new(node.clone()),
+            node,
+            ca_fingerprint,
+            voucher_codes: Vec::new(),
+        };
+        for _ in 0..2 {
+            let request = direct.request(Role::Office, v1::IssueVoucherRequest::default());
+            let record = direct
+                .office
+                .issue_voucher(request)
+                .await
+                .map_err(|status| {
+                    LocalError::Setup(SetupError::Invalid(format!(
+                        "cannot issue a voucher: {}",
+                        status.message()
+                    )))
+                })?
+                .into_inner();
+            direct.voucher_codes.push(record.full_code);
+            direct.voucher_codes.push(record.short_code);
+        }
+        Ok(direct)
+    }
+
+    /// `message` as a request from this node's identity with `role`, as it arrives through TLS.
+    pub fn request<T>(&self, role: Role, message: T) -> Request<T> {
+        let name = match role {
+            Role::Node => DIRECT_NODE_ID,
+            Role::Office => "office",
+            Role::Provider => "praxis",
+            Role::Funder => "funder",
+        };
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(Caller {
+            identity: Identity {
+                node: DIRECT_NODE_ID.into(),
+                role,
+                name: name.into(),
+            },
+            remote: None,
+            ca_fingerprint: self.ca_fingerprint,
+        });
+        request
+    }
+
+    /// Replaces `#0` … `#3` with the code of a voucher issued at creation.
+    fn substitute(&self, code: &mut String) {
+        let index = code.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
+        if let Some(genuine) = index.and_then(|i| self.voucher_codes.get(i)) {
+            *code = genuine.clone();
+        }
+    }
+
+    /// Decodes `encoded` as `rpc`'s request message and hands it to the handler, as the server
+    /// would after reading it off the wire. The outer error is a message that does not decode
+    /// (the server refuses it before any handler runs); the inner result is the handler's.
+    pub async fn call(
+        &self,
+        rpc: Rpc,
+        encoded: &[u8],
+    ) -> Result<Result<(), Status>, prost::DecodeError> {
+        let role = rpc.caller_role();
+        macro_rules! handle {
+            ($service:ident . $method:ident, $message:ty) => {{
+                let message = <$message>::decode(encoded)?;
+                let answer = self.$service.$method(self.request(role, message)).await;
+                answer.map(drop)
+            }};
+            ($service:ident . $method:ident, $message:ty, code) => {{
+                let mut message = <$message>::decode(encoded)?;
+                self.substitute(&mut message.code);
+                let answer = self.$service.$method(self.request(role, message)).await;
+                answer.map(drop)
+            }};
+        }
+        Ok(match rpc {
+            Rpc::IssueVoucher => handle!(office.issue_voucher, v1::IssueVoucherRequest),
+            Rpc::RevokeVoucher => handle!(office.revoke_voucher, v1::RevokeVoucherRequest, code),
+            Rpc::ShowVoucher => handle!(office.show_voucher, v1::ShowVoucherRequest, code),
+            Rpc::ListVouchers => handle!(office.list_vouchers, v1::ListVouchersRequest),
+            Rpc::ApproveCap => handle!(office.approve_cap, v1::ApproveCapRequest, code),
+            Rpc::ListHeldClaims => handle!(office.list_held_claims, v1::ListClaimsRequest),
+            Rpc::DecideHeldClaim => {
+                handle!(office.decide_held_claim, v1::DecideHeldClaimRequest)
+            }
+            Rpc::Ledger => handle!(office.ledger, v1::LedgerRequest),
+            Rpc::CloseClearing => handle!(office.close_clearing, v1::ClearingRequest),
+            Rpc::ShowClearing => handle!(office.show_clearing, v1::ClearingRequest),
+            Rpc::VerifyVoucher => {
+                handle!(provider.verify_voucher, v1::VerifyVoucherRequest, code)
+            }
+            Rpc::SubmitClaim => handle!(provider.submit_claim, v1::SubmitClaimRequest, code),
+            Rpc::ClaimStatus => handle!(provider.claim_status, v1::ClaimStatusRequest),
+            Rpc::ListClaims => handle!(provider.list_claims, v1::ListClaimsRequest),
+            Rpc::VoucherStatus => handle!(federation.voucher_status, v1::VoucherStatusRequest),
+            Rpc::MemberEntry => handle!(federation.member_entry, v1::MemberEntryRequest),
+            Rpc::Settle => handle!(federation.settle, v1::SettleRequest),
+            Rpc::Statement => handle!(federation.statement, v1::StatementRequest),
+            Rpc::Report => handle!(reports.report, v1::ReportRequest),
+            Rpc::Members => handle!(reports.members, v1::MembersRequest),
+        })
+    }
+}
