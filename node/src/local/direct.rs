@@ -37,10 +37,12 @@ pub enum Rpc {
     CloseClearing,
     ShowClearing,
     VerifyVoucher,
+    VerifyVouchers,
     SubmitClaim,
     ClaimStatus,
     ListClaims,
     VoucherStatus,
+    VoucherStatuses,
     MemberEntry,
     Settle,
     Statement,
@@ -49,7 +51,7 @@ pub enum Rpc {
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 20] = [
+    pub const ALL: [Rpc; 22] = [
         Rpc::IssueVoucher,
         Rpc::RevokeVoucher,
         Rpc::ShowVoucher,
@@ -61,10 +63,12 @@ impl Rpc {
         Rpc::CloseClearing,
         Rpc::ShowClearing,
         Rpc::VerifyVoucher,
+        Rpc::VerifyVouchers,
         Rpc::SubmitClaim,
         Rpc::ClaimStatus,
         Rpc::ListClaims,
         Rpc::VoucherStatus,
+        Rpc::VoucherStatuses,
         Rpc::MemberEntry,
         Rpc::Settle,
         Rpc::Statement,
@@ -85,8 +89,10 @@ impl Rpc {
             | ListHeldClaims | DecideHeldClaim | Ledger | CloseClearing | ShowClearing => {
                 Role::Office
             }
-            VerifyVoucher | SubmitClaim | ClaimStatus | ListClaims => Role::Provider,
-            VoucherStatus | MemberEntry | Settle | Statement => Role::Node,
+            VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
+                Role::Provider
+            }
+            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement => Role::Node,
             Report | Members => Role::Funder,
         }
     }
@@ -235,10 +241,24 @@ impl DirectNode {
             Rpc::VerifyVoucher => {
                 handle!(provider.verify_voucher, v1::VerifyVoucherRequest, code)
             }
+            Rpc::VerifyVouchers => {
+                let mut message = v1::VerifyVouchersRequest::decode(encoded)?;
+                for voucher in &mut message.vouchers {
+                    self.substitute(&mut voucher.code);
+                }
+                let answer = self
+                    .provider
+                    .verify_vouchers(self.request(role, message))
+                    .await;
+                answer.map(drop)
+            }
             Rpc::SubmitClaim => handle!(provider.submit_claim, v1::SubmitClaimRequest, code),
             Rpc::ClaimStatus => handle!(provider.claim_status, v1::ClaimStatusRequest),
             Rpc::ListClaims => handle!(provider.list_claims, v1::ListClaimsRequest),
             Rpc::VoucherStatus => handle!(federation.voucher_status, v1::VoucherStatusRequest),
+            Rpc::VoucherStatuses => {
+                handle!(federation.voucher_statuses, v1::VoucherStatusesRequest)
+            }
             Rpc::MemberEntry => handle!(federation.member_entry, v1::MemberEntryRequest),
             Rpc::Settle => handle!(federation.settle, v1::SettleRequest),
             Rpc::Statement => handle!(federation.statement, v1::StatementRequest),
