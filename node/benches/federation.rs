@@ -813,9 +813,12 @@ async fn footprint(federation: &LocalFederation, bench: &Bench) -> Result<(), Er
     let (created, config) = common::lone_node(dir.path())?;
     let identity = IdentityFile::load(&created.office_identity_path)?;
 
-    let idle = |node: NodeProcess| async move {
+    // Idle for a second, then read its memory, and stop it before its store is opened again.
+    let idle = |mut node: NodeProcess| async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        Ok::<_, Error>((node.rss_kib()?, node.served_after))
+        let measured = (node.rss_kib()?, node.served_after);
+        node.child.kill().await?;
+        Ok::<_, Error>(measured)
     };
     let (rss, ready) = idle(NodeProcess::start(&created.config_path, &identity).await?).await?;
     println!(

@@ -135,6 +135,9 @@ impl Store {
             &self.outbox,
             &self.claim_items,
         );
+        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
+        // queue here wait without blocking a worker thread on it.
+        let writing = self.writer.lock().await;
         let (record, created) = trees.transaction(|(claims, order, outbox, items)| {
             if let Some(existing) = claims.get(&claim.key.0)? {
                 let existing = decode_entry(&existing).map_err(ConflictableTransactionError::Abort)?;
@@ -184,6 +187,7 @@ impl Store {
         })?;
         // Also for a claim found stored: a concurrent first submission may not be on disk yet,
         // and nothing may be acknowledged before it is. A flush with nothing to write is cheap.
+        drop(writing);
         self.commit().await?;
         Ok((record, created))
     }
@@ -204,6 +208,9 @@ impl Store {
             &self.ledger,
             &self.meta,
         );
+        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
+        // queue here wait without blocking a worker thread on it.
+        let writing = self.writer.lock().await;
         let record = trees.transaction(|(claims, outbox, items, ledger_tree, meta)| {
             let bytes = claims
                 .get(&key.0)?
@@ -245,6 +252,7 @@ impl Store {
             ledger::append(ledger_tree, meta, &event)?;
             Ok(record)
         })?;
+        drop(writing);
         self.commit().await?;
         Ok(record)
     }

@@ -153,6 +153,8 @@ pub struct Store {
     aggregate_seen: sled::Tree,
     /// Flushes shared by concurrent changes.
     group: std::sync::Arc<group_commit::GroupCommit>,
+    /// Taken around the frequent write transactions (issue, claim, settle, receipt).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
     durable: bool,
@@ -182,6 +184,7 @@ impl Store {
             aggregates: db.open_tree("aggregates")?,
             aggregate_seen: db.open_tree("aggregate_seen")?,
             group: Default::default(),
+            writer: Default::default(),
             durable: true,
             db,
         })
@@ -205,6 +208,9 @@ impl Store {
             .month()
             .ok_or_else(|| corrupt("issue day out of range"))?;
         let trees = (&self.issued, &self.state, &self.order, &self.aggregates);
+        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
+        // queue here wait without blocking a worker thread on it.
+        let writing = self.writer.lock().await;
         trees.transaction(|(issued_tree, state_tree, order_tree, aggregates)| {
             if issued_tree.get(serial.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
@@ -217,6 +223,7 @@ impl Store {
             order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
             Ok(())
         })?;
+        drop(writing);
         self.commit().await?;
         Ok(())
     }

@@ -94,6 +94,9 @@ impl Store {
             &self.aggregates,
             &self.aggregate_seen,
         );
+        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
+        // queue here wait without blocking a worker thread on it.
+        let writing = self.writer.lock().await;
         let receipt = trees.transaction(
             |(settlements, issued, state, ledger_tree, meta, aggregates, seen)| {
                 if let Some(existing) = settlements.get(&key)? {
@@ -236,6 +239,7 @@ impl Store {
                 Ok(signed)
             },
         )?;
+        drop(writing);
         self.commit().await?;
         Ok(receipt)
     }
