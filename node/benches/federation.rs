@@ -535,11 +535,7 @@ impl Bench {
     }
 
     async fn verify(&self, parts: &Parts, secs: f64) -> Result<(), Error> {
-        println!("\nverify: a provider checks a full code through its own node");
-        println!(
-            "  {:<40} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
-            "case", "ops/s", "p50 µs", "p99 µs", "ideal/s", "ach/id", "p50/rpc"
-        );
+        table_header("verify: a provider checks a full code through its own node");
         for (case, channel, hops) in [
             ("local voucher", &self.leipzig_provider, 1.0),
             ("another city's voucher", &self.dresden_provider, 2.0),
@@ -621,12 +617,8 @@ impl Bench {
     }
 
     async fn settle(&self, parts: &Parts, secs: f64) -> Result<(), Error> {
-        println!(
-            "\nsettle: durable claims (provider -> redeeming node -> issuing node, receipt stored)"
-        );
-        println!(
-            "  {:<40} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
-            "case", "ops/s", "p50 µs", "p99 µs", "ideal/s", "ach/id", "p50/rpc"
+        table_header(
+            "settle: durable claims (provider -> redeeming node -> issuing node, receipt stored)",
         );
         for (case, channel, hops) in [
             ("same city", &self.leipzig_provider, 1.0),
@@ -728,6 +720,15 @@ fn claim(codes: &[String], n: u64) -> Option<SubmitClaimRequest> {
         }],
         category: Category::Treatment as i32,
     })
+}
+
+/// A section's title and the column heads [`report_row`] fills.
+fn table_header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "  {:<40} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "case", "ops/s", "p50 µs", "p99 µs", "ideal/s", "ach/id", "p50/rpc"
+    );
 }
 
 fn report_row(case: &str, stats: &Stats, ideal: f64, parts: &Parts) {

@@ -3,9 +3,9 @@
 //! the roster; only the issuer knows whether it was revoked, so it is asked. The answer is valid,
 //! invalid with a reason, or "genuine but status unknown" — never a silent yes.
 
-use schein_proto::code::{CodeError, VoucherCode};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use schein_proto::code::{CodeError, VoucherCode};
 use schein_proto::v1::{
     InvalidReason, Scope, Verdict, Verification, VoucherFacts, VoucherStatusResponse,
 };

@@ -387,6 +387,18 @@ impl ProcessFederation {
         Ok(())
     }
 
+    /// Leipzig and Dresden, the pair most process tests need.
+    pub fn leipzig_and_dresden() -> anyhow::Result<Self> {
+        Self::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
+    }
+
+    /// Starts node `id` alone and waits until it serves.
+    pub async fn start_one(&mut self, id: &str) -> anyhow::Result<()> {
+        let node = self.node_mut(id);
+        node.start()?;
+        node.ready(Duration::from_secs(60)).await
+    }
+
     /// Starts every node and waits until each serves.
     pub async fn start_all(&mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {

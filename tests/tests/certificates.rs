@@ -122,13 +122,9 @@ async fn assert_refused_at_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_wrong_certificate_is_refused_and_logged() {
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
     // Only Leipzig runs: Dresden is a member whose certificates Leipzig trusts for Dresden.
-    let leipzig = federation.node_mut("leipzig");
-    leipzig.start().unwrap();
-    leipzig.ready(Duration::from_secs(60)).await.unwrap();
+    federation.start_one("leipzig").await.unwrap();
     let leipzig = federation.node("leipzig");
     let dresden = federation.node("dresden");
     let office = leipzig.office().unwrap();

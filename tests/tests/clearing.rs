@@ -15,9 +15,7 @@ use schein_tests::{FEE_CODES as CODES, claim_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_period_with_45_claims_clears_and_agrees() {
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
     federation.start_all().await.unwrap();
     let leipzig = federation.node("leipzig");
     let dresden = federation.node("dresden");

@@ -227,9 +227,7 @@ async fn hard_kill(claims_per_direction: usize, kills: usize) {
     let mut rng = Rng(seed);
     let started = Instant::now();
 
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .expect("nodes are created");
+    let mut federation = ProcessFederation::leipzig_and_dresden().expect("nodes are created");
     federation.start_all().await.expect("the nodes start");
     let vouchers_needed = claims_per_direction.div_ceil(CLAIMS_PER_VOUCHER);
     let mut directions = Vec::new();

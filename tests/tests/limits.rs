@@ -5,8 +5,6 @@
 //! a reason and a short sentence (never an echo of the oversized input), or — for what the
 //! protocol lets a node ignore — ignored; the node keeps serving and nothing stored changes.
 
-use std::time::Duration;
-
 use prost::Message;
 use schein_node::client::IdentityFile;
 use schein_node::pki::Role;
@@ -126,9 +124,7 @@ fn claim(id: &str, voucher: &VoucherRecord, items: Vec<ClaimItem>) -> SubmitClai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_beyond_the_limits_are_refused_and_change_nothing() {
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
     federation.start_all().await.unwrap();
     let leipzig_office = federation.node("leipzig").office().unwrap();
     let dresden_office = federation.node("dresden").office().unwrap();
@@ -267,16 +263,9 @@ async fn claims_beyond_the_limits_are_refused_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_office_federation_and_report_requests_are_refused_briefly() {
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
     // Dresden does not run: Leipzig is called with Dresden's node certificate from here.
-    federation.node_mut("leipzig").start().unwrap();
-    federation
-        .node_mut("leipzig")
-        .ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    federation.start_one("leipzig").await.unwrap();
     let leipzig = federation.node("leipzig");
     let office_identity = leipzig.office().unwrap();
     let office_channel = office_identity.connect(None).await.unwrap();
@@ -407,15 +396,8 @@ async fn oversized_office_federation_and_report_requests_are_refused_briefly() {
 /// travels in an HTTP/2 header, and 60 KB of it break the answer itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_periods_are_refused_with_a_short_message() {
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
-    federation.node_mut("leipzig").start().unwrap();
-    federation
-        .node_mut("leipzig")
-        .ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation.start_one("leipzig").await.unwrap();
     let leipzig = federation.node("leipzig");
     let office_channel = leipzig.office().unwrap().connect(None).await.unwrap();
     let mut peer = FederationClient::new(

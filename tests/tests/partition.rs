@@ -118,9 +118,7 @@ async fn verify(provider: &IdentityFile, code: &str) -> Verdict {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_during_a_partition_settle_exactly_once_after_healing() {
     let started = Instant::now();
-    let mut federation =
-        ProcessFederation::create(&[("leipzig", "Leipzig", "LEJ"), ("dresden", "Dresden", "DRS")])
-            .unwrap();
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
     let leipzig_addr = format!("127.0.0.1:{}", federation.node("leipzig").port)
         .parse()
         .unwrap();
@@ -240,12 +238,7 @@ async fn claims_during_a_partition_settle_exactly_once_after_healing() {
             .await;
         assert_eq!(record.state(), ClaimState::Pending, "{}", record.message);
     }
-    federation.node_mut("leipzig").start().unwrap();
-    federation
-        .node_mut("leipzig")
-        .ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    federation.start_one("leipzig").await.unwrap();
     let restarted = Instant::now();
     let decided_after_restart = claims.final_states(Duration::from_secs(120)).await;
     let restart_took = restarted.elapsed();

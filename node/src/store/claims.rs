@@ -135,8 +135,6 @@ impl Store {
             &self.outbox,
             &self.claim_items,
         );
-        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
-        // queue here wait without blocking a worker thread on it.
         let writing = self.writer.lock().await;
         let (record, created) = trees.transaction(|(claims, order, outbox, items)| {
             if let Some(existing) = claims.get(&claim.key.0)? {
@@ -185,9 +183,9 @@ impl Store {
             order.insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
             Ok((record, true))
         })?;
+        drop(writing);
         // Also for a claim found stored: a concurrent first submission may not be on disk yet,
         // and nothing may be acknowledged before it is. A flush with nothing to write is cheap.
-        drop(writing);
         self.commit().await?;
         Ok((record, created))
     }
@@ -208,8 +206,6 @@ impl Store {
             &self.ledger,
             &self.meta,
         );
-        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
-        // queue here wait without blocking a worker thread on it.
         let writing = self.writer.lock().await;
         let record = trees.transaction(|(claims, outbox, items, ledger_tree, meta)| {
             let bytes = claims

@@ -11,7 +11,7 @@ pub(super) struct GroupCommit {
     requested: AtomicU64,
     /// Held while one flush runs; holds how many requests the last completed flush covered.
     flushed: tokio::sync::Mutex<u64>,
-    /// Flushes done, for tests and benchmarks.
+    /// Flushes done, so the test can tell that writers shared them.
     flushes: AtomicU64,
 }
 

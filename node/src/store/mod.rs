@@ -153,7 +153,9 @@ pub struct Store {
     aggregate_seen: sled::Tree,
     /// Flushes shared by concurrent changes.
     group: std::sync::Arc<group_commit::GroupCommit>,
-    /// Taken around the frequent write transactions (issue, claim, settle, receipt).
+    /// Held around the frequent write transactions (issue, claim, settle, receipt): sled's
+    /// transactions share a process-wide lock, and tasks queued here wait without blocking a
+    /// worker thread on it.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
@@ -208,8 +210,6 @@ impl Store {
             .month()
             .ok_or_else(|| corrupt("issue day out of range"))?;
         let trees = (&self.issued, &self.state, &self.order, &self.aggregates);
-        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
-        // queue here wait without blocking a worker thread on it.
         let writing = self.writer.lock().await;
         trees.transaction(|(issued_tree, state_tree, order_tree, aggregates)| {
             if issued_tree.get(serial.as_bytes())?.is_some() {

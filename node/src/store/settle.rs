@@ -94,8 +94,6 @@ impl Store {
             &self.aggregates,
             &self.aggregate_seen,
         );
-        // One writer at a time: sled's transactions share a process-wide lock, and tasks that
-        // queue here wait without blocking a worker thread on it.
         let writing = self.writer.lock().await;
         let receipt = trees.transaction(
             |(settlements, issued, state, ledger_tree, meta, aggregates, seen)| {
