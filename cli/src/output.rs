@@ -64,18 +64,6 @@ fn cents(value: Option<i64>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
-fn timestamp(seconds: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| seconds.to_string())
-}
-
 fn record_json(record: &VoucherRecord) -> Value {
     json!({
         "short_code": record.short_code,
@@ -88,7 +76,7 @@ fn record_json(record: &VoucherRecord) -> Value {
         "cap_cents": record.cap_cents,
         "claimed_cents": record.claimed_cents,
         "issued_on": day(record.issued_on),
-        "revoked_at": record.revoked_at,
+        "revoked_on": record.revoked_on.map(|d| day(Some(d))),
         "revocation_reason": reason_name(record.revocation_reason()),
     })
 }
@@ -121,10 +109,10 @@ impl Output {
         );
         println!("  claimed      {}", Cents(record.claimed_cents));
         println!("  issued on    {}", day(record.issued_on));
-        if let Some(at) = record.revoked_at {
+        if let Some(on) = record.revoked_on {
             println!(
                 "  revoked      {} ({})",
-                timestamp(at),
+                day(Some(on)),
                 reason_name(record.revocation_reason())
             );
         }
@@ -254,6 +242,9 @@ pub(crate) fn reject_reason_code(reason: RejectReason) -> Option<&'static str> {
         RejectReason::Duplicate => Some("duplicate"),
         RejectReason::OutOfScope => Some("out_of_scope"),
         RejectReason::PeriodClosed => Some("period_closed"),
+        RejectReason::OverMedicationCeiling => Some("over_medication_ceiling"),
+        RejectReason::OverClaimCeiling => Some("over_claim_ceiling"),
+        RejectReason::NotBoundProvider => Some("not_bound_provider"),
     }
 }
 
@@ -368,5 +359,6 @@ pub(crate) fn reason_code(reason: InvalidReason) -> Option<&'static str> {
         InvalidReason::Revoked => Some("revoked"),
         InvalidReason::UnknownVoucher => Some("unknown_voucher"),
         InvalidReason::OutOfScope => Some("out_of_scope"),
+        InvalidReason::BoundElsewhere => Some("bound_elsewhere"),
     }
 }

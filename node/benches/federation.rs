@@ -903,6 +903,8 @@ async fn store_settle(secs: f64) -> Result<(), Error> {
                     redeemer: "dresden".into(),
                     key_id: key_id.clone(),
                     voucher_hash: hash.clone(),
+                    accepted_on: Some(today.into()),
+                    served_before_revocation: false,
                 };
                 store
                     .settle("leipzig", &record, today, &*sign)

@@ -60,6 +60,8 @@ async fn main() -> Result<(), common::Error> {
                     redeemer: ["leipzig", "dresden", "chemnitz"][(c % 3) as usize].into(),
                     key_id: key_id.clone(),
                     voucher_hash: hash.clone(),
+                    accepted_on: Some(today.into()),
+                    served_before_revocation: false,
                 };
                 store.settle("leipzig", &record, today, &sign).await?;
             }

@@ -138,6 +138,8 @@ pub async fn submit(
         redeemer: node.id.clone(),
         key_id: key_id.0,
         voucher_hash: sha2::Sha256::digest(signed_voucher.to_bytes()).to_vec(),
+        accepted_on: Some(Day::today().into()),
+        served_before_revocation: false,
     };
     let signed_record = signed::seal(Kind::Settlement, &record, &node.signing_key);
     let short_code = issuer
@@ -313,6 +315,15 @@ fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
             Cents(receipt.remaining_cap_cents.unwrap_or(0))
         ),
         RejectReason::Duplicate => "it duplicates an earlier claim".into(),
+        RejectReason::OverMedicationCeiling => {
+            "it would exceed what the issuing office pays for medication on one voucher".into()
+        }
+        RejectReason::OverClaimCeiling => {
+            "it is larger than the issuing office pays for one claim".into()
+        }
+        RejectReason::NotBoundProvider => {
+            "the emergency voucher was issued for a provider of another city".into()
+        }
         RejectReason::OutOfScope => "the voucher does not cover this kind of care".into(),
         RejectReason::PeriodClosed => {
             "the period of the service month is closed in clearing".into()

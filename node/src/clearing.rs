@@ -124,6 +124,7 @@ pub async fn close(node: &Node, period: Period) -> Result<ClearingResult, Status
         pairs,
         net_position_cents: net,
         closed: true,
+        ..Default::default()
     };
     node.store.save_clearing(period, &result).await?;
     tracing::info!(%period, net_position_cents = net, "period closed");

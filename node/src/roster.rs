@@ -217,6 +217,8 @@ impl Member {
                     valid_until: k.valid_until.map(Into::into),
                 })
                 .collect(),
+            medication_ceiling_cents: None,
+            claim_ceiling_cents: None,
         }
     }
 }

@@ -402,6 +402,9 @@ fn facts(member: &Member, voucher: &VerifiedVoucher, remaining: Option<i64>) -> 
         scope: voucher.scope.iter().map(|&s| s as i32).collect(),
         cap_cents: voucher.cap_cents,
         remaining_cap_cents: remaining,
+        emergency: voucher.emergency,
+        bound_provider: voucher.bound_provider.clone().unwrap_or_default(),
+        remaining_medication_cents: None,
     }
 }
 
@@ -418,7 +421,7 @@ fn own_answer(node: &Node, serial: Serial) -> IssuerAnswer {
     match node.store.voucher(serial) {
         Ok(Some(stored)) => IssuerAnswer::Known {
             remaining_cap_cents: stored.remaining_cap_cents(),
-            revoked: stored.revoked_at.is_some(),
+            revoked: stored.revoked_on.is_some(),
             signed: stored.signed,
         },
         Ok(None) => IssuerAnswer::NotIssued,

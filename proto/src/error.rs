@@ -20,9 +20,13 @@ pub fn code_of(reason: ErrorReason) -> Code {
         ErrorReason::ClaimIdReused => Code::AlreadyExists,
         ErrorReason::UnknownClaim => Code::NotFound,
         ErrorReason::FeeItem | ErrorReason::BadSignature => Code::InvalidArgument,
-        ErrorReason::VoucherNotClaimable | ErrorReason::NeedsSecondApproval => {
-            Code::FailedPrecondition
-        }
+        ErrorReason::VoucherNotClaimable
+        | ErrorReason::NeedsSecondApproval
+        | ErrorReason::PeriodNotClosable
+        | ErrorReason::AlreadyClosed
+        | ErrorReason::PeriodClosed
+        | ErrorReason::OverCeiling => Code::FailedPrecondition,
+        ErrorReason::UnknownProvider => Code::NotFound,
         ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => Code::Internal,
     }
 }

@@ -118,6 +118,8 @@ mod tests {
             redeemer: "dresden".into(),
             key_id: "abcd".into(),
             voucher_hash: vec![1; 32],
+            accepted_on: Some(crate::Day::from_days_since_epoch(20_788).into()),
+            served_before_revocation: true,
         }
     }
 

@@ -622,6 +622,7 @@ async fn a_node_cannot_replay_another_nodes_settlement_record() {
         redeemer: "dresden".into(),
         key_id: schein_proto::KeyId::of(&saxony.signing_key("dresden").unwrap().verifying_key()).0,
         voucher_hash: vec![],
+        ..Default::default()
     };
     let replayed = signed::seal(
         Kind::Settlement,
@@ -798,6 +799,7 @@ async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
         redeemer: "dresden".into(),
         key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
         voucher_hash: vec![],
+        ..Default::default()
     };
     let sealed = signed::seal(Kind::Settlement, &altered, &dresden_key);
     let status = saxony

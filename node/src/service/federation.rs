@@ -33,8 +33,10 @@ impl FederationService {
             Some(stored) => VoucherStatusResponse {
                 known: true,
                 signed_voucher: stored.signed.to_bytes(),
-                revoked: stored.revoked_at.is_some(),
+                revoked: stored.revoked_on.is_some(),
                 remaining_cap_cents: stored.remaining_cap_cents(),
+                revoked_on: stored.revoked_on.map(Into::into),
+                remaining_medication_cents: None,
             },
             None => VoucherStatusResponse::default(),
         })
@@ -117,6 +119,20 @@ impl Federation for FederationService {
         }
         let signed_receipt = crate::claim::settle_here(&self.node, &record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
+    }
+
+    async fn close_period(
+        &self,
+        _request: Request<schein_proto::v1::ClosePeriodRequest>,
+    ) -> Result<Response<schein_proto::v1::ClosePeriodResponse>, Status> {
+        Err(Status::unimplemented("not yet"))
+    }
+
+    async fn provider_known(
+        &self,
+        _request: Request<schein_proto::v1::ProviderKnownRequest>,
+    ) -> Result<Response<schein_proto::v1::ProviderKnownResponse>, Status> {
+        Err(Status::unimplemented("not yet"))
     }
 
     async fn statement(

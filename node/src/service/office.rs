@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
 use crate::auth::require_local;
-use crate::node::{Node, unix_now};
+use crate::node::Node;
 use crate::pki::Role;
 use crate::store::{CapApproval, ClaimKey, StoreError, StoredVoucher};
 
@@ -88,7 +88,7 @@ impl OfficeService {
 
     fn state(&self, stored: &StoredVoucher) -> VoucherState {
         let (earliest, latest) = self.node.today_range();
-        if stored.revoked_at.is_some() {
+        if stored.revoked_on.is_some() {
             VoucherState::Revoked
         } else if earliest > stored.voucher.valid_until {
             VoucherState::Expired
@@ -115,7 +115,7 @@ impl OfficeService {
             cap_cents: stored.cap_cents,
             state: state as i32,
             issued_on: Some(stored.issued_on.into()),
-            revoked_at: stored.revoked_at,
+            revoked_on: stored.revoked_on.map(Into::into),
             revocation_reason: stored.revocation_reason as i32,
             claimed_cents: stored.claimed_cents,
             emergency: voucher.emergency,
@@ -285,7 +285,7 @@ impl Office for OfficeService {
                 )
             })?;
         let serial = self.own_serial(&request.code)?;
-        let stored = self.node.store.revoke(serial, reason, unix_now()).await?;
+        let stored = self.node.store.revoke(serial, reason, Day::today()).await?;
         tracing::info!(serial = %serial.short(), office = %caller.name, reason = reason.as_str_name(), "voucher revoked");
         Ok(Response::new(self.record(stored)))
     }

@@ -48,8 +48,12 @@ struct IssuedRecord {
 /// What changes about a voucher after issue.
 #[derive(Clone, PartialEq, prost::Message)]
 struct StateRecord {
+    /// Written by earlier versions: the revocation time in seconds. Read as its day.
     #[prost(int64, optional, tag = "1")]
     revoked_at: Option<i64>,
+    /// The day of the revocation (days since 1970-01-01): only the day, never the time.
+    #[prost(int32, optional, tag = "9")]
+    revoked_on: Option<i32>,
     #[prost(enumeration = "RevocationReason", tag = "2")]
     revocation_reason: i32,
     /// Settled treatment claims, euro cents.
@@ -112,7 +116,7 @@ pub struct StoredVoucher {
     pub signed: SignedVoucher,
     pub voucher: VerifiedVoucher,
     pub issued_on: Day,
-    pub revoked_at: Option<i64>,
+    pub revoked_on: Option<Day>,
     pub revocation_reason: RevocationReason,
     pub claimed_cents: i64,
     pub medication_cents: i64,
@@ -228,12 +232,12 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a voucher revoked at `at` (seconds since the epoch).
+    /// Marks a voucher revoked on `day`.
     pub async fn revoke(
         &self,
         serial: Serial,
         reason: RevocationReason,
-        at: i64,
+        day: Day,
     ) -> Result<StoredVoucher, StoreError> {
         self.state.transaction(|state_tree| {
             let bytes =
@@ -245,12 +249,12 @@ impl Store {
             let mut state = StateRecord::decode(bytes.as_ref()).map_err(|_| {
                 ConflictableTransactionError::Abort(corrupt("voucher state record"))
             })?;
-            if state.revoked_at.is_some() {
+            if state.revoked_at.is_some() || state.revoked_on.is_some() {
                 return Err(ConflictableTransactionError::Abort(
                     StoreError::AlreadyRevoked,
                 ));
             }
-            state.revoked_at = Some(at);
+            state.revoked_on = Some(day.days_since_epoch());
             state.revocation_reason = reason as i32;
             state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             Ok(())
@@ -284,7 +288,14 @@ impl Store {
             signed,
             voucher,
             issued_on: Day::from_days_since_epoch(issued.issued_on),
-            revoked_at: state.revoked_at,
+            revoked_on: state
+                .revoked_on
+                .or_else(|| {
+                    state
+                        .revoked_at
+                        .map(|seconds| i32::try_from(seconds.div_euclid(86_400)).unwrap_or(0))
+                })
+                .map(Day::from_days_since_epoch),
             revocation_reason: RevocationReason::try_from(state.revocation_reason)
                 .unwrap_or(RevocationReason::Unspecified),
             claimed_cents: state.claimed_cents,
@@ -397,16 +408,30 @@ mod tests {
             ));
             let serial = vouchers[1].decode_own().unwrap().serial;
             store
-                .revoke(serial, RevocationReason::Lost, 5_000)
+                .revoke(
+                    serial,
+                    RevocationReason::Lost,
+                    Day::from_days_since_epoch(5_000),
+                )
                 .await
                 .unwrap();
             assert!(matches!(
-                store.revoke(serial, RevocationReason::Lost, 5_001).await,
+                store
+                    .revoke(
+                        serial,
+                        RevocationReason::Lost,
+                        Day::from_days_since_epoch(5_001)
+                    )
+                    .await,
                 Err(StoreError::AlreadyRevoked)
             ));
             assert!(matches!(
                 store
-                    .revoke(Serial::random(), RevocationReason::Lost, 5_001)
+                    .revoke(
+                        Serial::random(),
+                        RevocationReason::Lost,
+                        Day::from_days_since_epoch(5_001)
+                    )
                     .await,
                 Err(StoreError::UnknownVoucher)
             ));
@@ -414,7 +439,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let serial = vouchers[1].decode_own().unwrap().serial;
         let revoked = store.voucher(serial).unwrap().unwrap();
-        assert_eq!(revoked.revoked_at, Some(5_000));
+        assert_eq!(revoked.revoked_on, Some(Day::from_days_since_epoch(5_000)));
         assert_eq!(revoked.revocation_reason, RevocationReason::Lost);
 
         let days = |page: &[StoredVoucher]| -> Vec<i32> {
@@ -429,7 +454,7 @@ mod tests {
         let (third, next) = store.list(next, 2, |_| true).unwrap();
         assert_eq!(days(&third), [1_000]);
         assert!(next.is_none());
-        let (only_revoked, _) = store.list(None, 10, |v| v.revoked_at.is_some()).unwrap();
+        let (only_revoked, _) = store.list(None, 10, |v| v.revoked_on.is_some()).unwrap();
         assert_eq!(only_revoked.len(), 1);
     }
 

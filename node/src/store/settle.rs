@@ -267,7 +267,7 @@ impl Store {
                         StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
                             ConflictableTransactionError::Abort(corrupt("voucher state"))
                         })?;
-                    if stored.revoked_at.is_some() {
+                    if stored.revoked_on.is_some() {
                         return abort(StoreError::AlreadyRevoked);
                     }
                     if stored.cap_cents.is_some_and(|cap| new_cap <= cap)
@@ -328,7 +328,7 @@ fn decide(
     if record.voucher_hash != stored_hash {
         return Err(RejectReason::UnknownVoucher);
     }
-    if stored.revoked_at.is_some() {
+    if stored.revoked_on.is_some() {
         return Err(RejectReason::Revoked);
     }
     if category == Category::Medication && !voucher.covers(Scope::Medication) {
