@@ -9,9 +9,9 @@ use schein_node::client::IdentityFile;
 use schein_node::local::{LocalFederation, SAXONY};
 use schein_node::pki::{NodeCa, Role, Validity};
 use schein_proto::v1::{
-    Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, InvalidReason,
-    IssueVoucherRequest, LedgerRequest, ProviderKind, RevocationReason, Scope, SubmitClaimRequest,
-    Verdict, Verification,
+    Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, ClearingRequest,
+    ClearingResult, ClearingState, InvalidReason, IssueVoucherRequest, LedgerRequest, ProviderKind,
+    RevocationReason, Scope, SubmitClaimRequest, Verdict, Verification,
 };
 
 use crate::Outcome;
@@ -353,6 +353,47 @@ async fn walk_through(
         submit(&chemnitz_hospital, claim("demo-2", &second.short_code, ProviderKind::Hospital, &[("KH-TAG", 60_000)])).await,
         ClaimState::Rejected,
     );
+    let emergency = issue(
+        &leipzig_office,
+        IssueVoucherRequest {
+            emergency: true,
+            bound_provider: "chemnitz/klinikum".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    steps.report(
+        "Leipzig's office on call issues an emergency voucher for the Chemnitz hospital",
+        emergency.emergency && emergency.bound_provider == "chemnitz/klinikum",
+        &format!(
+            "{}: emergency, bound to {}",
+            emergency.short_code, emergency.bound_provider
+        ),
+    );
+    steps.verdict(
+        "The Dresden practice checks it: bound to another provider, not for them",
+        verify(&dresden_practice, &emergency.full_code, None).await,
+        Verdict::Invalid,
+        &[InvalidReason::BoundElsewhere],
+    );
+    steps.verdict(
+        "The Chemnitz hospital checks it: valid, for them",
+        verify(&chemnitz_hospital, &emergency.short_code, None).await,
+        Verdict::Valid,
+        &[],
+    );
+    steps.refused(
+        "An emergency voucher for a provider nobody enrolled is refused",
+        issue(
+            &leipzig_office,
+            IssueVoucherRequest {
+                emergency: true,
+                bound_provider: "chemnitz/no-such-hospital".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
     federation.stop("leipzig").await?;
     steps.verdict(
         "Leipzig's node is down: the QR code still proves the signature, but the status is unknown",
@@ -411,25 +452,97 @@ async fn walk_through(
         reports.len() == 3 && missing.is_empty(),
         "with a handful of vouchers every cell is below 5 vouchers, so counts and amounts show as suppressed",
     );
-    let clearing = leipzig_office
+    clearing_steps(
+        federation,
+        steps,
+        &leipzig_office,
+        &dresden_practice,
+        &period,
+    )
+    .await
+}
+
+async fn close(office: &Client, period: &str) -> anyhow::Result<ClearingResult> {
+    Ok(office
         .office()
-        .close_clearing(schein_proto::v1::ClearingRequest {
-            period: period.clone(),
+        .close_clearing(ClearingRequest {
+            period: period.to_owned(),
         })
         .await
-        .map_err(|s| leipzig_office.explain(&s))?
-        .into_inner();
-    crate::report::print_clearing(&clearing, &crate::output::Output { json: false });
-    let agreed = clearing.pairs.iter().all(|p| p.reached && p.agreed);
+        .map_err(|s| office.explain(&s))?
+        .into_inner())
+}
+
+/// Closing periods: one whose deadline has passed, and the current one, early, with two office
+/// identities; afterwards the period refuses new claims.
+async fn clearing_steps(
+    federation: &LocalFederation,
+    steps: &mut Steps,
+    leipzig_office: &Client,
+    dresden_practice: &Client,
+    period: &str,
+) -> anyhow::Result<()> {
+    let today = schein_proto::Day::today();
+    let past = today
+        .checked_add_days(-200)
+        .and_then(|day| day.month())
+        .map(|month| schein_proto::period::Period::containing(month)[1].to_string())
+        .unwrap_or_default();
+    let closed = close(leipzig_office, &past).await;
     steps.report(
         &format!(
-            "Leipzig closes {period}: signed statements from Dresden and Chemnitz match its books"
+            "Leipzig closes {past}: its claim deadline has passed, so one office identity suffices"
         ),
-        agreed && clearing.pairs.len() == 2,
+        closed
+            .as_ref()
+            .is_ok_and(|c| c.state() == ClearingState::Closed && !c.early),
+        &match &closed {
+            Ok(result) => result.message.clone(),
+            Err(error) => format!("{error:#}"),
+        },
+    );
+    let first = close(leipzig_office, period).await;
+    steps.report(
+        &format!("Closing {period} now is early: one office identity is not enough, and it is told what would be refused"),
+        first
+            .as_ref()
+            .is_ok_and(|c| c.state() == ClearingState::AwaitingSecondOffice),
+        &match &first {
+            Ok(result) => result.message.clone(),
+            Err(error) => format!("{error:#}"),
+        },
+    );
+    let second =
+        Client::from_identity(federation.enroll("leipzig", Role::Office, "team-2")?, None).await?;
+    let clearing = close(&second, period).await?;
+    crate::report::print_clearing(&clearing, &crate::output::Output { json: false });
+    let agreed = clearing
+        .pairs
+        .iter()
+        .all(|p| p.reached && p.agreed && p.closed);
+    steps.report(
+        &format!(
+            "A second office identity closes {period}: Dresden and Chemnitz record the close, and their signed statements match Leipzig's books"
+        ),
+        agreed && clearing.pairs.len() == 2 && clearing.state() == ClearingState::Closed,
         &format!(
             "net position of Leipzig: {} (it owes what its vouchers cost elsewhere)",
             schein_proto::money::Cents(clearing.net_position_cents)
         ),
+    );
+    let late = issue(leipzig_office, IssueVoucherRequest::default()).await?;
+    steps.refused(
+        &format!("Dresden now refuses a new claim on a Leipzig voucher for {period} at once"),
+        submit(
+            dresden_practice,
+            claim(
+                "demo-late",
+                &late.short_code,
+                ProviderKind::Practice,
+                &[("GOAE-1", 466)],
+            ),
+        )
+        .await,
     );
     Ok(())
 }
@@ -468,8 +581,9 @@ fn keep_running(dir: &Path) -> anyhow::Result<()> {
         "  SCHEIN_IDENTITY={} schein report --period PERIOD --federation --svg chart.svg",
         id("leipzig", "funder-land-sachsen.toml").display()
     );
-    println!("\n  (Leipzig closed this quarter in the demo's clearing step: new claims on Leipzig");
-    println!("  vouchers for services in this quarter are refused as 'period closed'.)");
+    println!("\n  (Leipzig's two office identities closed this quarter early in the demo: claims");
+    println!("  between Leipzig and the other cities for services in this quarter are refused as");
+    println!("  'period closed'. Claims between Dresden and Chemnitz still go through.)");
     println!(
         "\nAfter Ctrl-C, each node can be started again with\n  schein-node --config {} run",
         dir.join("leipzig").join("schein-node.toml").display()

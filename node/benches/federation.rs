@@ -907,7 +907,7 @@ async fn store_settle(secs: f64) -> Result<(), Error> {
                     served_before_revocation: false,
                 };
                 store
-                    .settle("leipzig", &record, today, &*sign)
+                    .settle("leipzig", &record, today, common::CEILINGS, &*sign)
                     .await
                     .is_ok()
             }

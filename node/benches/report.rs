@@ -63,7 +63,9 @@ async fn main() -> Result<(), common::Error> {
                     accepted_on: Some(today.into()),
                     served_before_revocation: false,
                 };
-                store.settle("leipzig", &record, today, &sign).await?;
+                store
+                    .settle("leipzig", &record, today, common::CEILINGS, &sign)
+                    .await?;
             }
         }
         store.flush().await?;

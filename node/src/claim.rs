@@ -13,6 +13,7 @@ use schein_proto::v1::{
     Category, ClaimRecord, ClaimState, ErrorReason, Outcome, ProviderKind, Receipt, RejectReason,
     Scope, SettlementRecord, SubmitClaimRequest,
 };
+use schein_proto::voucher::claim_deadline;
 use schein_proto::{Day, KeyId, ShortCode};
 use sha2::Digest;
 use tokio::sync::watch;
@@ -22,8 +23,8 @@ use crate::fees::CatalogueCategory;
 use crate::node::Node;
 use crate::pki::Identity;
 use crate::roster::Member;
-use crate::store::{ClaimKey, DueSettlement, NewClaim, StoreError};
-use crate::verify::{Resolved, resolve};
+use crate::store::{Ceilings, ClaimKey, DueSettlement, NewClaim, Outgoing, StoreError};
+use crate::verify::{IssuerStatus, Resolved, ResolvedVoucher, resolve};
 
 /// Backoff of the outbox: doubling from half a second up to a minute.
 const FIRST_BACKOFF_MS: i64 = 500;
@@ -90,17 +91,32 @@ pub async fn submit(
             "the service date {service_date} lies in the future"
         )));
     }
-    let (issuer, voucher, signed_voucher) = match resolve(node, &request.code).await {
+    let resolved = match resolve(node, &request.code).await {
         Resolved::Voucher(resolved) => *resolved,
         Resolved::Invalid(message) => return Err(not_claimable(message)),
         Resolved::Unreachable(message) => {
             return Err(refusal(ErrorReason::PeerUnreachable, message));
         }
     };
+    let ResolvedVoucher {
+        issuer,
+        voucher,
+        signed: signed_voucher,
+        status,
+    } = resolved;
     if service_date < voucher.valid_from || service_date > voucher.valid_until {
         return Err(not_claimable(format!(
             "the voucher is valid from {} to {}; the service on {service_date} is outside",
             voucher.valid_from, voucher.valid_until
+        )));
+    }
+    // The deadline is judged by the day this node accepts the claim, which the record carries:
+    // a claim accepted in time is paid even if the issuer is down until after the deadline.
+    let accepted_on = Day::today();
+    let deadline = claim_deadline(voucher.valid_until);
+    if accepted_on > deadline {
+        return Err(not_claimable(format!(
+            "claims on this voucher had to be made by {deadline} (3 months after it expired)"
         )));
     }
     if category == Category::Medication && !voucher.covers(Scope::Medication) {
@@ -110,8 +126,31 @@ pub async fn submit(
     if let Some(bound) = &voucher.bound_provider
         && bound != &provider_name
     {
-        return Err(not_claimable(
-            "this emergency voucher was issued for another provider; only that provider may claim on it",
+        return Err(not_claimable(format!(
+            "this emergency voucher was issued for {bound}; only that provider may claim on it"
+        )));
+    }
+    if let Some(revoked_on) = status.and_then(|s| s.revoked_on)
+        && service_date >= revoked_on
+    {
+        return Err(not_claimable(format!(
+            "the voucher was revoked on {revoked_on}; services from that day on are not paid (services before it are)"
+        )));
+    }
+    let service_month = service_date
+        .month()
+        .ok_or_else(|| invalid("the service date is out of range"))?;
+    if node
+        .store
+        .pair_closed_for_month(issuer.id(), service_month)?
+    {
+        return Err(refusal(
+            ErrorReason::PeriodClosed,
+            format!(
+                "the period of {service_date} is closed in clearing between {} and {}; claims for it are no longer accepted",
+                node.name,
+                issuer.name()
+            ),
         ));
     }
     let catalogue_category = match category {
@@ -122,11 +161,8 @@ pub async fn submit(
         .fee_schedule()
         .check(&request.items, catalogue_category)
         .map_err(|e| refusal(ErrorReason::FeeItem, e.to_string()))?;
-    let service_month = service_date
-        .month()
-        .ok_or_else(|| invalid("the service date is out of range"))?;
+    check_ceilings(&issuer, category, amount, status.as_ref())?;
 
-    let key_id = KeyId::of(&node.signing_key.verifying_key());
     let settlement_id = new_settlement_id();
     let record = SettlementRecord {
         claim_id: settlement_id.clone(),
@@ -136,12 +172,21 @@ pub async fn submit(
         category: category as i32,
         service_month,
         redeemer: node.id.clone(),
-        key_id: key_id.0,
+        key_id: KeyId::of(&node.signing_key.verifying_key()).0,
         voucher_hash: sha2::Sha256::digest(signed_voucher.to_bytes()).to_vec(),
-        accepted_on: Some(Day::today().into()),
+        accepted_on: Some(accepted_on.into()),
         served_before_revocation: false,
     };
-    let signed_record = signed::seal(Kind::Settlement, &record, &node.signing_key);
+    // Whether the service came before a revocation is known only once the issuer answered; a
+    // record whose issuer could not be asked is signed at its first delivery.
+    let settlement = match status {
+        Some(status) => Outgoing::Signed(sign_record(
+            node,
+            record,
+            served_before_revocation(service_date, status.revoked_on),
+        )),
+        None => Outgoing::Unsigned(record),
+    };
     let short_code = issuer
         .entry
         .prefix
@@ -189,27 +234,109 @@ pub async fn submit(
             provider: provider.name.clone(),
             ..Default::default()
         },
-        settlement_id: settlement_id.clone(),
-        signed_record: signed_record.clone(),
+        settlement_id,
+        settlement,
         fingerprint: fingerprint.finalize().to_vec(),
         duplicate_keys,
     };
     let (record, created) = node.store.submit_claim(claim).await?;
     if created {
-        tracing::info!(serial = %voucher.serial.short(), issuer = issuer.id(), amount_cents = amount, "claim stored");
+        tracing::info!(issuer = issuer.id(), amount_cents = amount, "claim stored");
+        tracing::debug!(tag = %node.log_tag(voucher.serial), "claim stored");
     }
     if record.state != ClaimState::Pending as i32 {
         return Ok(record);
     }
     // A retry of a stored claim delivers the record stored with it, not the one made now.
-    let (settlement_id, signed_record) = node.store.settlement_of(&key)?;
-    match deliver(node, &key, &settlement_id, issuer.id(), signed_record).await {
+    let (settlement_id, settlement) = node.store.settlement_of(&key)?;
+    match deliver(node, &key, &settlement_id, issuer.id(), settlement).await {
         Ok(record) => Ok(record),
         Err(error) => {
             tracing::info!(issuer = issuer.id(), %error, "claim left in the outbox");
             Ok(node.store.claim(&key)?.unwrap_or(record))
         }
     }
+}
+
+/// The ceilings the issuer publishes, checked here for a fast answer (the issuer checks again,
+/// as the authority): the amount of one claim, and medication per voucher.
+fn check_ceilings(
+    issuer: &Member,
+    category: Category,
+    amount: i64,
+    status: Option<&IssuerStatus>,
+) -> Result<(), Status> {
+    let limits = issuer.limits();
+    let over = |message: String| refusal(ErrorReason::OverCeiling, message);
+    if amount > limits.per_claim_cents {
+        return Err(over(format!(
+            "{} is more than {} pays for one claim ({}); bill the services in several claims, or ask the clearing office",
+            Cents(amount),
+            issuer.name(),
+            Cents(limits.per_claim_cents)
+        )));
+    }
+    if category == Category::Medication {
+        let left = status
+            .and_then(|s| s.remaining_medication_cents)
+            .unwrap_or(limits.medication_per_voucher_cents);
+        if amount > left {
+            return Err(over(format!(
+                "{} pays at most {} of medication on one voucher; {} is left on this one, not {}",
+                issuer.name(),
+                Cents(limits.medication_per_voucher_cents),
+                Cents(left),
+                Cents(amount)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a service on `service_date` came before the voucher's revocation (a service on the
+/// day of the revocation does not: only days are known, and the safe side is the issuer's).
+fn served_before_revocation(service_date: Day, revoked_on: Option<Day>) -> bool {
+    revoked_on.is_none_or(|revoked| service_date < revoked)
+}
+
+fn sign_record(node: &Node, record: SettlementRecord, served_before_revocation: bool) -> Vec<u8> {
+    let record = SettlementRecord {
+        served_before_revocation,
+        ..record
+    };
+    signed::seal(Kind::Settlement, &record, &node.signing_key)
+}
+
+/// The signed form of a claim's record: as stored, or — for a claim whose issuer could not be
+/// asked when it came in — signed now that the issuer says whether and since when the voucher
+/// is revoked, and stored before it is sent.
+async fn signed_settlement(
+    node: &Node,
+    key: &ClaimKey,
+    issuer: &Member,
+    settlement: Outgoing,
+) -> Result<Vec<u8>, DeliveryError> {
+    let record = match settlement {
+        Outgoing::Signed(bytes) => return Ok(bytes),
+        Outgoing::Unsigned(record) => record,
+    };
+    let serial = schein_proto::Serial::from_slice(&record.serial)
+        .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+    let status = crate::verify::issuer_status(node, issuer, serial)
+        .await
+        .ok_or_else(|| DeliveryError::Unasked(issuer.id().to_owned()))?;
+    let service_date = node
+        .store
+        .claim(key)?
+        .and_then(|claim| claim.service_date)
+        .map(Day::from)
+        .ok_or(StoreError::UnknownClaim)?;
+    let signed = sign_record(
+        node,
+        record,
+        served_before_revocation(service_date, status.revoked_on),
+    );
+    Ok(node.store.sign_settlement(key, signed).await?)
 }
 
 /// Why a settlement record was not delivered; it stays in the outbox.
@@ -225,6 +352,8 @@ pub enum DeliveryError {
     Store(#[from] StoreError),
     #[error("the issuer refused the record: {0}")]
     Refused(String),
+    #[error("issuer '{0}' could not be asked about the voucher before the record is signed")]
+    Unasked(String),
 }
 
 /// Sends one settlement record to its issuer (or settles it here if this node is the issuer),
@@ -234,12 +363,13 @@ pub async fn deliver(
     key: &ClaimKey,
     settlement_id: &str,
     issuer_id: &str,
-    signed_record: Vec<u8>,
+    settlement: Outgoing,
 ) -> Result<ClaimRecord, DeliveryError> {
     let roster = node.roster();
     let issuer = roster
         .member(issuer_id)
         .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
+    let signed_record = signed_settlement(node, key, issuer, settlement).await?;
     let signed_record_copy = signed_record.clone();
     let signed_receipt = if issuer.id() == node.id {
         let record: SettlementRecord =
@@ -339,7 +469,7 @@ pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u
     let key_id = KeyId::of(&key.verifying_key()).0;
     let signed_receipt = node
         .store
-        .settle(&node.id, record, Day::today(), |receipt| {
+        .settle(&node.id, record, Day::today(), ceilings(node), |receipt| {
             let receipt = Receipt {
                 key_id: key_id.clone(),
                 ..receipt.clone()
@@ -348,6 +478,15 @@ pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u
         })
         .await?;
     Ok(signed_receipt)
+}
+
+/// The issuer's ceilings, from this node's own member entry (what it published).
+fn ceilings(node: &Node) -> Ceilings {
+    let limits = node.limits();
+    Ceilings {
+        medication_per_voucher_cents: limits.medication_per_voucher_cents,
+        per_claim_cents: limits.per_claim_cents,
+    }
 }
 
 /// Opens a settlement record sent by `redeemer` with that member's key.
@@ -368,10 +507,10 @@ async fn deliver_due(node: &Node, due: DueSettlement, now_ms: i64) {
         key,
         settlement_id,
         issuer,
-        signed_record,
+        settlement,
         attempts,
     } = due;
-    if let Err(error) = deliver(node, &key, &settlement_id, &issuer, signed_record).await {
+    if let Err(error) = deliver(node, &key, &settlement_id, &issuer, settlement).await {
         let attempts = attempts.saturating_add(1);
         let backoff = FIRST_BACKOFF_MS
             .saturating_mul(1_i64 << attempts.min(10))

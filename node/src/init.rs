@@ -38,6 +38,8 @@ pub enum SetupError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Register(#[from] crate::enrolled::RegisterError),
     #[error("cannot read the CA key {path}: {message}")]
     CaKey { path: String, message: String },
 }
@@ -140,6 +142,7 @@ pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
         ca_cert: ca_pem.cert_pem.clone(),
         signing_keys: vec![SigningKeyEntry::new(&signing_key.verifying_key(), key_from)],
         fee_schedule: Some(crate::fees::FeeSchedule::builtin()),
+        limits: Some(crate::roster::Limits::default()),
     };
     member.validate()?;
     let member_path = dir.join(MEMBER_FILE);
@@ -246,7 +249,9 @@ pub fn enroll(
         message: e.to_string(),
     })?;
     let ca = NodeCa::load(config.node_id(), &config.ca_cert_pem, &ca_key)?;
-    let cert = ca.issue_client_cert(role, name, Validity::days_from_now(days))?;
+    let validity = Validity::days_from_now(days);
+    let valid_until = Day::from_date(validity.not_after.date());
+    let cert = ca.issue_client_cert(role, name, validity)?;
     let identity = IdentityFile {
         node: config.node_id().to_owned(),
         node_name: config.settings.name.clone(),
@@ -258,5 +263,13 @@ pub fn enroll(
         node_ca: config.ca_cert_pem.clone(),
     };
     identity.save_new(out)?;
+    crate::enrolled::record(
+        &config.base_dir,
+        crate::enrolled::Enrolled {
+            role,
+            name: name.to_owned(),
+            valid_until: valid_until.to_string(),
+        },
+    )?;
     Ok(identity)
 }

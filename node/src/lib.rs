@@ -8,6 +8,7 @@ pub mod claim;
 pub mod clearing;
 pub mod client;
 pub mod config;
+pub mod enrolled;
 pub mod fees;
 pub mod files;
 pub mod init;

@@ -283,7 +283,10 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
 
 /// Runs the node until a signal, reloading the roster on SIGHUP.
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Colour codes only on a terminal: in a journal or a file they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.settings.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

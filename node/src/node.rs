@@ -1,15 +1,17 @@
 //! What the services of one node share: its identity and keys, its store, its roster, and its
 //! connections to the other members.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use schein_proto::Day;
+use schein_proto::{Day, Serial};
+use sha2::Digest;
 
 use crate::config::Config;
 use crate::peers::Peers;
-use crate::roster::Roster;
+use crate::roster::{Limits, Roster};
 use crate::store::Store;
 
 /// One running node's shared state.
@@ -23,6 +25,8 @@ pub struct Node {
     pub second_approval_above_cents: i64,
     pub annual_budget_cents: i64,
     pub clock_skew: Duration,
+    /// The node's directory (configuration, register of enrolled identities).
+    pub base_dir: PathBuf,
     pub store: Store,
     pub peers: Peers,
     roster: RwLock<Arc<Roster>>,
@@ -40,6 +44,7 @@ impl Node {
             second_approval_above_cents: settings.second_approval_above_cents,
             annual_budget_cents: settings.annual_budget_cents,
             clock_skew: config.clock_skew,
+            base_dir: config.base_dir.clone(),
             store,
             peers: Peers::new(
                 config.tls.clone(),
@@ -63,6 +68,27 @@ impl Node {
             .roster
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(roster);
+    }
+
+    /// The ceilings this node publishes in its member entry and enforces as issuer.
+    pub fn limits(&self) -> Limits {
+        self.roster()
+            .member(&self.id)
+            .map(|me| me.limits())
+            .unwrap_or_default()
+    }
+
+    /// A tag for `serial` in debug logs: the same voucher gets the same tag on one day at this
+    /// node, and unrelated tags on other days or at other nodes, so that logs can be correlated
+    /// for a day without carrying the serial or any part of it (privacy rule 5).
+    pub fn log_tag(&self, serial: Serial) -> String {
+        let digest = sha2::Sha256::new()
+            .chain_update(b"schein/log-tag/v1")
+            .chain_update(self.signing_key.to_bytes())
+            .chain_update(Day::today().days_since_epoch().to_be_bytes())
+            .chain_update(serial.as_bytes())
+            .finalize();
+        data_encoding::HEXLOWER.encode(&digest[..4])
     }
 
     /// The earliest and latest day it may be now anywhere in the federation, given the

@@ -9,8 +9,8 @@ use std::time::Duration;
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::{
-    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
-    VoucherStatusesRequest,
+    ClosePeriodRequest, ClosePeriodResponse, ProviderKnownRequest, SettleRequest, StatementRequest,
+    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -119,6 +119,33 @@ impl Peers {
         self.bounded(member, call)
             .await
             .map(|response| response.signed_statement)
+    }
+
+    /// Closes `period` with `member`: it records the close of the pair and answers with its
+    /// final signed statement and its claim deadline for the period.
+    pub async fn close_period(
+        &self,
+        member: &Member,
+        period: &str,
+        early: bool,
+    ) -> Result<ClosePeriodResponse, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.close_period(ClosePeriodRequest {
+            period: period.to_owned(),
+            early,
+        });
+        self.bounded(member, call).await
+    }
+
+    /// Whether `member` has a provider called `name` enrolled.
+    pub async fn provider_known(&self, member: &Member, name: &str) -> Result<bool, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.provider_known(ProviderKnownRequest {
+            name: name.to_owned(),
+        });
+        self.bounded(member, call)
+            .await
+            .map(|response| response.known)
     }
 
     /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.

@@ -61,6 +61,30 @@ pub struct MemberEntry {
     /// What the member pays for, as issuer. Absent: schein's built-in schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee_schedule: Option<FeeSchedule>,
+    /// The most the member pays, as issuer. Absent: [`Limits::default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// Ceilings an issuer publishes with its entry: redeemers refuse claims above them at once, and
+/// the issuer, as the authority, rejects records above them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Medication paid on one voucher in all, euro cents (medication is outside the cap).
+    pub medication_per_voucher_cents: i64,
+    /// The most one claim may ask for, euro cents.
+    pub per_claim_cents: i64,
+}
+
+impl Default for Limits {
+    /// EUR 500 of medication per voucher, EUR 2,500 per claim (three hospital days).
+    fn default() -> Self {
+        Self {
+            medication_per_voucher_cents: 50_000,
+            per_claim_cents: 250_000,
+        }
+    }
 }
 
 /// The roster file: `[[member]]` tables.
@@ -148,6 +172,11 @@ impl Member {
             .unwrap_or_else(|| BUILTIN.get_or_init(FeeSchedule::builtin))
     }
 
+    /// The ceilings this member pays by, as issuer.
+    pub fn limits(&self) -> Limits {
+        self.entry.limits.unwrap_or_default()
+    }
+
     /// The key with `key_id`, if any.
     pub fn key(&self, key_id: &KeyId) -> Result<&SigningKey, KeyLookupError> {
         self.signing_keys
@@ -217,8 +246,8 @@ impl Member {
                     valid_until: k.valid_until.map(Into::into),
                 })
                 .collect(),
-            medication_ceiling_cents: None,
-            claim_ceiling_cents: None,
+            medication_ceiling_cents: Some(self.limits().medication_per_voucher_cents),
+            claim_ceiling_cents: Some(self.limits().per_claim_cents),
         }
     }
 }
@@ -269,6 +298,18 @@ impl MemberEntry {
                 if !signing_keys.is_empty() {
                     return Err(invalid(id, "a funder has no voucher signing keys"));
                 }
+            }
+        }
+        if let Some(limits) = &self.limits {
+            let sane = |cents: i64| (1..=schein_proto::money::MAX_CENTS).contains(&cents);
+            if !sane(limits.medication_per_voucher_cents) || !sane(limits.per_claim_cents) {
+                return Err(invalid(
+                    id,
+                    "limits must be between 1 cent and the largest amount",
+                ));
+            }
+            if self.kind == MemberKind::Funder {
+                return Err(invalid(id, "a funder pays nothing and has no limits"));
             }
         }
         if let Some(schedule) = &self.fee_schedule {
@@ -541,6 +582,7 @@ mod tests {
                 Day::parse("2026-01-01").unwrap(),
             )],
             fee_schedule: None,
+            limits: None,
         }
     }
 

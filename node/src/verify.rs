@@ -10,9 +10,10 @@ use schein_proto::v1::{
     InvalidReason, Scope, Verdict, Verification, VoucherFacts, VoucherStatusResponse,
 };
 use schein_proto::voucher::VerifiedVoucher;
-use schein_proto::{Serial, SignedVoucher, VoucherError};
+use schein_proto::{Day, Serial, SignedVoucher, VoucherError};
 
 use crate::node::Node;
+use crate::pki::Identity;
 use crate::roster::{KeyLookupError, Member, Roster};
 
 /// Most vouchers one batch request may carry (`VerifyVouchers`, `VoucherStatuses`).
@@ -23,8 +24,9 @@ pub const MAX_BATCH: usize = 256;
 pub(crate) enum IssuerAnswer {
     Known {
         signed: SignedVoucher,
-        revoked: bool,
+        revoked_on: Option<Day>,
         remaining_cap_cents: Option<i64>,
+        remaining_medication_cents: Option<i64>,
     },
     NotIssued,
     Unreachable,
@@ -55,15 +57,24 @@ impl Answers {
     }
 }
 
-/// Verifies `code` (full or short) for a provider, optionally for one kind of care.
-pub async fn verify(node: &Node, code: &str, for_scope: Scope) -> Verification {
-    verify_with(node, code, for_scope, &Answers::Live).await
+/// Verifies `code` (full or short) for `provider`, optionally for one kind of care.
+pub async fn verify(
+    node: &Node,
+    provider: &Identity,
+    code: &str,
+    for_scope: Scope,
+) -> Verification {
+    verify_with(node, provider, code, for_scope, &Answers::Live).await
 }
 
 /// Verifies several codes, each as [`verify`] would, in the order given; every issuer is asked
 /// once about all of its serials (in one `VoucherStatuses` call per [`MAX_BATCH`] serials) and
 /// the issuers concurrently, instead of one call per voucher.
-pub async fn verify_many(node: &Node, requests: &[(&str, Scope)]) -> Vec<Verification> {
+pub async fn verify_many(
+    node: &Node,
+    provider: &Identity,
+    requests: &[(&str, Scope)],
+) -> Vec<Verification> {
     let roster = node.roster();
     // Which serials to ask which issuer about, read from the codes before anything is checked:
     // a code that cannot be read here fails its own verification below.
@@ -85,7 +96,7 @@ pub async fn verify_many(node: &Node, requests: &[(&str, Scope)]) -> Vec<Verific
     let answers = Answers::Fetched(answers);
     let mut verifications = Vec::with_capacity(requests.len());
     for (code, scope) in requests {
-        verifications.push(verify_with(node, code, *scope, &answers).await);
+        verifications.push(verify_with(node, provider, code, *scope, &answers).await);
     }
     verifications
 }
@@ -139,8 +150,14 @@ async fn fetch_answers(
     answers
 }
 
-async fn verify_with(node: &Node, code: &str, for_scope: Scope, answers: &Answers) -> Verification {
-    match verify_inner(node, code, for_scope, answers).await {
+async fn verify_with(
+    node: &Node,
+    provider: &Identity,
+    code: &str,
+    for_scope: Scope,
+    answers: &Answers,
+) -> Verification {
+    match verify_inner(node, provider, code, for_scope, answers).await {
         Ok(verification) => verification,
         Err(Refusal(reason, message, facts)) => {
             tracing::info!(reason = reason.as_str_name(), "voucher refused");
@@ -156,6 +173,7 @@ async fn verify_with(node: &Node, code: &str, for_scope: Scope, answers: &Answer
 
 async fn verify_inner(
     node: &Node,
+    provider: &Identity,
     code: &str,
     for_scope: Scope,
     answers: &Answers,
@@ -165,7 +183,7 @@ async fn verify_inner(
     let (member, voucher, answer) = match code {
         VoucherCode::Full(full) => {
             let (member, voucher) = check_signed(&roster, &full.0)?;
-            check_window_and_scope(node, member, &voucher, for_scope)?;
+            check_window_and_scope(node, provider, member, &voucher, for_scope)?;
             let answer = answers.get(node, member, voucher.serial).await;
             // A stolen or leaked key could sign new content under a real serial: only the
             // bytes the issuer stored are the voucher.
@@ -178,7 +196,8 @@ async fn verify_inner(
                 ));
             }
             if let IssuerAnswer::Unreachable = answer {
-                tracing::info!(serial = %voucher.serial.short(), issuer = member.id(), "voucher genuine, issuer unreachable");
+                tracing::info!(issuer = member.id(), "voucher genuine, issuer unreachable");
+                tracing::debug!(tag = %node.log_tag(voucher.serial), "voucher genuine, issuer unreachable");
                 return Ok(Verification {
                     verdict: Verdict::StatusUnknown as i32,
                     reason: InvalidReason::Unspecified as i32,
@@ -225,27 +244,32 @@ async fn verify_inner(
                     "The issuing office answered with a different voucher. Do not accept it, and tell your clearing office.",
                 ));
             }
-            check_window_and_scope(node, member, &voucher, for_scope)?;
+            check_window_and_scope(node, provider, member, &voucher, for_scope)?;
             (member, voucher, answer)
         }
     };
     match answer {
-        IssuerAnswer::Known { revoked: true, .. } => Err(Refusal(
+        IssuerAnswer::Known {
+            revoked_on: Some(day),
+            ..
+        } => Err(Refusal(
             InvalidReason::Revoked,
             format!(
-                "This voucher was revoked by its issuing office ({}). Do not accept it; a clearing office can issue a new one.",
+                "This voucher was revoked by its issuing office ({}) on {day}. Do not accept it; a clearing office can issue a new one.",
                 member.name()
             ),
             Some(Box::new(facts(member, &voucher, None))),
         )),
         IssuerAnswer::Known {
             remaining_cap_cents,
+            remaining_medication_cents,
             ..
         } => {
             let left = remaining_cap_cents
                 .map(|c| format!("; {} left under its cap", schein_proto::money::Cents(c)))
                 .unwrap_or_default();
-            tracing::info!(serial = %voucher.serial.short(), issuer = member.id(), "voucher valid");
+            tracing::info!(issuer = member.id(), "voucher valid");
+            tracing::debug!(tag = %node.log_tag(voucher.serial), "voucher valid");
             Ok(Verification {
                 verdict: Verdict::Valid as i32,
                 reason: InvalidReason::Unspecified as i32,
@@ -254,7 +278,10 @@ async fn verify_inner(
                     member.name(),
                     voucher.valid_until
                 ),
-                voucher: Some(facts(member, &voucher, remaining_cap_cents)),
+                voucher: Some(VoucherFacts {
+                    remaining_medication_cents,
+                    ..facts(member, &voucher, remaining_cap_cents)
+                }),
             })
         }
         IssuerAnswer::NotIssued | IssuerAnswer::Unreachable => Err(not_issued(member)),
@@ -338,6 +365,7 @@ fn unknown_key(member: &Member) -> Refusal {
 
 fn check_window_and_scope(
     node: &Node,
+    provider: &Identity,
     member: &Member,
     voucher: &VerifiedVoucher,
     for_scope: Scope,
@@ -369,6 +397,18 @@ fn check_window_and_scope(
         return Err(with_facts(
             InvalidReason::OutOfScope,
             format!("This voucher does not cover {}.", scope_words(for_scope)),
+        ));
+    }
+    // Checked from the signed voucher itself, so the answer is the same when the issuer is down.
+    if let Some(bound) = &voucher.bound_provider
+        && *bound != format!("{}/{}", provider.node, provider.name)
+    {
+        return Err(with_facts(
+            InvalidReason::BoundElsewhere,
+            format!(
+                "This emergency voucher of {} was issued for {bound} only: it is not valid for you. Do not bill it; the person can ask a clearing office for a voucher.",
+                member.name()
+            ),
         ));
     }
     Ok(())
@@ -421,7 +461,9 @@ fn own_answer(node: &Node, serial: Serial) -> IssuerAnswer {
     match node.store.voucher(serial) {
         Ok(Some(stored)) => IssuerAnswer::Known {
             remaining_cap_cents: stored.remaining_cap_cents(),
-            revoked: stored.revoked_on.is_some(),
+            remaining_medication_cents: stored
+                .remaining_medication_cents(node.limits().medication_per_voucher_cents),
+            revoked_on: stored.revoked_on,
             signed: stored.signed,
         },
         Ok(None) => IssuerAnswer::NotIssued,
@@ -442,8 +484,14 @@ fn peer_answer(
         Ok(status) => match SignedVoucher::from_bytes(&status.signed_voucher) {
             Ok(signed) => IssuerAnswer::Known {
                 signed,
-                revoked: status.revoked,
+                // An issuer of an earlier version says only "revoked": take today as the day.
+                revoked_on: match (status.revoked_on, status.revoked) {
+                    (Some(day), _) => Some(day.into()),
+                    (None, true) => Some(Day::today()),
+                    (None, false) => None,
+                },
                 remaining_cap_cents: status.remaining_cap_cents,
+                remaining_medication_cents: status.remaining_medication_cents,
             },
             Err(error) => {
                 tracing::warn!(issuer = issuer.id(), %error, "issuer sent an unreadable voucher");
@@ -457,10 +505,54 @@ fn peer_answer(
     }
 }
 
+/// What the issuer said of a voucher when it was asked for a claim.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IssuerStatus {
+    pub(crate) revoked_on: Option<Day>,
+    pub(crate) remaining_medication_cents: Option<i64>,
+}
+
+/// The issuer's word on `serial` for a claim; `None` if it could not be asked. A voucher it does
+/// not know is not revoked; its own decision on the claim will say that it does not know it.
+pub(crate) async fn issuer_status(
+    node: &Node,
+    issuer: &Member,
+    serial: Serial,
+) -> Option<IssuerStatus> {
+    status_of_answer(&ask_issuer(node, issuer, serial).await)
+}
+
+fn status_of_answer(answer: &IssuerAnswer) -> Option<IssuerStatus> {
+    match answer {
+        IssuerAnswer::Known {
+            revoked_on,
+            remaining_medication_cents,
+            ..
+        } => Some(IssuerStatus {
+            revoked_on: *revoked_on,
+            remaining_medication_cents: *remaining_medication_cents,
+        }),
+        IssuerAnswer::NotIssued => Some(IssuerStatus {
+            revoked_on: None,
+            remaining_medication_cents: None,
+        }),
+        IssuerAnswer::Unreachable => None,
+    }
+}
+
+/// A genuine voucher as a claim needs it.
+#[derive(Debug)]
+pub(crate) struct ResolvedVoucher {
+    pub(crate) issuer: Member,
+    pub(crate) voucher: VerifiedVoucher,
+    pub(crate) signed: SignedVoucher,
+    /// The issuer's answer, if it could be asked.
+    pub(crate) status: Option<IssuerStatus>,
+}
+
 /// A voucher as a claim needs it.
 pub(crate) enum Resolved {
-    /// Genuine: its issuer, its content, and the signed voucher itself.
-    Voucher(Box<(Member, VerifiedVoucher, SignedVoucher)>),
+    Voucher(Box<ResolvedVoucher>),
     /// Not a voucher that can be accepted, and why.
     Invalid(String),
     /// A short code whose issuer could not be asked.
@@ -468,8 +560,10 @@ pub(crate) enum Resolved {
 }
 
 /// Reads a code for a claim: a full code is checked offline with the roster, a short code is
-/// fetched from its issuer and checked the same way. Validity on the day of service and
-/// revocation are the claim's and the issuer's business.
+/// fetched from its issuer and checked the same way; in both cases the issuer is asked (if it
+/// can be) whether and since when the voucher is revoked. Validity on the day of service is the
+/// claim's business; whether the issuer knows the voucher as presented is its own decision,
+/// which comes back as a receipt.
 pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
     let invalid = |Refusal(_, message, _): Refusal| Resolved::Invalid(message);
     let code = match VoucherCode::parse(code) {
@@ -477,8 +571,14 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
         Err(error) => return invalid(code_refusal(&error)),
     };
     let roster = node.roster();
-    let signed = match code {
-        VoucherCode::Full(full) => full.0,
+    let (signed, answer) = match code {
+        VoucherCode::Full(full) => {
+            let answer = match check_signed(&roster, &full.0) {
+                Ok((member, voucher)) => ask_issuer(node, member, voucher.serial).await,
+                Err(refused) => return invalid(refused),
+            };
+            (full.0, answer)
+        }
         VoucherCode::Short(short) => {
             let Some(member) = roster.member_by_prefix(short.prefix()) else {
                 return Resolved::Invalid(format!(
@@ -486,9 +586,10 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
                     short.prefix()
                 ));
             };
-            match ask_issuer(node, member, short.serial()).await {
+            let answer = ask_issuer(node, member, short.serial()).await;
+            match &answer {
                 IssuerAnswer::Known { signed, .. } => {
-                    match check_signed(&roster, &signed) {
+                    match check_signed(&roster, signed) {
                         Ok((signer, voucher))
                             if signer.id() == member.id() && voucher.serial == short.serial() => {}
                         Ok(_) => {
@@ -498,7 +599,7 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
                         }
                         Err(refused) => return invalid(refused),
                     }
-                    signed
+                    (signed.clone(), answer)
                 }
                 IssuerAnswer::NotIssued => return invalid(not_issued(member)),
                 IssuerAnswer::Unreachable => {
@@ -511,7 +612,12 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
         }
     };
     match check_signed(&roster, &signed) {
-        Ok((member, voucher)) => Resolved::Voucher(Box::new((member.clone(), voucher, signed))),
+        Ok((member, voucher)) => Resolved::Voucher(Box::new(ResolvedVoucher {
+            issuer: member.clone(),
+            voucher,
+            signed,
+            status: status_of_answer(&answer),
+        })),
         Err(refused) => invalid(refused),
     }
 }

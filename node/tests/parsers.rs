@@ -58,6 +58,7 @@ fn node_entry(ca: usize) -> impl Strategy<Value = MemberEntry> {
                 ca_cert: CA_CERTS[ca].clone(),
                 signing_keys,
                 fee_schedule: schedule.then(FeeSchedule::builtin),
+                limits: schedule.then(schein_node::roster::Limits::default),
             },
         )
 }
@@ -95,6 +96,7 @@ proptest! {
                 ca_cert: CA_CERTS[2].clone(),
                 signing_keys: vec![],
                 fee_schedule: None,
+                limits: None,
             });
         }
         let roster = Roster::from_entries(entries.clone());

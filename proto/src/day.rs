@@ -60,6 +60,14 @@ impl Day {
         Some(date.year() * 100 + i32::from(u8::from(date.month())))
     }
 
+    /// The first day of a month given as year * 100 + month.
+    pub fn first_of_month(month: i32) -> Option<Self> {
+        let m = Month::try_from(u8::try_from(month % 100).ok()?).ok()?;
+        Date::from_calendar_date(month / 100, m, 1)
+            .ok()
+            .map(Self::from_date)
+    }
+
     /// The same day `months` later, or the last day of that month if it is shorter.
     pub fn add_months(self, months: u32) -> Option<Self> {
         let date = self.to_date()?;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::Day;
+
 /// A period of whole months.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Period {
@@ -84,6 +86,30 @@ impl Period {
     pub fn quarters(year: i32) -> [Period; 4] {
         [1, 2, 3, 4].map(|q| Period::Quarter(year, q))
     }
+
+    /// The months of the period in order, as year * 100 + month.
+    pub fn months(self) -> Vec<i32> {
+        let (year, first, last) = match self {
+            Period::Year(y) => (y, 1, 12),
+            Period::Quarter(y, q) => (y, (q - 1) * 3 + 1, q * 3),
+            Period::Month(y, m) => (y, m, m),
+        };
+        (first..=last).map(|m| year * 100 + i32::from(m)).collect()
+    }
+
+    /// The first day of the period.
+    pub fn first_day(self) -> Option<Day> {
+        let first = *self.months().first()?;
+        Day::first_of_month(first)
+    }
+
+    /// The last day of the period.
+    pub fn last_day(self) -> Option<Day> {
+        let last = *self.months().last()?;
+        Day::first_of_month(last)?
+            .add_months(1)?
+            .checked_add_days(-1)
+    }
 }
 
 impl fmt::Display for Period {
@@ -126,5 +152,18 @@ mod tests {
         assert!(Period::Quarter(2026, 4).contains(202_610));
         assert!(!Period::Quarter(2026, 4).contains(202_609));
         assert!(Period::Year(2026).contains(202_601));
+    }
+
+    #[test]
+    fn periods_know_their_days_and_months() {
+        let q4 = Period::Quarter(2026, 4);
+        assert_eq!(q4.months(), [202_610, 202_611, 202_612]);
+        assert_eq!(q4.first_day(), Day::parse("2026-10-01").ok());
+        assert_eq!(q4.last_day(), Day::parse("2026-12-31").ok());
+        assert_eq!(
+            Period::Month(2028, 2).last_day(),
+            Day::parse("2028-02-29").ok()
+        );
+        assert_eq!(Period::Year(2027).months().len(), 12);
     }
 }

@@ -322,38 +322,6 @@ async fn clearing_agrees_then_catches_a_diverged_ledger() {
         claims.push((claim, voucher));
     }
     let period = this_quarter();
-    let closed = leipzig
-        .close_clearing(ClearingRequest {
-            period: period.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let with_dresden = closed.pairs.iter().find(|p| p.peer == "dresden").unwrap();
-    assert!(
-        with_dresden.reached && with_dresden.agreed,
-        "{with_dresden:?}"
-    );
-    assert_eq!(with_dresden.liabilities_cents, 1_200);
-    assert_eq!(with_dresden.peer_receivables_cents, 1_200);
-    assert_eq!(closed.net_position_cents, -1_200);
-
-    // A closed period refuses late changes to its totals.
-    let late = issue(&mut leipzig, &[]).await.unwrap();
-    let claim = practice
-        .submit_claim(claim_request(
-            "late",
-            &late.full_code,
-            &[("GOAE-1", 1, 400)],
-            Category::Treatment,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (claim.state(), claim.reason()),
-        (ClaimState::Rejected, RejectReason::PeriodClosed)
-    );
 
     // Leipzig's books lose one settlement behind its back.
     let lost: schein_proto::v1::Receipt = schein_proto::signed::peek(&claims[1].0.receipt).unwrap();
@@ -369,25 +337,69 @@ async fn clearing_agrees_then_catches_a_diverged_ledger() {
     }
     saxony.federation.restart("leipzig").await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let again = leipzig
-        .close_clearing(ClearingRequest {
-            period: period.clone(),
-        })
+
+    // The quarter has not ended: two office identities close it early.
+    let close = ClearingRequest {
+        period: period.clone(),
+    };
+    let first = leipzig
+        .close_clearing(close.clone())
         .await
         .unwrap()
         .into_inner();
-    let with_dresden = again.pairs.iter().find(|p| p.peer == "dresden").unwrap();
-    assert!(!with_dresden.agreed);
+    assert_eq!(
+        first.state(),
+        schein_proto::v1::ClearingState::AwaitingSecondOffice
+    );
+    let second = saxony
+        .federation
+        .enroll("leipzig", schein_node::pki::Role::Office, "team-2")
+        .unwrap();
+    let mut second = schein_proto::v1::office_client::OfficeClient::new(
+        schein_tests::connect(&second).await.unwrap(),
+    );
+    let closed = second.close_clearing(close).await.unwrap().into_inner();
+    let with_dresden = closed.pairs.iter().find(|p| p.peer == "dresden").unwrap();
+    assert!(
+        with_dresden.reached && with_dresden.closed,
+        "{with_dresden:?}"
+    );
+    assert!(!with_dresden.agreed, "the lost settlement is caught");
     assert_eq!(
         with_dresden.differing_claim_ids,
         vec![lost.claim_id.clone()]
+    );
+    assert_eq!(
+        with_dresden.liabilities_cents, 800,
+        "what Leipzig's books still hold"
+    );
+    assert_eq!(with_dresden.peer_receivables_cents, 1_200);
+    assert_eq!(closed.net_position_cents, -800);
+    let with_chemnitz = closed.pairs.iter().find(|p| p.peer == "chemnitz").unwrap();
+    assert!(with_chemnitz.agreed, "{with_chemnitz:?}");
+
+    // A closed period refuses late changes to its totals: Dresden refuses the claim at once.
+    let late = issue(&mut leipzig, &[]).await.unwrap();
+    let refused = practice
+        .submit_claim(claim_request(
+            "late",
+            &late.full_code,
+            &[("GOAE-1", 1, 400)],
+            Category::Treatment,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        schein_proto::error::reason_of(&refused),
+        Some(schein_proto::v1::ErrorReason::PeriodClosed),
+        "{refused:?}"
     );
     let shown = leipzig
         .show_clearing(ClearingRequest { period })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(shown, again);
+    assert_eq!(shown, closed);
     saxony.shutdown().await.unwrap();
 }
 

@@ -676,7 +676,7 @@ async fn the_issuer_has_the_last_word_on_its_vouchers() {
     let leipzig_key = saxony.signing_key("leipzig").unwrap();
     let today = schein_proto::Day::today();
 
-    // Revoked before the claim arrives.
+    // Revoked before the service: the redeeming node, which asked the issuer, refuses at once.
     let revoked = issue(&mut leipzig, &[]).await.unwrap();
     leipzig
         .revoke_voucher(schein_proto::v1::RevokeVoucherRequest {
@@ -685,20 +685,21 @@ async fn the_issuer_has_the_last_word_on_its_vouchers() {
         })
         .await
         .unwrap();
-    let claim = submit(
-        &mut practice,
-        claim_request(
+    let refused = practice
+        .submit_claim(claim_request(
             "rv",
             &revoked.full_code,
             &[("GOAE-1", 1, 466)],
             Category::Treatment,
-        ),
-    )
-    .await;
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(
-        (claim.state(), claim.reason()),
-        (ClaimState::Rejected, RejectReason::Revoked)
+        reason_of(&refused),
+        Some(ErrorReason::VoucherNotClaimable),
+        "{refused:?}"
     );
+    assert!(refused.message().contains("revoked on"), "{refused:?}");
 
     // Signed with Leipzig's real key but never issued (a leaked key): the issuer does not know it.
     let body = schein_proto::voucher::new_body(

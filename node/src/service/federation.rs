@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use schein_proto::Serial;
 use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
-    ErrorReason, Member, MemberEntryRequest, SettleRequest, SettleResponse, StatementRequest,
+    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, Member, MemberEntryRequest,
+    ProviderKnownRequest, ProviderKnownResponse, SettleRequest, SettleResponse, StatementRequest,
     StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
     VoucherStatusesResponse,
 };
+use schein_proto::{Day, Serial};
 use tonic::{Request, Response, Status};
 
 use super::invalid_argument;
@@ -36,7 +37,8 @@ impl FederationService {
                 revoked: stored.revoked_on.is_some(),
                 remaining_cap_cents: stored.remaining_cap_cents(),
                 revoked_on: stored.revoked_on.map(Into::into),
-                remaining_medication_cents: None,
+                remaining_medication_cents: stored
+                    .remaining_medication_cents(self.node.limits().medication_per_voucher_cents),
             },
             None => VoucherStatusResponse::default(),
         })
@@ -53,7 +55,8 @@ impl Federation for FederationService {
         let serial = Serial::from_slice(&request.get_ref().serial)
             .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
         let response = self.status_of(serial)?;
-        tracing::info!(peer = %peer.node, serial = %serial.short(), known = response.known, "voucher status asked");
+        tracing::info!(peer = %peer.node, known = response.known, "voucher status asked");
+        tracing::debug!(tag = %self.node.log_tag(serial), "voucher status asked");
         Ok(Response::new(response))
     }
 
@@ -123,16 +126,44 @@ impl Federation for FederationService {
 
     async fn close_period(
         &self,
-        _request: Request<schein_proto::v1::ClosePeriodRequest>,
-    ) -> Result<Response<schein_proto::v1::ClosePeriodResponse>, Status> {
-        Err(Status::unimplemented("not yet"))
+        request: Request<ClosePeriodRequest>,
+    ) -> Result<Response<ClosePeriodResponse>, Status> {
+        let peer = require_peer(&request, &self.node)?;
+        let roster = self.node.roster();
+        let caller = roster.member(&peer.node).ok_or_else(|| {
+            refusal(
+                ErrorReason::UnknownIdentity,
+                "you are not a member of this roster",
+            )
+        })?;
+        let request = request.into_inner();
+        let period = crate::clearing::parse_period(&request.period)?;
+        let (signed_statement, deadline) =
+            crate::clearing::closed_by_peer(&self.node, caller, period, request.early).await?;
+        Ok(Response::new(ClosePeriodResponse {
+            signed_statement,
+            deadline: Some(deadline.into()),
+        }))
     }
 
     async fn provider_known(
         &self,
-        _request: Request<schein_proto::v1::ProviderKnownRequest>,
-    ) -> Result<Response<schein_proto::v1::ProviderKnownResponse>, Status> {
-        Err(Status::unimplemented("not yet"))
+        request: Request<ProviderKnownRequest>,
+    ) -> Result<Response<ProviderKnownResponse>, Status> {
+        require_peer(&request, &self.node)?;
+        let name = &request.get_ref().name;
+        if crate::pki::validate_name(name).is_err() {
+            return Ok(Response::new(ProviderKnownResponse { known: false }));
+        }
+        let known = crate::enrolled::provider_known(&self.node.base_dir, name, Day::today())
+            .map_err(|error| {
+                tracing::error!(%error, "reading the register of identities failed");
+                refusal(
+                    ErrorReason::Internal,
+                    "this node cannot read its register of identities",
+                )
+            })?;
+        Ok(Response::new(ProviderKnownResponse { known }))
     }
 
     async fn statement(

@@ -86,6 +86,57 @@ impl OfficeService {
         }
     }
 
+    /// Refuses a bound provider that is not enrolled at the node it names: an emergency voucher
+    /// for a name nobody holds could never be claimed.
+    async fn check_provider_exists(&self, bound: &str) -> Result<(), Status> {
+        let Some((node_id, name)) = bound.split_once('/').filter(|(node, name)| {
+            crate::pki::validate_node_id(node).is_ok() && crate::pki::validate_name(name).is_ok()
+        }) else {
+            return Err(invalid_argument(
+                "name the provider as node/name, e.g. leipzig/klinikum-sued",
+            ));
+        };
+        let unknown = || {
+            refusal(
+                ErrorReason::UnknownProvider,
+                format!(
+                    "no provider '{name}' is enrolled at node '{node_id}': check the name with that node's operator"
+                ),
+            )
+        };
+        let known = if node_id == self.node.id {
+            crate::enrolled::provider_known(&self.node.base_dir, name, Day::today()).map_err(
+                |error| {
+                    tracing::error!(%error, "reading the register of identities failed");
+                    refusal(
+                        ErrorReason::Internal,
+                        "this node cannot read its register of identities; tell its operator",
+                    )
+                },
+            )?
+        } else {
+            let roster = self.node.roster();
+            let member = roster
+                .member(node_id)
+                .filter(|m| m.entry.kind == crate::roster::MemberKind::Node)
+                .ok_or_else(unknown)?;
+            self.node
+                .peers
+                .provider_known(member, name)
+                .await
+                .map_err(|error| {
+                    refusal(
+                        ErrorReason::PeerUnreachable,
+                        format!(
+                            "{} could not be asked whether '{name}' is enrolled there ({error}); nothing was issued, try again",
+                            member.name()
+                        ),
+                    )
+                })?
+        };
+        if known { Ok(()) } else { Err(unknown()) }
+    }
+
     fn state(&self, stored: &StoredVoucher) -> VoucherState {
         let (earliest, latest) = self.node.today_range();
         if stored.revoked_on.is_some() {
@@ -219,16 +270,19 @@ impl Office for OfficeService {
             )));
         }
         let bound_provider = request.bound_provider.trim().to_owned();
-        if !bound_provider.is_empty() {
-            let valid = bound_provider.split_once('/').is_some_and(|(node, name)| {
-                crate::pki::validate_node_id(node).is_ok()
-                    && crate::pki::validate_name(name).is_ok()
-            });
-            if !valid {
+        match (request.emergency, bound_provider.is_empty()) {
+            (true, true) => {
                 return Err(invalid_argument(
-                    "name the provider as node/name, e.g. leipzig/klinikum-sued",
+                    "an emergency voucher is issued for one provider: name it as node/name, e.g. leipzig/klinikum-sued",
                 ));
             }
+            (false, false) => {
+                return Err(invalid_argument(
+                    "only emergency vouchers are bound to a provider: add emergency, or leave the provider out",
+                ));
+            }
+            (true, false) => self.check_provider_exists(&bound_provider).await?,
+            (false, true) => {}
         }
         let scope = request
             .scope
@@ -255,7 +309,8 @@ impl Office for OfficeService {
             let signed = SignedVoucher::sign(&body, key);
             match self.node.store.issue(&signed, Day::today()).await {
                 Ok(()) => {
-                    tracing::info!(serial = %serial.short(), office = %caller.name, %valid_until, cap_cents, "voucher issued");
+                    tracing::info!(office = %caller.name, %valid_until, cap_cents, "voucher issued");
+                    tracing::debug!(tag = %self.node.log_tag(serial), "voucher issued");
                     let stored = self
                         .node
                         .store
@@ -286,7 +341,8 @@ impl Office for OfficeService {
             })?;
         let serial = self.own_serial(&request.code)?;
         let stored = self.node.store.revoke(serial, reason, Day::today()).await?;
-        tracing::info!(serial = %serial.short(), office = %caller.name, reason = reason.as_str_name(), "voucher revoked");
+        tracing::info!(office = %caller.name, reason = reason.as_str_name(), "voucher revoked");
+        tracing::debug!(tag = %self.node.log_tag(serial), "voucher revoked");
         Ok(Response::new(self.record(stored)))
     }
 
@@ -341,7 +397,8 @@ impl Office for OfficeService {
         let new_cap = Cents(request.new_cap_cents);
         let (applied, stored, message) = match approval {
             CapApproval::Applied(stored) => {
-                tracing::info!(serial = %serial.short(), office = %caller.name, new_cap_cents = request.new_cap_cents, "cap raised");
+                tracing::info!(office = %caller.name, new_cap_cents = request.new_cap_cents, "cap raised");
+                tracing::debug!(tag = %self.node.log_tag(serial), "cap raised");
                 (true, stored, format!("The cap is now {new_cap}."))
             }
             CapApproval::Pending(stored) => (
@@ -445,9 +502,8 @@ impl Office for OfficeService {
     ) -> Result<Response<ClearingResult>, Status> {
         let caller = require_local(&request, &self.node, &[Role::Office], "close a period")?;
         let period = crate::clearing::parse_period(&request.get_ref().period)?;
-        tracing::info!(office = %caller.name, %period, "closing period");
         Ok(Response::new(
-            crate::clearing::close(&self.node, period).await?,
+            crate::clearing::close(&self.node, &caller.name, period).await?,
         ))
     }
 
@@ -457,11 +513,6 @@ impl Office for OfficeService {
     ) -> Result<Response<ClearingResult>, Status> {
         require_local(&request, &self.node, &[Role::Office], "look at clearing")?;
         let period = crate::clearing::parse_period(&request.get_ref().period)?;
-        let result = self.node.store.clearing(period)?.unwrap_or(ClearingResult {
-            node: self.node.id.clone(),
-            period: period.to_string(),
-            ..Default::default()
-        });
-        Ok(Response::new(result))
+        Ok(Response::new(crate::clearing::view(&self.node, period)?))
     }
 }

@@ -37,7 +37,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<VerifyVoucherRequest>,
     ) -> Result<Response<Verification>, Status> {
-        require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
+        let provider = require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
         let request = request.into_inner();
         if request.code.len() > MAX_CODE_LEN {
             return Err(invalid_argument(
@@ -46,7 +46,7 @@ impl Provider for ProviderService {
         }
         let scope = Scope::try_from(request.for_scope)
             .map_err(|_| invalid_argument("unknown kind of care (for_scope)"))?;
-        let verification = crate::verify::verify(&self.node, &request.code, scope).await;
+        let verification = crate::verify::verify(&self.node, &provider, &request.code, scope).await;
         Ok(Response::new(verification))
     }
 
@@ -54,7 +54,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<VerifyVouchersRequest>,
     ) -> Result<Response<VerifyVouchersResponse>, Status> {
-        require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
+        let provider = require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
         let vouchers = &request.get_ref().vouchers;
         if !(1..=MAX_BATCH).contains(&vouchers.len()) {
             return Err(invalid_argument(format!(
@@ -78,7 +78,7 @@ impl Provider for ProviderService {
             })?;
             asked.push((voucher.code.as_str(), scope));
         }
-        let verifications = crate::verify::verify_many(&self.node, &asked).await;
+        let verifications = crate::verify::verify_many(&self.node, &provider, &asked).await;
         Ok(Response::new(VerifyVouchersResponse { verifications }))
     }
 

@@ -6,7 +6,8 @@
 
 use prost::Message;
 use schein_proto::v1::{
-    ClaimRecord, ClaimState, LedgerEvent, Outcome, Receipt, RejectReason, ledger_event,
+    ClaimRecord, ClaimState, LedgerEvent, Outcome, Receipt, RejectReason, SettlementRecord,
+    ledger_event,
 };
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
@@ -33,7 +34,9 @@ struct ClaimEntry {
     record: Option<ClaimRecord>,
     #[prost(string, tag = "2")]
     settlement_id: String,
-    /// The settlement record signed by this node, as it is (re)sent to the issuer.
+    /// The settlement record signed by this node, as it is (re)sent to the issuer. Empty until
+    /// it is signed: when the issuer could not be asked about revocation as the claim came in,
+    /// the record is signed at its first delivery, after the issuer answered.
     #[prost(bytes = "vec", tag = "3")]
     signed_record: Vec<u8>,
     /// Hash of the request, to tell a retry from a reuse of the claim id.
@@ -45,6 +48,9 @@ struct ClaimEntry {
     /// the same service can be billed again (after a cap approval, say).
     #[prost(bytes = "vec", repeated, tag = "6")]
     duplicate_keys: Vec<Vec<u8>>,
+    /// The record still to be signed (see `signed_record`).
+    #[prost(message, optional, tag = "7")]
+    unsigned_record: Option<SettlementRecord>,
 }
 
 /// A settlement record waiting for delivery.
@@ -68,10 +74,20 @@ pub struct NewClaim {
     /// Its state is set by the store: pending, or held as a possible duplicate.
     pub record: ClaimRecord,
     pub settlement_id: String,
-    pub signed_record: Vec<u8>,
+    pub settlement: Outgoing,
     pub fingerprint: Vec<u8>,
     /// One key per item for the duplicate guard (voucher, provider, date, fee code).
     pub duplicate_keys: Vec<Vec<u8>>,
+}
+
+/// A settlement record on its way to the issuer.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// Signed: sent as these bytes, on every attempt.
+    Signed(Vec<u8>),
+    /// To be signed at the first delivery, once the issuer said whether the voucher was revoked
+    /// before the service (`served_before_revocation`).
+    Unsigned(SettlementRecord),
 }
 
 /// A settlement record due for (re)delivery.
@@ -80,8 +96,19 @@ pub struct DueSettlement {
     pub key: ClaimKey,
     pub settlement_id: String,
     pub issuer: String,
-    pub signed_record: Vec<u8>,
+    pub settlement: Outgoing,
     pub attempts: u32,
+}
+
+fn outgoing_of(entry: &ClaimEntry) -> Result<Outgoing, StoreError> {
+    if !entry.signed_record.is_empty() {
+        return Ok(Outgoing::Signed(entry.signed_record.clone()));
+    }
+    entry
+        .unsigned_record
+        .clone()
+        .map(Outgoing::Unsigned)
+        .ok_or_else(|| corrupt("claim without settlement record"))
 }
 
 fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
@@ -171,13 +198,18 @@ impl Store {
                     items.insert(key.as_slice(), claim.key.0.as_slice())?;
                 }
             }
+            let (signed_record, unsigned_record) = match &claim.settlement {
+                Outgoing::Signed(bytes) => (bytes.clone(), None),
+                Outgoing::Unsigned(record) => (Vec::new(), Some(record.clone())),
+            };
             let entry = ClaimEntry {
                 record: Some(record.clone()),
                 settlement_id: claim.settlement_id.clone(),
-                signed_record: claim.signed_record.clone(),
+                signed_record,
                 fingerprint: claim.fingerprint.clone(),
                 sequence,
                 duplicate_keys: claim.duplicate_keys.clone(),
+                unsigned_record,
             };
             claims.insert(claim.key.0.as_slice(), entry.encode_to_vec())?;
             order.insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
@@ -261,11 +293,40 @@ impl Store {
             .transpose()
     }
 
-    /// The signed settlement record and settlement id of the claim under `key`.
-    pub fn settlement_of(&self, key: &ClaimKey) -> Result<(String, Vec<u8>), StoreError> {
+    /// The settlement id and record of the claim under `key`.
+    pub fn settlement_of(&self, key: &ClaimKey) -> Result<(String, Outgoing), StoreError> {
         let bytes = self.claims.get(&key.0)?.ok_or(StoreError::UnknownClaim)?;
         let entry = decode_entry(&bytes)?;
-        Ok((entry.settlement_id, entry.signed_record))
+        let outgoing = outgoing_of(&entry)?;
+        Ok((entry.settlement_id, outgoing))
+    }
+
+    /// Stores the signed form of a claim's record, durably, before it is first sent; returns
+    /// the signed record in force (one signed earlier stays: every attempt sends the same bytes).
+    pub async fn sign_settlement(
+        &self,
+        key: &ClaimKey,
+        signed_record: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let writing = self.writer.lock().await;
+        let stored = self.claims.transaction(|claims| {
+            let bytes = claims
+                .get(&key.0)?
+                .ok_or(ConflictableTransactionError::Abort(
+                    StoreError::UnknownClaim,
+                ))?;
+            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+            if !entry.signed_record.is_empty() {
+                return Ok(entry.signed_record);
+            }
+            entry.signed_record = signed_record.clone();
+            entry.unsigned_record = None;
+            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+            Ok(signed_record.clone())
+        })?;
+        drop(writing);
+        self.commit().await?;
+        Ok(stored)
     }
 
     /// Claims accepted by `keep`, newest first, from before `after`; and where to go on.
@@ -300,6 +361,47 @@ impl Store {
         Ok((page, None))
     }
 
+    /// Every record in the outbox for `issuer` whose service month lies in `period`, due or not:
+    /// clearing delivers them before a pair closes.
+    pub fn outbox_for(
+        &self,
+        issuer: &str,
+        period: schein_proto::period::Period,
+    ) -> Result<Vec<DueSettlement>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.outbox.iter() {
+            let (id, bytes) = entry?;
+            let outbox =
+                OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
+            if outbox.issuer != issuer {
+                continue;
+            }
+            let key = ClaimKey(outbox.claim_key);
+            let (settlement_id, settlement) = self.settlement_of(&key)?;
+            if settlement_id.as_bytes() != id.as_ref() {
+                continue;
+            }
+            let month = match &settlement {
+                Outgoing::Signed(bytes) => {
+                    schein_proto::signed::peek::<SettlementRecord>(bytes)
+                        .map_err(|_| corrupt("stored settlement record"))?
+                        .service_month
+                }
+                Outgoing::Unsigned(record) => record.service_month,
+            };
+            if period.contains(month) {
+                found.push(DueSettlement {
+                    key,
+                    settlement_id,
+                    issuer: outbox.issuer,
+                    settlement,
+                    attempts: outbox.attempts,
+                });
+            }
+        }
+        Ok(found)
+    }
+
     /// Settlement records due for delivery at `now_ms`, at most `limit`.
     pub fn due_settlements(
         &self,
@@ -316,7 +418,7 @@ impl Store {
             }
             let key = ClaimKey(outbox.claim_key);
             // One damaged entry must not stop the delivery of all others.
-            let (settlement_id, signed_record) = match self.settlement_of(&key) {
+            let (settlement_id, settlement) = match self.settlement_of(&key) {
                 Ok(found) if found.0.as_bytes() == id.as_ref() => found,
                 Ok(_) | Err(_) => {
                     tracing::error!("outbox entry without its claim skipped");
@@ -327,7 +429,7 @@ impl Store {
                 key,
                 settlement_id,
                 issuer: outbox.issuer,
-                signed_record,
+                settlement,
                 attempts: outbox.attempts,
             });
             if due.len() == limit {

@@ -1,21 +1,207 @@
-//! Clearing at the end of a period (DESIGN.md, flow 6): this node's account with each peer —
-//! what it owes as issuer, what it is owed as redeemer, claim by claim — and the stored result
-//! of reconciling it with the peer's account. Closing a period makes the issuer refuse
-//! settlements for its months (`settle` checks the mark).
+//! Clearing at the end of a period (DESIGN.md, flow 6), as stored: this node's account with each
+//! peer — what it owes as issuer, what it is owed as redeemer, claim by claim — the close of
+//! each pair of nodes, the result of reconciling, and what a period's claim deadline is.
+//!
+//! A period closes per pair of nodes, and both sides record it (`closed/<period>/<peer>`): from
+//! then on the issuer refuses settlements between the two for the period's months, and the
+//! redeemer refuses new claims for them at once. The pair of the node with itself (its own
+//! providers on its own vouchers) closes when the node closes the period. Stores of earlier
+//! versions marked a whole period closed (`closed/<period>`); that still closes every pair.
+//!
+//! For the deadline, the store keeps per month the last day of validity of any voucher valid
+//! in that month (`validity/<YYYYMM>`), updated as vouchers are issued.
 
 use prost::Message;
 use schein_proto::period::Period;
 use schein_proto::v1::{ClaimAmount, ClaimState, ClearingResult, Outcome, Receipt};
+use schein_proto::{Day, voucher::claim_deadline};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::claims::claim_entries;
-use super::settle::closed_key;
-use super::{Store, StoreError, corrupt};
+use super::{IssuedRecord, Store, StoreError, corrupt};
+
+/// The close of one pair of nodes for a period, as recorded at this node.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PairClose {
+    /// The node whose office closed it: this node, or the peer.
+    #[prost(string, tag = "1")]
+    pub closed_by: String,
+    /// The day it was closed (days since 1970-01-01).
+    #[prost(int32, tag = "2")]
+    pub closed_on: i32,
+    /// Before the period's claim deadline, with two office identities.
+    #[prost(bool, tag = "3")]
+    pub early: bool,
+}
 
 fn clearing_key(period: Period) -> Vec<u8> {
     format!("clearing/{period}").into_bytes()
 }
 
+fn early_approval_key(period: Period) -> Vec<u8> {
+    format!("early-close/{period}").into_bytes()
+}
+
+/// Written by earlier versions: the whole period closed.
+fn legacy_closed_key(period: Period) -> Vec<u8> {
+    format!("closed/{period}").into_bytes()
+}
+
+fn pair_key(period: Period, peer: &str) -> Vec<u8> {
+    format!("closed/{period}/{peer}").into_bytes()
+}
+
+fn validity_key(month: i32) -> Vec<u8> {
+    format!("validity/{month}").into_bytes()
+}
+
+/// Marks that the validity index covers every voucher (built once for stores of earlier
+/// versions, kept up to date by `issue` since).
+const VALIDITY_INDEXED: &[u8] = b"validity-indexed";
+
+/// Whether a settlement between this node and `peer` for `month` is in a closed period, inside
+/// a transaction over the `meta` tree.
+pub(super) fn closed_in(
+    meta: &TransactionalTree,
+    peer: &str,
+    month: i32,
+) -> Result<bool, ConflictableTransactionError<StoreError>> {
+    for period in Period::containing(month) {
+        if meta.get(pair_key(period, peer))?.is_some()
+            || meta.get(legacy_closed_key(period))?.is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Records, inside the issue transaction, that a voucher is valid from `from` to `until`.
+pub(super) fn note_validity(
+    meta: &TransactionalTree,
+    from: Day,
+    until: Day,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let (Some(first), Some(last)) = (from.month(), until.month()) else {
+        return Err(ConflictableTransactionError::Abort(corrupt(
+            "validity out of range",
+        )));
+    };
+    let mut month = first;
+    while month <= last {
+        let key = validity_key(month);
+        let known = match meta.get(&key)? {
+            Some(bytes) => decode_day(&bytes).map_err(ConflictableTransactionError::Abort)?,
+            None => i32::MIN,
+        };
+        if until.days_since_epoch() > known {
+            meta.insert(key, &until.days_since_epoch().to_be_bytes()[..])?;
+        }
+        month = if month % 100 == 12 {
+            month + 89
+        } else {
+            month + 1
+        };
+    }
+    Ok(())
+}
+
+fn decode_day(bytes: &[u8]) -> Result<i32, StoreError> {
+    let bytes: [u8; 4] = bytes.try_into().map_err(|_| corrupt("validity index"))?;
+    Ok(i32::from_be_bytes(bytes))
+}
+
 impl Store {
+    /// Builds the validity index from the issued vouchers if an earlier version made the store.
+    pub(super) fn index_validity(&self) -> Result<(), StoreError> {
+        if self.meta.get(VALIDITY_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        for entry in self.issued.iter() {
+            let (_, bytes) = entry?;
+            let issued =
+                IssuedRecord::decode(bytes.as_ref()).map_err(|_| corrupt("issued voucher"))?;
+            let voucher = schein_proto::SignedVoucher::from_bytes(&issued.signed_voucher)
+                .and_then(|signed| signed.decode_own())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.meta
+                .transaction(|meta| note_validity(meta, voucher.valid_from, voucher.valid_until))?;
+        }
+        self.meta.insert(VALIDITY_INDEXED, &[][..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The last day on which a claim on one of this node's vouchers valid in `period` can be
+    /// accepted; `None` if none of its vouchers was valid in it.
+    pub fn period_deadline(&self, period: Period) -> Result<Option<Day>, StoreError> {
+        let mut latest: Option<i32> = None;
+        for month in period.months() {
+            if let Some(bytes) = self.meta.get(validity_key(month))? {
+                let day = decode_day(&bytes)?;
+                latest = Some(latest.map_or(day, |l| l.max(day)));
+            }
+        }
+        Ok(latest.map(|day| claim_deadline(Day::from_days_since_epoch(day))))
+    }
+
+    /// The close of the pair of this node and `peer` for `period`, if recorded.
+    pub fn pair_close(&self, period: Period, peer: &str) -> Result<Option<PairClose>, StoreError> {
+        if let Some(bytes) = self.meta.get(pair_key(period, peer))? {
+            return PairClose::decode(bytes.as_ref())
+                .map(Some)
+                .map_err(|_| corrupt("pair close"));
+        }
+        Ok(self
+            .meta
+            .get(legacy_closed_key(period))?
+            .map(|_| PairClose::default()))
+    }
+
+    /// Whether claims between this node and `peer` for `month` fall in a closed period.
+    pub fn pair_closed_for_month(&self, peer: &str, month: i32) -> Result<bool, StoreError> {
+        Ok(self.meta.transaction(|meta| closed_in(meta, peer, month))?)
+    }
+
+    /// Records the close of the pair with `peer` for `period` (the first record stays), durably.
+    pub async fn close_pair(
+        &self,
+        period: Period,
+        peer: &str,
+        close: PairClose,
+    ) -> Result<PairClose, StoreError> {
+        let key = pair_key(period, peer);
+        let stored = self.meta.transaction(|meta| match meta.get(&key)? {
+            Some(bytes) => PairClose::decode(bytes.as_ref())
+                .map_err(|_| ConflictableTransactionError::Abort(corrupt("pair close"))),
+            None => {
+                meta.insert(key.as_slice(), close.encode_to_vec())?;
+                Ok(close.clone())
+            }
+        })?;
+        self.commit().await?;
+        Ok(stored)
+    }
+
+    /// The office identity that asked to close `period` early and waits for a second one.
+    pub fn early_close_approver(&self, period: Period) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get(early_approval_key(period))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Records the first office identity's request to close `period` early.
+    pub async fn request_early_close(
+        &self,
+        period: Period,
+        approver: &str,
+    ) -> Result<(), StoreError> {
+        self.meta
+            .insert(early_approval_key(period), approver.as_bytes())?;
+        self.commit().await
+    }
+
     /// What this node owes `peer` for `period`: claims of the peer's providers it accepted.
     pub fn liabilities_to(
         &self,
@@ -68,14 +254,7 @@ impl Store {
         Ok(owed)
     }
 
-    /// Closes `period`: from now on `settle` refuses its months. Done before the books are read
-    /// for clearing, so that nothing lands between reading and closing.
-    pub async fn mark_closed(&self, period: Period) -> Result<(), StoreError> {
-        self.meta.insert(closed_key(period), &[][..])?;
-        self.commit().await
-    }
-
-    /// Stores the result of clearing `period`.
+    /// Stores the result of clearing `period` as it stands.
     pub async fn save_clearing(
         &self,
         period: Period,
@@ -86,7 +265,7 @@ impl Store {
         self.commit().await
     }
 
-    /// The stored result of clearing `period`, if it was closed.
+    /// The stored result of clearing `period`, if this node's office ever closed it.
     pub fn clearing(&self, period: Period) -> Result<Option<ClearingResult>, StoreError> {
         self.meta
             .get(clearing_key(period))?
@@ -94,5 +273,57 @@ impl Store {
                 ClearingResult::decode(bytes.as_ref()).map_err(|_| corrupt("clearing result"))
             })
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pairs_close_once_and_deadlines_follow_the_vouchers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let q3 = Period::Quarter(2026, 3);
+        assert_eq!(store.period_deadline(q3).unwrap(), None);
+        store
+            .meta
+            .transaction(|meta| {
+                note_validity(
+                    meta,
+                    Day::parse("2026-08-15").unwrap(),
+                    Day::parse("2027-01-31").unwrap(),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            store.period_deadline(q3).unwrap(),
+            Day::parse("2027-04-30").ok(),
+            "three months after the last day of the longest voucher valid in the quarter"
+        );
+        assert_eq!(
+            store.period_deadline(Period::Month(2027, 1)).unwrap(),
+            Day::parse("2027-04-30").ok()
+        );
+        assert_eq!(store.period_deadline(Period::Month(2027, 2)).unwrap(), None);
+
+        assert!(!store.pair_closed_for_month("dresden", 202_608).unwrap());
+        let first = PairClose {
+            closed_by: "leipzig".into(),
+            closed_on: 20_800,
+            early: false,
+        };
+        store
+            .close_pair(q3, "dresden", first.clone())
+            .await
+            .unwrap();
+        let again = PairClose {
+            closed_by: "dresden".into(),
+            ..first.clone()
+        };
+        assert_eq!(store.close_pair(q3, "dresden", again).await.unwrap(), first);
+        assert!(store.pair_closed_for_month("dresden", 202_608).unwrap());
+        assert!(!store.pair_closed_for_month("chemnitz", 202_608).unwrap());
+        assert!(!store.pair_closed_for_month("dresden", 202_610).unwrap());
     }
 }

@@ -22,9 +22,10 @@ mod settle;
 
 pub use aggregates::{Aggregate, cell_name};
 
-pub use claims::{ClaimKey, DueSettlement, NewClaim};
+pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
+pub use clearing::PairClose;
 pub use ledger::LedgerHead;
-pub use settle::{CapApproval, SettleError};
+pub use settle::{CapApproval, Ceilings, SettleError};
 
 use prost::Message;
 use schein_proto::v1::RevocationReason;
@@ -130,6 +131,14 @@ impl StoredVoucher {
     pub fn remaining_cap_cents(&self) -> Option<i64> {
         self.cap_cents.map(|cap| cap - self.claimed_cents)
     }
+
+    /// The issuer's medication ceiling minus settled medication; `None` if the voucher does not
+    /// cover medication.
+    pub fn remaining_medication_cents(&self, ceiling_cents: i64) -> Option<i64> {
+        self.voucher
+            .covers(schein_proto::v1::Scope::Medication)
+            .then(|| (ceiling_cents - self.medication_cents).max(0))
+    }
 }
 
 /// Position in the newest-first listing: an issue sequence number.
@@ -176,7 +185,7 @@ impl Store {
         // No background flushing: durability comes from the explicit flush before each answer,
         // and tests that kill a node can only pass if that flush is there.
         let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
-        Ok(Self {
+        let store = Self {
             issued: db.open_tree("issued")?,
             state: db.open_tree("voucher_state")?,
             order: db.open_tree("issue_order")?,
@@ -193,7 +202,9 @@ impl Store {
             writer: Default::default(),
             durable: true,
             db,
-        })
+        };
+        store.index_validity()?;
+        Ok(store)
     }
 
     /// Records a newly signed voucher. Fails with [`StoreError::SerialTaken`] if the serial
@@ -213,12 +224,19 @@ impl Store {
         let month = issued_on
             .month()
             .ok_or_else(|| corrupt("issue day out of range"))?;
-        let trees = (&self.issued, &self.state, &self.order, &self.aggregates);
+        let trees = (
+            &self.issued,
+            &self.state,
+            &self.order,
+            &self.aggregates,
+            &self.meta,
+        );
         let writing = self.writer.lock().await;
-        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates)| {
+        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates, meta)| {
             if issued_tree.get(serial.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
             }
+            clearing::note_validity(meta, voucher.valid_from, voucher.valid_until)?;
             let mut state = StateRecord::default();
             let mut counted = aggregates::Counted::InState(&mut state.counted_in);
             aggregates::count(aggregates, &mut counted, "issued", None, month, 0)?;
@@ -488,9 +506,16 @@ mod tests {
         let unknown = Serial::random();
         for (claim, serial) in [("a", known), ("b", known), ("c", unknown), ("d", unknown)] {
             store
-                .settle("leipzig", &record(claim, serial), from, |r: &Receipt| {
-                    r.encode_to_vec()
-                })
+                .settle(
+                    "leipzig",
+                    &record(claim, serial),
+                    from,
+                    Ceilings {
+                        medication_per_voucher_cents: 50_000,
+                        per_claim_cents: 250_000,
+                    },
+                    |r: &Receipt| r.encode_to_vec(),
+                )
                 .await
                 .unwrap();
         }

@@ -8,16 +8,19 @@ use schein_proto::v1::{
     CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, Scope, SettlementRecord,
     ledger_event,
 };
+use schein_proto::voucher::claim_deadline;
 use schein_proto::{Day, Serial};
 use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use schein_proto::period::Period;
+use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, clearing, corrupt, ledger};
 
-use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, corrupt, ledger};
-
-/// Claims must arrive within this many months after a voucher's validity ends.
-const CLAIM_DEADLINE_MONTHS: u32 = 3;
+/// What the issuer pays at most (its member entry's limits), as the settle decision needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceilings {
+    pub medication_per_voucher_cents: i64,
+    pub per_claim_cents: i64,
+}
 
 /// A settlement record that cannot be decided on at all; nothing is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,11 +36,6 @@ pub enum CapApproval {
     Applied(StoredVoucher),
     /// Recorded; it needs a second, different office identity.
     Pending(StoredVoucher),
-}
-
-/// Marks a period closed in clearing.
-pub(super) fn closed_key(period: Period) -> Vec<u8> {
-    format!("closed/{period}").into_bytes()
 }
 
 fn settlement_key(redeemer: &str, claim_id: &str) -> Vec<u8> {
@@ -60,6 +58,7 @@ impl Store {
         issuer: &str,
         record: &SettlementRecord,
         today: Day,
+        ceilings: Ceilings,
         sign: impl Fn(&Receipt) -> Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
         if !(1..=MAX_CENTS).contains(&record.amount_cents) {
@@ -140,14 +139,10 @@ impl Store {
                 match &mut voucher {
                     None => receipt.reason = RejectReason::UnknownVoucher as i32,
                     Some((stored, _, voucher_state)) => {
-                        let mut closed = false;
-                        for p in Period::containing(month) {
-                            closed |= meta.get(closed_key(p))?.is_some();
-                        }
-                        let decision = if closed {
+                        let decision = if clearing::closed_in(meta, &record.redeemer, month)? {
                             Err(RejectReason::PeriodClosed)
                         } else {
-                            decide(stored, record, category, today)
+                            decide(stored, record, category, today, ceilings)
                         };
                         receipt.remaining_cap_cents = stored.remaining_cap_cents();
                         match decision {
@@ -314,13 +309,16 @@ impl Store {
     }
 }
 
-/// The rules of flow 4 for one voucher, in order: revoked, service month within validity,
-/// deadline, cap (treatment only; medication is outside the cap).
+/// The rules of flow 4 for one voucher, in order: the voucher as presented, the emergency
+/// voucher's bound provider, revocation (services before its day are still paid), scope,
+/// service month within validity, deadline by the day the redeemer accepted the claim, the
+/// ceiling per claim, and the cap (treatment) or the medication ceiling (medication).
 fn decide(
     stored: &StoredVoucher,
     record: &SettlementRecord,
     category: Category,
     today: Day,
+    ceilings: Ceilings,
 ) -> Result<(), RejectReason> {
     let voucher = &stored.voucher;
     // What R was shown must be the voucher stored here: a leaked key cannot mint variants.
@@ -328,8 +326,22 @@ fn decide(
     if record.voucher_hash != stored_hash {
         return Err(RejectReason::UnknownVoucher);
     }
-    if stored.revoked_on.is_some() {
-        return Err(RejectReason::Revoked);
+    // The redeemer does not say which provider claims (privacy rule 3), only which node: an
+    // emergency voucher settles only for its bound provider's node.
+    if let Some(bound) = &voucher.bound_provider
+        && bound.split_once('/').map(|(node, _)| node) != Some(record.redeemer.as_str())
+    {
+        return Err(RejectReason::NotBoundProvider);
+    }
+    if let Some(revoked_on) = stored.revoked_on {
+        // The redeemer vouches (signed) that the service came before the revocation day; a
+        // service month after the revocation's month cannot have.
+        let plausible = revoked_on
+            .month()
+            .is_some_and(|revoked| record.service_month <= revoked);
+        if !(record.served_before_revocation && plausible) {
+            return Err(RejectReason::Revoked);
+        }
     }
     if category == Category::Medication && !voucher.covers(Scope::Medication) {
         return Err(RejectReason::OutOfScope);
@@ -339,18 +351,39 @@ fn decide(
     if !(first..=last).contains(&record.service_month) {
         return Err(RejectReason::Expired);
     }
-    let deadline = voucher
-        .valid_until
-        .add_months(CLAIM_DEADLINE_MONTHS)
-        .unwrap_or(voucher.valid_until);
-    if today > deadline {
+    if accepted_on(record, today) > claim_deadline(voucher.valid_until) {
         return Err(RejectReason::DeadlinePassed);
     }
-    if category == Category::Treatment
-        && let Some(cap) = stored.cap_cents
-        && stored.claimed_cents + record.amount_cents > cap
-    {
-        return Err(RejectReason::OverCap);
+    if record.amount_cents > ceilings.per_claim_cents {
+        return Err(RejectReason::OverClaimCeiling);
+    }
+    match category {
+        Category::Medication => {
+            if stored.medication_cents + record.amount_cents > ceilings.medication_per_voucher_cents
+            {
+                return Err(RejectReason::OverMedicationCeiling);
+            }
+        }
+        _ => {
+            if let Some(cap) = stored.cap_cents
+                && stored.claimed_cents + record.amount_cents > cap
+            {
+                return Err(RejectReason::OverCap);
+            }
+        }
     }
     Ok(())
+}
+
+/// The day the redeemer accepted the claim, as its signed record says, if that is plausible:
+/// not before the service month began and not after today (a day of clock skew allowed).
+/// Otherwise, and for records without it, today: the issuer's own clock.
+fn accepted_on(record: &SettlementRecord, today: Day) -> Day {
+    let earliest = Day::first_of_month(record.service_month);
+    let latest = today.checked_add_days(1).unwrap_or(today);
+    record
+        .accepted_on
+        .map(Day::from)
+        .filter(|day| earliest.is_some_and(|first| first <= *day) && *day <= latest)
+        .unwrap_or(today)
 }
