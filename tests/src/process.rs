@@ -201,7 +201,7 @@ impl NodeProcess {
 
     /// Everything the node logged so far, colour codes removed.
     pub fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log_path).unwrap_or_default())
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// Waits until the node's log has more than `after` lines containing every one of
@@ -288,22 +288,6 @@ impl Drop for NodeProcess {
 }
 
 /// Removes ANSI escape sequences (`ESC [ … letter`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Several node processes made by `init` in one temporary directory, every node's member
 /// entry in every roster. Nothing runs until [`NodeProcess::start`].

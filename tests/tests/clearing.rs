@@ -181,6 +181,13 @@ async fn a_period_with_45_claims_clears_and_agrees() {
         "{future:?}"
     );
     assert!(future.message().contains("never closes"), "{future:?}");
+
+    // The nodes log into a file here: plain text, no terminal colour codes.
+    for node in [leipzig, dresden] {
+        let log = node.log();
+        assert!(log.contains("pair closed by peer") || log.contains("closing period"));
+        assert!(!log.contains('\u{1b}'), "{} logs colour codes into a file", node.id);
+    }
 }
 
 /// A past period whose claim deadline has passed at both nodes closes with one office identity.

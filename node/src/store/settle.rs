@@ -387,3 +387,206 @@ fn accepted_on(record: &SettlementRecord, today: Day) -> Day {
         .filter(|day| earliest.is_some_and(|first| first <= *day) && *day <= latest)
         .unwrap_or(today)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The issuer's rules against a real store: each test settles records on vouchers made for it
+    //! and reads the decision from the receipt.
+
+    use ed25519_dalek::SigningKey;
+    use schein_proto::SignedVoucher;
+    use schein_proto::v1::RevocationReason;
+    use schein_proto::voucher::new_body;
+
+    use super::*;
+
+    const CEILINGS: Ceilings = Ceilings {
+        medication_per_voucher_cents: 50_000,
+        per_claim_cents: 250_000,
+    };
+
+    fn day(text: &str) -> Day {
+        Day::parse(text).unwrap()
+    }
+
+    struct Issuer {
+        _dir: tempfile::TempDir,
+        store: Store,
+        key: SigningKey,
+    }
+
+    impl Issuer {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            Self {
+                _dir: dir,
+                store,
+                key: SigningKey::from_bytes(&[9; 32]),
+            }
+        }
+
+        /// Issues a voucher valid from `from` to `until` (medication covered, cap EUR 500),
+        /// bound to `bound` if given.
+        async fn voucher(&self, from: &str, until: &str, bound: Option<&str>) -> SignedVoucher {
+            let mut body = new_body(
+                "leipzig",
+                Serial::random(),
+                &self.key.verifying_key(),
+                day(from),
+                day(until),
+                &[Scope::Medication],
+                Some(50_000),
+            );
+            if let Some(bound) = bound {
+                body.emergency = true;
+                body.bound_provider = bound.into();
+            }
+            let signed = SignedVoucher::sign(&body, &self.key);
+            self.store.issue(&signed, day(from)).await.unwrap();
+            signed
+        }
+
+        /// Settles a record of `redeemer` for `cents` in `category`, served in the month of
+        /// `served`, accepted on `accepted`, decided on `today`; returns the receipt.
+        #[allow(clippy::too_many_arguments)]
+        async fn settle(
+            &self,
+            voucher: &SignedVoucher,
+            redeemer: &str,
+            cents: i64,
+            category: Category,
+            served: &str,
+            accepted: &str,
+            before_revocation: bool,
+            today: &str,
+        ) -> Receipt {
+            let record = SettlementRecord {
+                claim_id: data_encoding::HEXLOWER.encode(Serial::random().as_bytes()),
+                serial: voucher.decode_own().unwrap().serial.as_bytes().to_vec(),
+                issuer: "leipzig".into(),
+                amount_cents: cents,
+                category: category as i32,
+                service_month: day(served).month().unwrap(),
+                redeemer: redeemer.into(),
+                key_id: "test".into(),
+                voucher_hash: sha2::Sha256::digest(voucher.to_bytes()).to_vec(),
+                accepted_on: Some(day(accepted).into()),
+                served_before_revocation: before_revocation,
+            };
+            let bytes = self
+                .store
+                .settle("leipzig", &record, day(today), CEILINGS, |r: &Receipt| {
+                    r.encode_to_vec()
+                })
+                .await
+                .unwrap();
+            Receipt::decode(bytes.as_slice()).unwrap()
+        }
+    }
+
+    fn decision(receipt: &Receipt) -> Result<(), RejectReason> {
+        if receipt.outcome == Outcome::Accepted as i32 {
+            Ok(())
+        } else {
+            Err(RejectReason::try_from(receipt.reason).unwrap())
+        }
+    }
+
+    const T: Category = Category::Treatment;
+    const M: Category = Category::Medication;
+
+    #[tokio::test]
+    async fn the_deadline_is_judged_by_the_day_the_redeemer_accepted_the_claim() {
+        let issuer = Issuer::new();
+        let v = issuer.voucher("2026-07-01", "2026-09-30", None).await;
+        // Deadline 2026-12-30. Accepted in time, arriving after an outage: paid.
+        let late_arrival = issuer
+            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-12-20", false, "2027-01-15")
+            .await;
+        assert_eq!(decision(&late_arrival), Ok(()));
+        // Accepted after the deadline: rejected.
+        let late = issuer
+            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-12-31", false, "2026-12-31")
+            .await;
+        assert_eq!(decision(&late), Err(RejectReason::DeadlinePassed));
+        // An acceptance day in the issuer's future is not believed: its own clock decides.
+        let future = issuer
+            .settle(&v, "dresden", 466, T, "2026-09-15", "2027-01-20", false, "2027-01-10")
+            .await;
+        assert_eq!(decision(&future), Err(RejectReason::DeadlinePassed));
+        // Nor one before the service month began.
+        let before = issuer
+            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-08-01", false, "2027-01-10")
+            .await;
+        assert_eq!(decision(&before), Err(RejectReason::DeadlinePassed));
+    }
+
+    #[tokio::test]
+    async fn services_before_a_revocation_are_paid_and_after_it_not() {
+        let issuer = Issuer::new();
+        let v = issuer.voucher("2026-10-01", "2026-12-31", None).await;
+        let serial = v.decode_own().unwrap().serial;
+        issuer
+            .store
+            .revoke(serial, RevocationReason::Lost, day("2026-11-20"))
+            .await
+            .unwrap();
+        let before = issuer
+            .settle(&v, "dresden", 466, T, "2026-11-10", "2026-11-25", true, "2026-11-25")
+            .await;
+        assert_eq!(decision(&before), Ok(()), "served before the revocation");
+        let after = issuer
+            .settle(&v, "dresden", 466, T, "2026-11-21", "2026-11-25", false, "2026-11-25")
+            .await;
+        assert_eq!(decision(&after), Err(RejectReason::Revoked));
+        // A redeemer claiming "before" for a month after the revocation's is not believed.
+        let implausible = issuer
+            .settle(&v, "dresden", 466, T, "2026-12-02", "2026-12-03", true, "2026-12-03")
+            .await;
+        assert_eq!(decision(&implausible), Err(RejectReason::Revoked));
+    }
+
+    #[tokio::test]
+    async fn ceilings_bound_one_claim_and_a_vouchers_medication() {
+        let issuer = Issuer::new();
+        let v = issuer.voucher("2026-10-01", "2026-12-31", None).await;
+        let too_big = issuer
+            .settle(&v, "dresden", 250_001, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .await;
+        assert_eq!(decision(&too_big), Err(RejectReason::OverClaimCeiling));
+        let first = issuer
+            .settle(&v, "dresden", 40_000, M, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .await;
+        assert_eq!(decision(&first), Ok(()));
+        let over = issuer
+            .settle(&v, "dresden", 10_001, M, "2026-11-11", "2026-11-11", false, "2026-11-11")
+            .await;
+        assert_eq!(decision(&over), Err(RejectReason::OverMedicationCeiling));
+        let rest = issuer
+            .settle(&v, "dresden", 10_000, M, "2026-11-11", "2026-11-11", false, "2026-11-11")
+            .await;
+        assert_eq!(decision(&rest), Ok(()), "exactly up to the ceiling");
+        // Medication does not use the treatment cap.
+        let treatment = issuer
+            .settle(&v, "dresden", 50_000, T, "2026-11-12", "2026-11-12", false, "2026-11-12")
+            .await;
+        assert_eq!(decision(&treatment), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_emergency_voucher_settles_only_for_its_providers_node() {
+        let issuer = Issuer::new();
+        let v = issuer
+            .voucher("2026-10-01", "2026-12-31", Some("chemnitz/klinikum"))
+            .await;
+        let elsewhere = issuer
+            .settle(&v, "dresden", 15_000, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .await;
+        assert_eq!(decision(&elsewhere), Err(RejectReason::NotBoundProvider));
+        let bound = issuer
+            .settle(&v, "chemnitz", 15_000, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .await;
+        assert_eq!(decision(&bound), Ok(()));
+    }
+}
