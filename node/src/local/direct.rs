@@ -46,12 +46,14 @@ pub enum Rpc {
     MemberEntry,
     Settle,
     Statement,
+    ClosePeriod,
+    ProviderKnown,
     Report,
     Members,
 }
 
 impl Rpc {
-    pub const ALL: [Rpc; 22] = [
+    pub const ALL: [Rpc; 24] = [
         Rpc::IssueVoucher,
         Rpc::RevokeVoucher,
         Rpc::ShowVoucher,
@@ -72,6 +74,8 @@ impl Rpc {
         Rpc::MemberEntry,
         Rpc::Settle,
         Rpc::Statement,
+        Rpc::ClosePeriod,
+        Rpc::ProviderKnown,
         Rpc::Report,
         Rpc::Members,
     ];
@@ -92,7 +96,8 @@ impl Rpc {
             VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
                 Role::Provider
             }
-            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement => Role::Node,
+            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement | ClosePeriod
+            | ProviderKnown => Role::Node,
             Report | Members => Role::Funder,
         }
     }
@@ -262,6 +267,8 @@ impl DirectNode {
             Rpc::MemberEntry => handle!(federation.member_entry, v1::MemberEntryRequest),
             Rpc::Settle => handle!(federation.settle, v1::SettleRequest),
             Rpc::Statement => handle!(federation.statement, v1::StatementRequest),
+            Rpc::ClosePeriod => handle!(federation.close_period, v1::ClosePeriodRequest),
+            Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),
             Rpc::Report => handle!(reports.report, v1::ReportRequest),
             Rpc::Members => handle!(reports.members, v1::MembersRequest),
         })
