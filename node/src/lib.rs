@@ -23,6 +23,7 @@ pub mod service;
 pub mod store;
 pub mod tls;
 pub mod verify;
+pub mod wire;
 
 /// An error and its sources on one line, for messages to people.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

@@ -97,6 +97,7 @@ pub async fn run(
     }
     let serve = tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(30))
+        .layer(crate::wire::RefusalCodes)
         .add_service(health_service)
         .add_service(
             OfficeServer::new(OfficeService::new(node.clone())).max_decoding_message_size(max),

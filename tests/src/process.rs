@@ -20,7 +20,8 @@ use schein_node::roster::{MemberEntry, Roster};
 use schein_proto::v1::ListVouchersRequest;
 use schein_proto::v1::office_client::OfficeClient;
 
-/// The `schein-node` binary next to the running test executable, built once if it is missing.
+/// The `schein-node` binary next to the running test executable, built if it is missing or
+/// older than the sources it is built from: a stale binary would silently test old code.
 ///
 /// `cargo test --workspace` builds it already; `cargo test -p schein-tests` does not, and
 /// `CARGO_BIN_EXE_schein-node` exists only for the tests of the `schein-node` package.
@@ -42,11 +43,14 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
         )
     })?;
     let binary = profile_dir.join(format!("schein-node{}", std::env::consts::EXE_SUFFIX));
-    if !binary.is_file() {
+    let built_at = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let newest_source = newest_source()?;
+    if built_at.is_none_or(|built_at| built_at < newest_source) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let target_dir = profile_dir
             .parent()
             .ok_or_else(|| anyhow!("no target dir above {}", profile_dir.display()))?;
+        eprintln!("building schein-node: the binary is missing or older than its sources");
         let status = Command::new(cargo)
             .args([
                 "build",
@@ -65,6 +69,31 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     }
     *built = Some(binary.clone());
     Ok(binary)
+}
+
+/// When the newest source file of the node binary was changed: its crate, the protocol crate
+/// and the lock file.
+fn newest_source() -> anyhow::Result<std::time::SystemTime> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| anyhow!("the tests crate has no parent directory"))?;
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut pending: Vec<PathBuf> = ["node/src", "node/Cargo.toml", "proto", "Cargo.lock"]
+        .iter()
+        .map(|p| workspace.join(p))
+        .collect();
+    while let Some(path) = pending.pop() {
+        let metadata =
+            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        } else {
+            newest = newest.max(metadata.modified()?);
+        }
+    }
+    Ok(newest)
 }
 
 /// A loopback port that was free a moment ago. A node process binds it itself, so there is a

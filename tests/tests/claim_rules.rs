@@ -119,7 +119,10 @@ async fn an_emergency_voucher_is_bound_to_one_enrolled_provider() {
         ..Default::default()
     })
     .await;
-    assert_eq!(reason_of(&not_emergency), Some(ErrorReason::InvalidArgument));
+    assert_eq!(
+        reason_of(&not_emergency),
+        Some(ErrorReason::InvalidArgument)
+    );
     for nobody in [
         "chemnitz/no-such-hospital",
         "leipzig/no-such-hospital",
@@ -218,8 +221,15 @@ async fn ceilings_hold_at_the_redeemer_and_at_the_issuer() {
         .submit_claim(medication("m99", 99))
         .await
         .unwrap_err();
-    assert_eq!(reason_of(&at_once), Some(ErrorReason::OverCeiling), "{at_once:?}");
-    let three = pharmacy.submit_claim(medication("m3", 3)).await.unwrap_err();
+    assert_eq!(
+        reason_of(&at_once),
+        Some(ErrorReason::OverCeiling),
+        "{at_once:?}"
+    );
+    let three = pharmacy
+        .submit_claim(medication("m3", 3))
+        .await
+        .unwrap_err();
     assert_eq!(reason_of(&three), Some(ErrorReason::OverCeiling));
     let two = pharmacy
         .submit_claim(medication("m2", 2))
@@ -268,7 +278,11 @@ async fn ceilings_hold_at_the_redeemer_and_at_the_issuer() {
             .into_inner();
         (shown.claimed_cents, shown.medication_cents)
     };
-    assert_eq!((claimed, medication), (0, 40_000), "nothing over a ceiling was paid");
+    assert_eq!(
+        (claimed, medication),
+        (0, 40_000),
+        "nothing over a ceiling was paid"
+    );
     saxony.shutdown().await.unwrap();
 }
 
@@ -308,10 +322,19 @@ async fn a_revocation_does_not_take_back_services_given_before_it() {
     // The card is reported lost today; a visit three days ago is billed afterwards: paid.
     let voucher = backdated(&mut leipzig).await;
     let revoked = revoke(&mut leipzig, voucher.short_code.clone()).await;
-    assert_eq!(revoked.revoked_on, Some(Day::today().into()), "only the day is kept");
+    assert_eq!(
+        revoked.revoked_on,
+        Some(Day::today().into()),
+        "only the day is kept"
+    );
     let earlier = practice
         .submit_claim(served_on(
-            claim_request("before", &voucher.full_code, &[("GOAE-1", 1, 466)], Category::Treatment),
+            claim_request(
+                "before",
+                &voucher.full_code,
+                &[("GOAE-1", 1, 466)],
+                Category::Treatment,
+            ),
             days_ago(3),
         ))
         .await
@@ -336,7 +359,12 @@ async fn a_revocation_does_not_take_back_services_given_before_it() {
     saxony.federation.stop("leipzig").await.unwrap();
     let pending = practice
         .submit_claim(served_on(
-            claim_request("outage", &voucher.full_code, &[("GOAE-1", 1, 466)], Category::Treatment),
+            claim_request(
+                "outage",
+                &voucher.full_code,
+                &[("GOAE-1", 1, 466)],
+                Category::Treatment,
+            ),
             days_ago(2),
         ))
         .await
@@ -377,7 +405,11 @@ async fn a_period_left_half_closed_is_completed_by_closing_again() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(shown.state(), ClearingState::Closing, "show tells the truth");
+    assert_eq!(
+        shown.state(),
+        ClearingState::Closing,
+        "show tells the truth"
+    );
 
     saxony.federation.restart("chemnitz").await.unwrap();
     let done = leipzig

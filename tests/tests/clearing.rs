@@ -186,7 +186,11 @@ async fn a_period_with_45_claims_clears_and_agrees() {
     for node in [leipzig, dresden] {
         let log = node.log();
         assert!(log.contains("pair closed by peer") || log.contains("closing period"));
-        assert!(!log.contains('\u{1b}'), "{} logs colour codes into a file", node.id);
+        assert!(
+            !log.contains('\u{1b}'),
+            "{} logs colour codes into a file",
+            node.id
+        );
     }
 }
 

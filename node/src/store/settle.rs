@@ -502,22 +502,58 @@ mod tests {
         let v = issuer.voucher("2026-07-01", "2026-09-30", None).await;
         // Deadline 2026-12-30. Accepted in time, arriving after an outage: paid.
         let late_arrival = issuer
-            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-12-20", false, "2027-01-15")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-09-15",
+                "2026-12-20",
+                false,
+                "2027-01-15",
+            )
             .await;
         assert_eq!(decision(&late_arrival), Ok(()));
         // Accepted after the deadline: rejected.
         let late = issuer
-            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-12-31", false, "2026-12-31")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-09-15",
+                "2026-12-31",
+                false,
+                "2026-12-31",
+            )
             .await;
         assert_eq!(decision(&late), Err(RejectReason::DeadlinePassed));
         // An acceptance day in the issuer's future is not believed: its own clock decides.
         let future = issuer
-            .settle(&v, "dresden", 466, T, "2026-09-15", "2027-01-20", false, "2027-01-10")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-09-15",
+                "2027-01-20",
+                false,
+                "2027-01-10",
+            )
             .await;
         assert_eq!(decision(&future), Err(RejectReason::DeadlinePassed));
         // Nor one before the service month began.
         let before = issuer
-            .settle(&v, "dresden", 466, T, "2026-09-15", "2026-08-01", false, "2027-01-10")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-09-15",
+                "2026-08-01",
+                false,
+                "2027-01-10",
+            )
             .await;
         assert_eq!(decision(&before), Err(RejectReason::DeadlinePassed));
     }
@@ -533,16 +569,43 @@ mod tests {
             .await
             .unwrap();
         let before = issuer
-            .settle(&v, "dresden", 466, T, "2026-11-10", "2026-11-25", true, "2026-11-25")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-11-10",
+                "2026-11-25",
+                true,
+                "2026-11-25",
+            )
             .await;
         assert_eq!(decision(&before), Ok(()), "served before the revocation");
         let after = issuer
-            .settle(&v, "dresden", 466, T, "2026-11-21", "2026-11-25", false, "2026-11-25")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-11-21",
+                "2026-11-25",
+                false,
+                "2026-11-25",
+            )
             .await;
         assert_eq!(decision(&after), Err(RejectReason::Revoked));
         // A redeemer claiming "before" for a month after the revocation's is not believed.
         let implausible = issuer
-            .settle(&v, "dresden", 466, T, "2026-12-02", "2026-12-03", true, "2026-12-03")
+            .settle(
+                &v,
+                "dresden",
+                466,
+                T,
+                "2026-12-02",
+                "2026-12-03",
+                true,
+                "2026-12-03",
+            )
             .await;
         assert_eq!(decision(&implausible), Err(RejectReason::Revoked));
     }
@@ -552,24 +615,69 @@ mod tests {
         let issuer = Issuer::new();
         let v = issuer.voucher("2026-10-01", "2026-12-31", None).await;
         let too_big = issuer
-            .settle(&v, "dresden", 250_001, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .settle(
+                &v,
+                "dresden",
+                250_001,
+                T,
+                "2026-11-10",
+                "2026-11-10",
+                false,
+                "2026-11-10",
+            )
             .await;
         assert_eq!(decision(&too_big), Err(RejectReason::OverClaimCeiling));
         let first = issuer
-            .settle(&v, "dresden", 40_000, M, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .settle(
+                &v,
+                "dresden",
+                40_000,
+                M,
+                "2026-11-10",
+                "2026-11-10",
+                false,
+                "2026-11-10",
+            )
             .await;
         assert_eq!(decision(&first), Ok(()));
         let over = issuer
-            .settle(&v, "dresden", 10_001, M, "2026-11-11", "2026-11-11", false, "2026-11-11")
+            .settle(
+                &v,
+                "dresden",
+                10_001,
+                M,
+                "2026-11-11",
+                "2026-11-11",
+                false,
+                "2026-11-11",
+            )
             .await;
         assert_eq!(decision(&over), Err(RejectReason::OverMedicationCeiling));
         let rest = issuer
-            .settle(&v, "dresden", 10_000, M, "2026-11-11", "2026-11-11", false, "2026-11-11")
+            .settle(
+                &v,
+                "dresden",
+                10_000,
+                M,
+                "2026-11-11",
+                "2026-11-11",
+                false,
+                "2026-11-11",
+            )
             .await;
         assert_eq!(decision(&rest), Ok(()), "exactly up to the ceiling");
         // Medication does not use the treatment cap.
         let treatment = issuer
-            .settle(&v, "dresden", 50_000, T, "2026-11-12", "2026-11-12", false, "2026-11-12")
+            .settle(
+                &v,
+                "dresden",
+                50_000,
+                T,
+                "2026-11-12",
+                "2026-11-12",
+                false,
+                "2026-11-12",
+            )
             .await;
         assert_eq!(decision(&treatment), Ok(()));
     }
@@ -581,11 +689,29 @@ mod tests {
             .voucher("2026-10-01", "2026-12-31", Some("chemnitz/klinikum"))
             .await;
         let elsewhere = issuer
-            .settle(&v, "dresden", 15_000, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .settle(
+                &v,
+                "dresden",
+                15_000,
+                T,
+                "2026-11-10",
+                "2026-11-10",
+                false,
+                "2026-11-10",
+            )
             .await;
         assert_eq!(decision(&elsewhere), Err(RejectReason::NotBoundProvider));
         let bound = issuer
-            .settle(&v, "chemnitz", 15_000, T, "2026-11-10", "2026-11-10", false, "2026-11-10")
+            .settle(
+                &v,
+                "chemnitz",
+                15_000,
+                T,
+                "2026-11-10",
+                "2026-11-10",
+                false,
+                "2026-11-10",
+            )
             .await;
         assert_eq!(decision(&bound), Ok(()));
     }
