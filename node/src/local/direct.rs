@@ -1,7 +1,11 @@
 //! One node whose services are called in-process, without a listener or TLS: each request gets
 //! the caller's identity as the TLS acceptor would attach it. The request fuzz target and the
 //! request proptest drive the real handlers through it with messages decoded from arbitrary
-//! bytes, so that both exercise exactly what a client on the network can reach.
+//! bytes, so that both exercise what a client on the network can reach *behind* the transport.
+//!
+//! What it skips: TLS and certificate checks, the server's size limits and its decoding layer
+//! ([`crate::wire`]), and the network between members (it is alone in its roster). Tests that
+//! claim to test the wire use real nodes on loopback (`tests/`), never this.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -198,6 +202,33 @@ impl DirectNode {
             ca_fingerprint: self.ca_fingerprint,
         });
         request
+    }
+
+    /// Fetches the node's whole ledger through its office handler and checks the hash chain
+    /// and the signed head, as `schein ledger verify` does.
+    pub async fn checked_ledger(&self) -> Result<schein_proto::ledger::CheckedLedger, String> {
+        let mut entries = Vec::new();
+        loop {
+            let request = v1::LedgerRequest {
+                from_seq: entries.len() as u64 + 1,
+                limit: 1000,
+            };
+            let page = self
+                .office
+                .ledger(self.request(Role::Office, request))
+                .await
+                .map_err(|status| format!("the ledger cannot be read: {status:?}"))?
+                .into_inner();
+            if page.entries.is_empty() {
+                return schein_proto::ledger::verify_chain(
+                    &entries,
+                    &page.signed_head,
+                    &page.signing_keys,
+                )
+                .map_err(|error| format!("the ledger does not check out: {error}"));
+            }
+            entries.extend(page.entries);
+        }
     }
 
     /// Replaces `#0` … `#3` with the code of a voucher issued at creation.
