@@ -28,7 +28,8 @@ use tonic::Code;
 /// Longest status message accepted back: a sentence, not the request's content.
 const MAX_MESSAGE: usize = 1024;
 
-/// What a node has stored, as its clients can see it.
+/// What a pair of nodes has stored, as their clients can see it: the issuer's vouchers with
+/// what was claimed on them, both ledgers' lengths, and the provider's claims at the redeemer.
 #[derive(Debug, PartialEq)]
 struct Stored {
     vouchers: Vec<(String, i64)>,
@@ -37,11 +38,11 @@ struct Stored {
 }
 
 async fn stored(
-    office: &IdentityFile,
-    other_office: &IdentityFile,
+    issuer_office: &IdentityFile,
+    redeemer_office: &IdentityFile,
     provider: &IdentityFile,
 ) -> Stored {
-    let listed = OfficeClient::new(office.connect(None).await.expect("the node answers"))
+    let listed = OfficeClient::new(issuer_office.connect(None).await.expect("the node answers"))
         .list_vouchers(ListVouchersRequest {
             limit: 1000,
             ..Default::default()
@@ -56,12 +57,12 @@ async fn stored(
             .map(|v| (v.short_code, v.claimed_cents))
             .collect(),
         ledgers: vec![
-            Ledger::fetch(office)
+            Ledger::fetch(issuer_office)
                 .await
                 .expect("the node answers")
                 .entries
                 .len(),
-            Ledger::fetch(other_office)
+            Ledger::fetch(redeemer_office)
                 .await
                 .expect("the node answers")
                 .entries
@@ -149,7 +150,16 @@ async fn claims_beyond_the_limits_are_refused_and_change_nothing() {
     let record = client.submit_claim(at_limit).await.unwrap().into_inner();
     assert_eq!(record.state(), ClaimState::Settled, "{}", record.message);
     assert_eq!(record.amount_cents, 233 * max_items as i64);
-    let before = stored(&dresden_office, &leipzig_office, &provider).await;
+    // The issuer's vouchers (with what was claimed on them), both ledgers, the provider's claims.
+    let before = stored(&leipzig_office, &dresden_office, &provider).await;
+    assert_eq!(
+        before.vouchers.len(),
+        1,
+        "the voucher and its claim are seen"
+    );
+    assert_eq!(before.vouchers[0].1, 233 * max_items as i64);
+    assert_eq!(before.claims.len(), 1);
+    assert_eq!(before.ledgers, [1, 1], "one receipt at each side");
 
     let long = "X".repeat(20_000);
     let refused_for_items = [
@@ -246,7 +256,7 @@ async fn claims_beyond_the_limits_are_refused_and_change_nothing() {
         .into_inner();
     assert_eq!(ledger.entries.len(), 1, "the one settlement");
 
-    let after = stored(&dresden_office, &leipzig_office, &provider).await;
+    let after = stored(&leipzig_office, &dresden_office, &provider).await;
     assert_eq!(before, after, "no refused request stored anything");
     for node in &mut federation.nodes {
         node.assert_alive().unwrap();
