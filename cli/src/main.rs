@@ -3,8 +3,10 @@
 //! local three-city federation that shows the whole flow.
 //!
 //! Exit codes: 0 success (for `verify`: the voucher is valid), 1 the request failed (refused,
-//! unreachable, bad input), 2 wrong usage, 3 `verify`: the voucher is invalid, 4 `verify`: its
-//! status could not be confirmed (the issuer could not be reached).
+//! unreachable, bad input) or its answer could not be written, 2 wrong usage, 3 `verify`: the
+//! voucher is invalid, 4 `verify`: its status could not be confirmed (the issuer could not be
+//! reached). A reader that closes the pipe early (`schein voucher list | head -1`) changes
+//! none of them: the output ends quietly.
 
 mod claim;
 mod client;
@@ -26,6 +28,7 @@ enum Outcome {
     StatusUnknown,
 }
 
+const EXIT_FAILED: u8 = 1;
 const EXIT_INVALID: u8 = 3;
 const EXIT_UNKNOWN: u8 = 4;
 
@@ -86,20 +89,42 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("schein: cannot start: {error}");
-            return ExitCode::FAILURE;
+            complain(format_args!("cannot start: {error}"));
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     let result = runtime.block_on(execute(cli));
-    match result {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::VoucherInvalid) => ExitCode::from(EXIT_INVALID),
-        Ok(Outcome::StatusUnknown) => ExitCode::from(EXIT_UNKNOWN),
+    let written = output::finish();
+    let code = match &result {
+        Ok(Outcome::Done) => 0,
+        Ok(Outcome::VoucherInvalid) => EXIT_INVALID,
+        Ok(Outcome::StatusUnknown) => EXIT_UNKNOWN,
         Err(error) => {
-            eprintln!("schein: {error:#}");
-            ExitCode::FAILURE
+            complain(format_args!("{error:#}"));
+            EXIT_FAILED
         }
+    };
+    // A reader that closed the pipe early ends the output quietly, and the exit code is still
+    // the command's own: after `voucher issue | head -1` the voucher exists, and a script that
+    // took a failure for "not issued" would issue a second one.
+    if let Err(error) = written {
+        let done = if result.is_ok() {
+            "; the request itself was carried out"
+        } else {
+            ""
+        };
+        complain(format_args!(
+            "the answer could not be written to standard output ({error}){done}"
+        ));
+        return ExitCode::from(EXIT_FAILED);
     }
+    ExitCode::from(code)
+}
+
+/// A sentence on standard error; if even that cannot be written, the exit code still tells.
+fn complain(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "schein: {message}");
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
