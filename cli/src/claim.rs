@@ -6,8 +6,8 @@ use clap::{Subcommand, ValueEnum};
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
-    Category, ClaimItem, ClaimRecord, ClaimStatusRequest, DecideHeldClaimRequest, LedgerRequest,
-    ListClaimsRequest, ProviderKind, SubmitClaimRequest,
+    Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, DecideHeldClaimRequest,
+    LedgerRequest, ListClaimsRequest, ProviderKind, SubmitClaimRequest,
 };
 
 use crate::Outcome;
@@ -17,7 +17,7 @@ use crate::output::Output;
 #[derive(Subcommand, Debug)]
 pub(crate) enum ClaimCommand {
     /// Bill a treatment on a voucher (provider). Settled with the issuing city at once, or as
-    /// soon as it can be reached.
+    /// soon as it can be reached. Exit code: 0 settled, 5 rejected, 6 pending, 7 held.
     Submit {
         /// The voucher's full code or short code (`-` reads it from standard input).
         #[arg(long)]
@@ -37,7 +37,7 @@ pub(crate) enum ClaimCommand {
         #[arg(long)]
         id: Option<String>,
     },
-    /// Show one of your claims (provider).
+    /// Show one of your claims (provider). Exit code as for submit.
     Status { id: String },
     /// List your claims, newest first (provider).
     List {
@@ -49,9 +49,10 @@ pub(crate) enum ClaimCommand {
     },
     /// Claims held as possible duplicates (office).
     Held,
-    /// Release a held claim for settlement: it is not a duplicate (office).
+    /// Release a held claim for settlement: it is not a duplicate (office). Exit code as for
+    /// submit: 0 settled, 5 rejected by the issuer, 6 pending.
     Release { provider: String, id: String },
-    /// Reject a held claim as a duplicate (office).
+    /// Reject a held claim as a duplicate (office). Exit code 0 once it is rejected.
     Reject { provider: String, id: String },
 }
 
@@ -164,7 +165,7 @@ pub(crate) async fn execute(
             };
             let record = submit(client, request).await?;
             out.claim(&record);
-            Ok(Outcome::Done)
+            outcome_of(&record)
         }
         ClaimCommand::Status { id } => {
             let record = client
@@ -174,7 +175,7 @@ pub(crate) async fn execute(
                 .map_err(|s| client.explain(&s))?
                 .into_inner();
             out.claim(&record);
-            Ok(Outcome::Done)
+            outcome_of(&record)
         }
         ClaimCommand::List { pending, limit } => {
             let response = client
@@ -223,7 +224,25 @@ async fn decide(
         .map_err(|s| client.explain(&s))?
         .into_inner();
     out.claim(&record);
-    Ok(Outcome::Done)
+    // Rejecting a duplicate succeeds when the claim ends rejected; a released claim answers
+    // like a submitted one (settled, or pending while its issuer is down).
+    if !release && record.state() == ClaimState::Rejected {
+        return Ok(Outcome::Done);
+    }
+    outcome_of(&record)
+}
+
+/// The exit of a command that answers with one claim: by the claim's state.
+pub(crate) fn outcome_of(record: &ClaimRecord) -> anyhow::Result<Outcome> {
+    match record.state() {
+        ClaimState::Settled => Ok(Outcome::Done),
+        ClaimState::Rejected => Ok(Outcome::ClaimRejected),
+        ClaimState::Pending => Ok(Outcome::ClaimPending),
+        ClaimState::Held => Ok(Outcome::ClaimHeld),
+        ClaimState::Unspecified => Err(anyhow!(
+            "the node answered with a claim state this version of schein does not know"
+        )),
+    }
 }
 
 /// Fetches the node's whole ledger and checks the chain and the signed head.

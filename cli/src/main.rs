@@ -2,11 +2,18 @@
 //! (issue, revoke, look up vouchers), providers (verify) and funders; and `schein demo`, a
 //! local three-city federation that shows the whole flow.
 //!
-//! Exit codes: 0 success (for `verify`: the voucher is valid), 1 the request failed (refused,
-//! unreachable, bad input) or its answer could not be written, 2 wrong usage, 3 `verify`: the
-//! voucher is invalid, 4 `verify`: its status could not be confirmed (the issuer could not be
-//! reached). A reader that closes the pipe early (`schein voucher list | head -1`) changes
-//! none of them: the output ends quietly.
+//! Exit codes (README, "Exit codes of `schein`"):
+//! - 0 success; for `voucher verify`: the voucher is valid; for `claim submit`, `claim status`
+//!   and `claim release`: the claim is settled; for `claim reject`: it is rejected, as asked;
+//! - 1 the request failed (refused, unreachable, bad input) or its answer could not be written;
+//! - 2 wrong usage (unknown option, malformed argument, options that do not go together);
+//! - 3 `verify`: the voucher is invalid; 4 `verify`: its status could not be confirmed;
+//! - 5 the claim is rejected (over the cap, revoked, period closed, …): it will not be paid;
+//! - 6 the claim is pending: the issuing city cannot be reached now, the node delivers it later;
+//! - 7 the claim is held as a possible duplicate: the clearing office decides.
+//!
+//! A reader that closes the pipe early (`schein voucher list | head -1`) changes none of them:
+//! the output ends quietly.
 
 mod claim;
 mod client;
@@ -20,17 +27,31 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Outcome of a command beyond plain success.
-#[derive(Debug)]
+/// What a command found, when it is more than plain success: each has its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Done,
     VoucherInvalid,
     StatusUnknown,
+    ClaimRejected,
+    ClaimPending,
+    ClaimHeld,
 }
 
 const EXIT_FAILED: u8 = 1;
-const EXIT_INVALID: u8 = 3;
-const EXIT_UNKNOWN: u8 = 4;
+
+impl Outcome {
+    fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::VoucherInvalid => 3,
+            Outcome::StatusUnknown => 4,
+            Outcome::ClaimRejected => 5,
+            Outcome::ClaimPending => 6,
+            Outcome::ClaimHeld => 7,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -96,9 +117,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(execute(cli));
     let written = output::finish();
     let code = match &result {
-        Ok(Outcome::Done) => 0,
-        Ok(Outcome::VoucherInvalid) => EXIT_INVALID,
-        Ok(Outcome::StatusUnknown) => EXIT_UNKNOWN,
+        Ok(outcome) => outcome.exit_code(),
         Err(error) => {
             complain(format_args!("{error:#}"));
             EXIT_FAILED

@@ -53,7 +53,7 @@ fn json(output: &Output) -> serde_json::Value {
 /// Leipzig, Dresden and Chemnitz, with Leipzig's office and a Dresden practice.
 struct Saxony {
     federation: LocalFederation,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     office: PathBuf,
     practice: PathBuf,
 }
@@ -71,9 +71,42 @@ impl Saxony {
             office: dir.path().join("leipzig/identities/office-office.toml"),
             practice: dir.path().join("dresden/identities/provider-praxis.toml"),
             federation,
-            _dir: dir,
+            dir,
         }
     }
+
+    /// Issues a voucher at Leipzig and returns its JSON record.
+    async fn issue(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json", "voucher", "issue"];
+        all.extend_from_slice(args);
+        let issued = schein(&self.office, &all).await;
+        assert_eq!(issued.status.code(), Some(0), "{}", stderr(&issued));
+        json(&issued)
+    }
+}
+
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+/// `claim submit` of `items` on `code` today, under `id`.
+fn claim<'a>(code: &'a str, date: &'a str, id: &'a str, items: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "claim",
+        "submit",
+        "--voucher",
+        code,
+        "--date",
+        date,
+        "--kind",
+        "practice",
+        "--id",
+        id,
+    ];
+    for item in items {
+        args.extend(["--item", item]);
+    }
+    args
 }
 
 #[tokio::test]
@@ -120,5 +153,80 @@ async fn a_closed_pipe_ends_quietly_with_the_commands_exit_code() {
         "{}",
         stderr(&disk_full)
     );
+    saxony.federation.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn claims_exit_with_their_state() {
+    let mut saxony = Saxony::start().await;
+    let practice = saxony.practice.clone();
+    let today = today();
+
+    // Over the cap: rejected, exit 5, and its status says so again.
+    let small = saxony.issue(&["--cap", "5"]).await;
+    let small = small["short_code"].as_str().expect("short code");
+    let over = claim(small, &today, "over", &["GOAE-1:1:4.66", "GOAE-5:1:4.66"]);
+    let over = schein(&practice, &over).await;
+    assert_eq!(
+        over.status.code(),
+        Some(5),
+        "{}{}",
+        stdout(&over),
+        stderr(&over)
+    );
+    assert!(stdout(&over).contains("rejected"), "{}", stdout(&over));
+    let status = schein(&practice, &["claim", "status", "over"]).await;
+    assert_eq!(status.status.code(), Some(5), "{}", stderr(&status));
+
+    // Settled: 0. The same service again under another id: held, 7.
+    let voucher = saxony.issue(&[]).await;
+    let code = voucher["short_code"].as_str().expect("short code");
+    let first = schein(&practice, &claim(code, &today, "first", &["GOAE-1:1:4.66"])).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    for id in ["again", "twice"] {
+        let held = schein(&practice, &claim(code, &today, id, &["GOAE-1:1:4.66"])).await;
+        assert_eq!(
+            held.status.code(),
+            Some(7),
+            "{}{}",
+            stdout(&held),
+            stderr(&held)
+        );
+    }
+    let status = schein(&practice, &["claim", "status", "again"]).await;
+    assert_eq!(status.status.code(), Some(7));
+    // The practice's own office, in Dresden, releases one (settled: 0) and rejects the other
+    // (done as asked: 0); the practice then sees it rejected (5).
+    let office = saxony
+        .dir
+        .path()
+        .join("dresden/identities/office-office.toml");
+    let released = schein(&office, &["claim", "release", "praxis", "again"]).await;
+    assert_eq!(released.status.code(), Some(0), "{}", stderr(&released));
+    let rejected = schein(&office, &["claim", "reject", "praxis", "twice"]).await;
+    assert_eq!(rejected.status.code(), Some(0), "{}", stderr(&rejected));
+    let status = schein(&practice, &["claim", "status", "twice"]).await;
+    assert_eq!(status.status.code(), Some(5));
+    let listed = schein(&practice, &["claim", "list"]).await;
+    assert_eq!(
+        listed.status.code(),
+        Some(0),
+        "a list has no state of its own"
+    );
+
+    // Leipzig down: the claim on the full code waits in Dresden's outbox, 6.
+    let later = saxony.issue(&[]).await;
+    let full = later["full_code"].as_str().expect("full code");
+    saxony.federation.stop("leipzig").await.expect("stop");
+    let pending = schein(&practice, &claim(full, &today, "later", &["GOAE-1:1:4.66"])).await;
+    assert_eq!(
+        pending.status.code(),
+        Some(6),
+        "{}{}",
+        stdout(&pending),
+        stderr(&pending)
+    );
+    let status = schein(&practice, &["claim", "status", "later"]).await;
+    assert_eq!(status.status.code(), Some(6));
     saxony.federation.shutdown().await.expect("shutdown");
 }
