@@ -230,3 +230,36 @@ async fn claims_exit_with_their_state() {
     assert_eq!(status.status.code(), Some(6));
     saxony.federation.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_claim_by_short_code_names_the_issuer_that_is_down() {
+    let mut saxony = Saxony::start().await;
+    let voucher = saxony.issue(&[]).await;
+    let code = voucher["short_code"].as_str().expect("short code");
+    saxony.federation.stop("leipzig").await.expect("stop");
+    let dresden = saxony
+        .federation
+        .node("dresden")
+        .expect("dresden")
+        .config()
+        .expect("config")
+        .settings
+        .endpoint
+        .clone();
+    let refused = schein(
+        &saxony.practice,
+        &claim(code, &today(), "down", &["GOAE-1:1:4.66"]),
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("issuing office (Leipzig) could not be reached"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("cannot reach the node") && !said.contains(&dresden),
+        "Dresden answered; it is not the node that is down: {said}"
+    );
+    saxony.federation.shutdown().await.expect("shutdown");
+}
