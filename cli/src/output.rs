@@ -133,12 +133,29 @@ fn cents(value: Option<i64>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
+/// `Some(provider)` if only that provider may claim; JSON and text agree on when.
+fn bound(provider: &str) -> Option<&str> {
+    Some(provider.trim()).filter(|p| !p.is_empty())
+}
+
+/// What kind of voucher, in words: "emergency voucher, bound to leipzig/klinikum-sued".
+fn kind_words(emergency: bool, bound_provider: &str) -> Option<String> {
+    match (emergency, bound(bound_provider)) {
+        (true, Some(provider)) => Some(format!("emergency voucher, bound to {provider}")),
+        (true, None) => Some("emergency voucher".to_owned()),
+        (false, Some(provider)) => Some(format!("bound to {provider}")),
+        (false, None) => None,
+    }
+}
+
 fn record_json(record: &VoucherRecord) -> Value {
     json!({
         "short_code": record.short_code,
         "full_code": record.full_code,
         "issuer": record.issuer,
         "state": state_name(record.state()),
+        "emergency": record.emergency,
+        "bound_provider": bound(&record.bound_provider),
         "valid_from": day(record.valid_from),
         "valid_until": day(record.valid_until),
         "scope": scopes(&record.scope),
@@ -155,11 +172,14 @@ fn facts_json(facts: &VoucherFacts) -> Value {
         "issuer": facts.issuer,
         "issuer_name": facts.issuer_name,
         "short_code": facts.short_code,
+        "emergency": facts.emergency,
+        "bound_provider": bound(&facts.bound_provider),
         "valid_from": day(facts.valid_from),
         "valid_until": day(facts.valid_until),
         "scope": scopes(&facts.scope),
         "cap_cents": facts.cap_cents,
         "remaining_cap_cents": facts.remaining_cap_cents,
+        "remaining_medication_cents": facts.remaining_medication_cents,
     })
 }
 
@@ -183,9 +203,20 @@ impl fmt::Display for RecordText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let record = self.record;
         if !self.verb.is_empty() {
-            writeln!(f, "Voucher {}.", self.verb)?;
+            let kind = if record.emergency {
+                "Emergency voucher"
+            } else {
+                "Voucher"
+            };
+            writeln!(f, "{kind} {}.", self.verb)?;
         }
         writeln!(f, "  short code   {}", record.short_code)?;
+        if let Some(kind) = kind_words(record.emergency, &record.bound_provider) {
+            writeln!(
+                f,
+                "  kind         {kind}: only that provider may claim on it"
+            )?;
+        }
         writeln!(f, "  state        {}", state_name(record.state()))?;
         write_terms(
             f,
@@ -221,7 +252,7 @@ impl fmt::Display for ListText<'_> {
             writeln!(f, "No vouchers.")?;
         }
         for record in &response.vouchers {
-            writeln!(
+            write!(
                 f,
                 "{:<28} {:<14} {} to {}  cap {:<12} claimed {}",
                 record.short_code,
@@ -231,6 +262,10 @@ impl fmt::Display for ListText<'_> {
                 cents(record.cap_cents),
                 Cents(record.claimed_cents)
             )?;
+            match kind_words(record.emergency, &record.bound_provider) {
+                Some(kind) => writeln!(f, "  {kind}")?,
+                None => writeln!(f)?,
+            }
         }
         if !response.next_page_token.is_empty() {
             writeln!(f, "more: --page-token {}", response.next_page_token)?;
@@ -254,10 +289,26 @@ impl fmt::Display for VerificationText<'_> {
             Verdict::Unspecified => "UNKNOWN ANSWER",
         };
         writeln!(f, "{head}: {}", verification.message)?;
+        let bound_provider = facts.and_then(|f| bound(&f.bound_provider));
+        if verification.reason() == InvalidReason::BoundElsewhere {
+            match bound_provider {
+                Some(provider) => writeln!(
+                    f,
+                    "  NOT FOR YOU  this emergency voucher is bound to {provider}; only that provider may treat and bill on it"
+                )?,
+                None => writeln!(
+                    f,
+                    "  NOT FOR YOU  this emergency voucher is bound to another provider; only that provider may treat and bill on it"
+                )?,
+            }
+        }
         let Some(facts) = facts else { return Ok(()) };
         writeln!(f, "  issuer       {} ({})", facts.issuer_name, facts.issuer)?;
         if !facts.short_code.is_empty() {
             writeln!(f, "  short code   {}", facts.short_code)?;
+        }
+        if let Some(kind) = kind_words(facts.emergency, &facts.bound_provider) {
+            writeln!(f, "  kind         {kind}")?;
         }
         write_terms(
             f,
@@ -268,6 +319,13 @@ impl fmt::Display for VerificationText<'_> {
         )?;
         if facts.remaining_cap_cents.is_some() {
             writeln!(f, "  left         {}", cents(facts.remaining_cap_cents))?;
+        }
+        if facts.remaining_medication_cents.is_some() {
+            writeln!(
+                f,
+                "  medication   {} left (outside the cap)",
+                cents(facts.remaining_medication_cents)
+            )?;
         }
         Ok(())
     }
@@ -506,5 +564,76 @@ pub(crate) fn reason_code(reason: InvalidReason) -> Option<&'static str> {
         InvalidReason::UnknownVoucher => Some("unknown_voucher"),
         InvalidReason::OutOfScope => Some("out_of_scope"),
         InvalidReason::BoundElsewhere => Some("bound_elsewhere"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the node answers a provider other than the one an emergency voucher is bound to.
+    fn bound_elsewhere() -> Verification {
+        Verification {
+            verdict: Verdict::Invalid as i32,
+            reason: InvalidReason::BoundElsewhere as i32,
+            message: "This emergency voucher was issued for another provider.".into(),
+            voucher: Some(VoucherFacts {
+                issuer: "chemnitz".into(),
+                issuer_name: "Chemnitz".into(),
+                emergency: true,
+                bound_provider: "chemnitz/klinikum".into(),
+                remaining_medication_cents: Some(12_000),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_voucher_bound_elsewhere_says_to_whom_and_not_for_you() {
+        let text = VerificationText(&bound_elsewhere()).to_string();
+        assert!(text.starts_with("INVALID: "), "{text}");
+        assert!(
+            text.contains("NOT FOR YOU  this emergency voucher is bound to chemnitz/klinikum"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kind         emergency voucher, bound to chemnitz/klinikum"),
+            "{text}"
+        );
+        assert!(text.contains("medication   EUR 120.00 left"), "{text}");
+
+        let value = verification_json(&bound_elsewhere());
+        assert_eq!(value["verdict"], "invalid");
+        assert_eq!(value["reason"], "bound_elsewhere");
+        assert_eq!(value["voucher"]["emergency"], true);
+        assert_eq!(value["voucher"]["bound_provider"], "chemnitz/klinikum");
+        assert_eq!(value["voucher"]["remaining_medication_cents"], 12_000);
+
+        let mut unnamed = bound_elsewhere();
+        unnamed.voucher = None;
+        let text = VerificationText(&unnamed).to_string();
+        assert!(text.contains("bound to another provider"), "{text}");
+    }
+
+    #[test]
+    fn an_ordinary_voucher_names_no_provider() {
+        let record = VoucherRecord {
+            short_code: "LEJ-7KQ4-M2XD-9FTR-WB3H-Q".into(),
+            ..Default::default()
+        };
+        let text = RecordText {
+            verb: "issued",
+            record: &record,
+            qr: None,
+        }
+        .to_string();
+        assert!(text.starts_with("Voucher issued."), "{text}");
+        assert!(
+            !text.contains("bound") && !text.contains("emergency"),
+            "{text}"
+        );
+        let value = record_json(&record);
+        assert_eq!(value["emergency"], false);
+        assert_eq!(value["bound_provider"], Value::Null);
     }
 }

@@ -75,6 +75,13 @@ impl Saxony {
         }
     }
 
+    fn enroll(&self, node: &str, role: Role, name: &str) -> PathBuf {
+        self.federation.enroll(node, role, name).expect("enroll");
+        self.dir
+            .path()
+            .join(format!("{node}/identities/{role}-{name}.toml"))
+    }
+
     /// Issues a voucher at Leipzig and returns its JSON record.
     async fn issue(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json", "voucher", "issue"];
@@ -262,4 +269,93 @@ async fn a_claim_by_short_code_names_the_issuer_that_is_down() {
         "Dresden answered; it is not the node that is down: {said}"
     );
     saxony.federation.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn an_emergency_voucher_says_so_and_to_whom_it_is_bound() {
+    let saxony = Saxony::start().await;
+    let hospital = saxony.enroll("leipzig", Role::Provider, "klinikum");
+    let bound = "leipzig/klinikum";
+
+    let issued = schein(
+        &saxony.office,
+        &["voucher", "issue", "--emergency", "--for-provider", bound],
+    )
+    .await;
+    assert_eq!(issued.status.code(), Some(0), "{}", stderr(&issued));
+    let text = stdout(&issued);
+    assert!(text.starts_with("Emergency voucher issued."), "{text}");
+    assert!(
+        text.contains("emergency voucher, bound to leipzig/klinikum"),
+        "{text}"
+    );
+    let short = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("short code"))
+        .expect("short code")
+        .trim()
+        .to_owned();
+
+    let shown = json(&schein(&saxony.office, &["--json", "voucher", "show", &short]).await);
+    assert_eq!(shown["emergency"], true, "{shown}");
+    assert_eq!(shown["bound_provider"], bound);
+    let shown = stdout(&schein(&saxony.office, &["voucher", "show", &short]).await);
+    assert!(shown.contains("bound to leipzig/klinikum"), "{shown}");
+    let listed = stdout(&schein(&saxony.office, &["voucher", "list"]).await);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&short))
+        .expect("listed");
+    assert!(
+        line.contains("emergency voucher, bound to leipzig/klinikum"),
+        "{listed}"
+    );
+    let listed = json(&schein(&saxony.office, &["--json", "voucher", "list"]).await);
+    assert_eq!(listed["vouchers"][0]["bound_provider"], bound);
+
+    // The hospital it is bound to sees that, in text and JSON. (What any other provider is
+    // told, INVALID "bound elsewhere", is the node's verdict; output.rs tests how it prints.)
+    let verified = schein(&hospital, &["voucher", "verify", &short]).await;
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+    assert!(
+        stdout(&verified).contains("emergency voucher, bound to leipzig/klinikum"),
+        "{}",
+        stdout(&verified)
+    );
+    let verified = json(&schein(&hospital, &["--json", "voucher", "verify", &short]).await);
+    assert_eq!(verified["voucher"]["emergency"], true, "{verified}");
+    assert_eq!(verified["voucher"]["bound_provider"], bound);
+    saxony.federation.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn emergency_and_for_provider_go_together_or_not_at_all() {
+    // An identity that could never connect: the refusal comes before any call to a node.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let nobody = dir.path().join("identity.toml");
+    std::fs::write(&nobody, "not an identity").expect("write");
+    for args in [
+        &["voucher", "issue", "--for-provider", "dresden/praxis"][..],
+        &["voucher", "issue", "--emergency"][..],
+        &[
+            "voucher",
+            "issue",
+            "--emergency",
+            "--for-provider",
+            "klinikum",
+        ][..],
+    ] {
+        let refused = schein(&nobody, args).await;
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            !stderr(&refused).contains("identity"),
+            "{args:?}: refused before reading the identity: {}",
+            stderr(&refused)
+        );
+    }
 }
