@@ -22,12 +22,14 @@ pub(crate) enum ClaimCommand {
         /// The voucher's full code or short code (`-` reads it from standard input).
         #[arg(long)]
         voucher: String,
-        /// Day of the service, YYYY-MM-DD.
+        /// Day of the service, YYYY-MM-DD (default: today).
         #[arg(long, value_parser = parse_day)]
-        date: Day,
+        date: Option<Day>,
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// A bill line: FEE-CODE:COUNT:EUROS, e.g. GOAE-1:1:4.66 (repeat for more lines).
+        /// A bill line: FEE-CODE:COUNT:EUROS, where EUROS is the amount of the whole line (COUNT
+        /// times the unit price), e.g. GOAE-1:2:9.32 for two consultations at EUR 4.66. Repeat
+        /// for more lines. `schein-node fees` shows the most the issuer pays per unit.
         #[arg(long = "item", value_parser = parse_item, required = true)]
         items: Vec<ClaimItem>,
         #[arg(long, value_enum, default_value = "treatment")]
@@ -158,7 +160,8 @@ pub(crate) async fn execute(
             let request = SubmitClaimRequest {
                 claim_id,
                 code: read_code(&voucher)?,
-                service_date: Some(date.into()),
+                // The provider's today; the node refuses a day that lies in its future.
+                service_date: Some(date.unwrap_or_else(Day::today).into()),
                 provider_kind: ProviderKind::from(kind) as i32,
                 items,
                 category: Category::from(category) as i32,

@@ -359,3 +359,65 @@ async fn emergency_and_for_provider_go_together_or_not_at_all() {
         );
     }
 }
+
+/// The README's claim example as written (continuation lines joined, comment dropped), without
+/// the leading `schein`.
+fn readme_example(starting: &str) -> Vec<String> {
+    let readme = include_str!("../../README.md").replace("\\\n", " ");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(starting))
+        .unwrap_or_else(|| panic!("the README has no example starting {starting:?}"));
+    let command = line.split('#').next().unwrap_or_default();
+    command
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readmes_claim_example_runs_on_a_voucher_issued_today() {
+    let saxony = Saxony::start().await;
+    let voucher = saxony.issue(&[]).await;
+    let code = voucher["short_code"].as_str().expect("short code");
+    let example = readme_example("schein claim submit");
+    let args: Vec<&str> = example
+        .iter()
+        .map(|a| {
+            if a == "LEJ-7KQ4-M2XD-9FTR-WB3H-Q" {
+                code
+            } else {
+                a.as_str()
+            }
+        })
+        .collect();
+    assert!(args.contains(&code), "{example:?}");
+    let submitted = schein(&saxony.practice, &args).await;
+    assert_eq!(
+        submitted.status.code(),
+        Some(0),
+        "{args:?}: {}{}",
+        stdout(&submitted),
+        stderr(&submitted)
+    );
+    assert!(
+        stdout(&submitted).contains("settled"),
+        "{}",
+        stdout(&submitted)
+    );
+    let status = readme_example("schein claim status");
+    let status: Vec<&str> = status.iter().map(String::as_str).collect();
+    let answer = schein(&saxony.practice, &status).await;
+    assert_eq!(answer.status.code(), Some(0), "{}", stderr(&answer));
+
+    // A role refused in words one can read aloud.
+    let office = schein(&saxony.office, &["voucher", "verify", code]).await;
+    assert_eq!(office.status.code(), Some(1));
+    assert!(
+        stderr(&office).contains("an office certificate cannot"),
+        "{}",
+        stderr(&office)
+    );
+    saxony.federation.shutdown().await.expect("shutdown");
+}
