@@ -421,3 +421,62 @@ async fn the_readmes_claim_example_runs_on_a_voucher_issued_today() {
     );
     saxony.federation.shutdown().await.expect("shutdown");
 }
+
+/// The value of `key=` in the systemd unit.
+fn unit_setting<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("the unit has no {key}="))
+}
+
+#[test]
+fn the_install_instructions_put_the_node_where_the_unit_runs_it() {
+    let unit = include_str!("../../deploy/schein-node.service");
+    let readme = include_str!("../../README.md");
+    let start = readme.find("## Running a real node").expect("section");
+    let end = readme.find("## Using schein, by task").expect("section");
+    let section = &readme[start..end];
+
+    let exec = unit_setting(unit, "ExecStart");
+    let binary = Path::new(exec.split_whitespace().next().expect("ExecStart binary"));
+    let bin_dir = binary
+        .parent()
+        .expect("a directory")
+        .to_str()
+        .expect("utf-8");
+    let installs = section
+        .lines()
+        .find(|l| l.contains("install") && l.contains("schein-node") && !l.contains("service"))
+        .expect("the README installs schein-node");
+    let target = installs.split_whitespace().last().expect("a target");
+    assert_eq!(
+        target.trim_end_matches('/'),
+        bin_dir,
+        "README installs to {target}, the unit runs {exec}"
+    );
+    let documentation = unit_setting(unit, "Documentation");
+    let doc = documentation.trim_start_matches("file://");
+    assert!(section.contains(doc), "the README installs {doc}");
+
+    let config = exec
+        .split_whitespace()
+        .skip_while(|w| *w != "--config")
+        .nth(1)
+        .expect("ExecStart names its configuration");
+    assert!(
+        section.contains(&format!("schein-node --config {config} run")),
+        "the README runs the node with the unit's configuration {config}"
+    );
+    let dir = unit_setting(unit, "WorkingDirectory");
+    assert_eq!(Path::new(config).parent(), Some(Path::new(dir)));
+    assert!(
+        section.contains(&format!("init --dir {dir} ")),
+        "README: init in {dir}"
+    );
+    let user = unit_setting(unit, "User");
+    assert!(
+        section.contains(&format!("useradd --system --create-home --home-dir {dir}"))
+            && section.contains(&format!("sudo -u {user} ")),
+        "the README creates and uses the user {user}"
+    );
+}
