@@ -6,8 +6,8 @@ use clap::{Subcommand, ValueEnum};
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
-    Category, ClaimItem, ClaimRecord, ClaimStatusRequest, DecideHeldClaimRequest, LedgerRequest,
-    ListClaimsRequest, ProviderKind, SubmitClaimRequest,
+    Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, DecideHeldClaimRequest,
+    LedgerRequest, ListClaimsRequest, ProviderKind, SubmitClaimRequest,
 };
 
 use crate::Outcome;
@@ -17,17 +17,19 @@ use crate::output::Output;
 #[derive(Subcommand, Debug)]
 pub(crate) enum ClaimCommand {
     /// Bill a treatment on a voucher (provider). Settled with the issuing city at once, or as
-    /// soon as it can be reached.
+    /// soon as it can be reached. Exit code: 0 settled, 5 rejected, 6 pending, 7 held.
     Submit {
         /// The voucher's full code or short code (`-` reads it from standard input).
         #[arg(long)]
         voucher: String,
-        /// Day of the service, YYYY-MM-DD.
+        /// Day of the service, YYYY-MM-DD (default: today).
         #[arg(long, value_parser = parse_day)]
-        date: Day,
+        date: Option<Day>,
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// A bill line: FEE-CODE:COUNT:EUROS, e.g. GOAE-1:1:4.66 (repeat for more lines).
+        /// A bill line: FEE-CODE:COUNT:EUROS, where EUROS is the amount of the whole line (COUNT
+        /// times the unit price), e.g. GOAE-1:2:9.32 for two consultations at EUR 4.66. Repeat
+        /// for more lines. `schein-node fees` shows the most the issuer pays per unit.
         #[arg(long = "item", value_parser = parse_item, required = true)]
         items: Vec<ClaimItem>,
         #[arg(long, value_enum, default_value = "treatment")]
@@ -37,7 +39,7 @@ pub(crate) enum ClaimCommand {
         #[arg(long)]
         id: Option<String>,
     },
-    /// Show one of your claims (provider).
+    /// Show one of your claims (provider). Exit code as for submit.
     Status { id: String },
     /// List your claims, newest first (provider).
     List {
@@ -49,9 +51,10 @@ pub(crate) enum ClaimCommand {
     },
     /// Claims held as possible duplicates (office).
     Held,
-    /// Release a held claim for settlement: it is not a duplicate (office).
+    /// Release a held claim for settlement: it is not a duplicate (office). Exit code as for
+    /// submit: 0 settled, 5 rejected by the issuer, 6 pending.
     Release { provider: String, id: String },
-    /// Reject a held claim as a duplicate (office).
+    /// Reject a held claim as a duplicate (office). Exit code 0 once it is rejected.
     Reject { provider: String, id: String },
 }
 
@@ -157,14 +160,15 @@ pub(crate) async fn execute(
             let request = SubmitClaimRequest {
                 claim_id,
                 code: read_code(&voucher)?,
-                service_date: Some(date.into()),
+                // The provider's today; the node refuses a day that lies in its future.
+                service_date: Some(date.unwrap_or_else(Day::today).into()),
                 provider_kind: ProviderKind::from(kind) as i32,
                 items,
                 category: Category::from(category) as i32,
             };
             let record = submit(client, request).await?;
             out.claim(&record);
-            Ok(Outcome::Done)
+            outcome_of(&record)
         }
         ClaimCommand::Status { id } => {
             let record = client
@@ -174,7 +178,7 @@ pub(crate) async fn execute(
                 .map_err(|s| client.explain(&s))?
                 .into_inner();
             out.claim(&record);
-            Ok(Outcome::Done)
+            outcome_of(&record)
         }
         ClaimCommand::List { pending, limit } => {
             let response = client
@@ -223,7 +227,25 @@ async fn decide(
         .map_err(|s| client.explain(&s))?
         .into_inner();
     out.claim(&record);
-    Ok(Outcome::Done)
+    // Rejecting a duplicate succeeds when the claim ends rejected; a released claim answers
+    // like a submitted one (settled, or pending while its issuer is down).
+    if !release && record.state() == ClaimState::Rejected {
+        return Ok(Outcome::Done);
+    }
+    outcome_of(&record)
+}
+
+/// The exit of a command that answers with one claim: by the claim's state.
+pub(crate) fn outcome_of(record: &ClaimRecord) -> anyhow::Result<Outcome> {
+    match record.state() {
+        ClaimState::Settled => Ok(Outcome::Done),
+        ClaimState::Rejected => Ok(Outcome::ClaimRejected),
+        ClaimState::Pending => Ok(Outcome::ClaimPending),
+        ClaimState::Held => Ok(Outcome::ClaimHeld),
+        ClaimState::Unspecified => Err(anyhow!(
+            "the node answered with a claim state this version of schein does not know"
+        )),
+    }
 }
 
 /// Fetches the node's whole ledger and checks the chain and the signed head.

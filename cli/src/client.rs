@@ -1,10 +1,12 @@
 //! The connection to one's own node, made from an identity file, and the translation of gRPC
-//! failures into sentences a person at a desk can act on.
+//! failures into sentences a person at a desk can act on: the node's own sentence when it
+//! refused with a reason, the client's when the call never reached it.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use schein_node::client::IdentityFile;
+use schein_proto::v1::ErrorReason;
 use schein_proto::v1::office_client::OfficeClient;
 use schein_proto::v1::provider_client::ProviderClient;
 use tonic::transport::Channel;
@@ -85,6 +87,20 @@ impl Client {
 
 /// A sentence for a failed call to the node at `endpoint`.
 pub(crate) fn explain(status: &Status, endpoint: &str) -> anyhow::Error {
+    // A refusal made by a schein node carries its reason and a sentence that knows more than
+    // the client can guess: "unavailable" from the own node means that *another* node (the
+    // issuing office) could not be reached, and the sentence names it.
+    if let Some(reason) = schein_proto::error::reason_of(status) {
+        return match reason {
+            ErrorReason::WrongRole | ErrorReason::WrongNode | ErrorReason::UnknownIdentity => {
+                anyhow!("refused: {}", status.message())
+            }
+            ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => {
+                anyhow!("the node could not do this: {}", status.message())
+            }
+            _ => anyhow!("{}", status.message()),
+        };
+    }
     // A refused client certificate surfaces on the client only as a dropped connection on the
     // first call (TLS 1.3 sends the alert after the client thinks it is connected).
     let dropped = std::error::Error::source(status).is_some()

@@ -2,9 +2,18 @@
 //! (issue, revoke, look up vouchers), providers (verify) and funders; and `schein demo`, a
 //! local three-city federation that shows the whole flow.
 //!
-//! Exit codes: 0 success (for `verify`: the voucher is valid), 1 the request failed (refused,
-//! unreachable, bad input), 2 wrong usage, 3 `verify`: the voucher is invalid, 4 `verify`: its
-//! status could not be confirmed (the issuer could not be reached).
+//! Exit codes (README, "Exit codes of `schein`"):
+//! - 0 success; for `voucher verify`: the voucher is valid; for `claim submit`, `claim status`
+//!   and `claim release`: the claim is settled; for `claim reject`: it is rejected, as asked;
+//! - 1 the request failed (refused, unreachable, bad input) or its answer could not be written;
+//! - 2 wrong usage (unknown option, malformed argument, options that do not go together);
+//! - 3 `verify`: the voucher is invalid; 4 `verify`: its status could not be confirmed;
+//! - 5 the claim is rejected (over the cap, revoked, period closed, …): it will not be paid;
+//! - 6 the claim is pending: the issuing city cannot be reached now, the node delivers it later;
+//! - 7 the claim is held as a possible duplicate: the clearing office decides.
+//!
+//! A reader that closes the pipe early (`schein voucher list | head -1`) changes none of them:
+//! the output ends quietly.
 
 mod claim;
 mod client;
@@ -18,16 +27,31 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Outcome of a command beyond plain success.
-#[derive(Debug)]
+/// What a command found, when it is more than plain success: each has its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Done,
     VoucherInvalid,
     StatusUnknown,
+    ClaimRejected,
+    ClaimPending,
+    ClaimHeld,
 }
 
-const EXIT_INVALID: u8 = 3;
-const EXIT_UNKNOWN: u8 = 4;
+const EXIT_FAILED: u8 = 1;
+
+impl Outcome {
+    fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::VoucherInvalid => 3,
+            Outcome::StatusUnknown => 4,
+            Outcome::ClaimRejected => 5,
+            Outcome::ClaimPending => 6,
+            Outcome::ClaimHeld => 7,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,20 +110,40 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("schein: cannot start: {error}");
-            return ExitCode::FAILURE;
+            complain(format_args!("cannot start: {error}"));
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     let result = runtime.block_on(execute(cli));
-    match result {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::VoucherInvalid) => ExitCode::from(EXIT_INVALID),
-        Ok(Outcome::StatusUnknown) => ExitCode::from(EXIT_UNKNOWN),
+    let written = output::finish();
+    let code = match &result {
+        Ok(outcome) => outcome.exit_code(),
         Err(error) => {
-            eprintln!("schein: {error:#}");
-            ExitCode::FAILURE
+            complain(format_args!("{error:#}"));
+            EXIT_FAILED
         }
+    };
+    // A reader that closed the pipe early ends the output quietly, and the exit code is still
+    // the command's own: after `voucher issue | head -1` the voucher exists, and a script that
+    // took a failure for "not issued" would issue a second one.
+    if let Err(error) = written {
+        let done = if result.is_ok() {
+            "; the request itself was carried out"
+        } else {
+            ""
+        };
+        complain(format_args!(
+            "the answer could not be written to standard output ({error}){done}"
+        ));
+        return ExitCode::from(EXIT_FAILED);
     }
+    ExitCode::from(code)
+}
+
+/// A sentence on standard error; if even that cannot be written, the exit code still tells.
+fn complain(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "schein: {message}");
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<Outcome> {

@@ -38,11 +38,13 @@ pub(crate) enum VoucherCommand {
         /// Write the full code as a QR code to this SVG file, for the printed card.
         #[arg(long, value_name = "FILE.svg")]
         qr: Option<PathBuf>,
-        /// An emergency voucher, charged to the emergency budget.
-        #[arg(long)]
+        /// An emergency voucher, charged to the emergency budget, for the one provider named
+        /// by --for-provider.
+        #[arg(long, requires = "for_provider")]
         emergency: bool,
-        /// Only this provider may claim on it: NODE/NAME, e.g. leipzig/klinikum-sued.
-        #[arg(long, value_name = "NODE/NAME")]
+        /// The provider an emergency voucher is issued for, NODE/NAME as enrolled at that node,
+        /// e.g. leipzig/klinikum-sued: only it may claim on the voucher. Only with --emergency.
+        #[arg(long, value_name = "NODE/NAME", requires = "emergency", value_parser = parse_provider)]
         for_provider: Option<String>,
     },
     /// Raise a voucher's treatment cap (office). Above the node's threshold a second, different
@@ -152,6 +154,18 @@ impl From<StateArg> for VoucherState {
 
 fn parse_day(text: &str) -> Result<Day, String> {
     Day::parse(text).map_err(|e| e.to_string())
+}
+
+/// A provider as `NODE/NAME`; whether it is enrolled there only the node can tell.
+fn parse_provider(text: &str) -> Result<String, String> {
+    match text.trim().split_once('/') {
+        Some((node, name)) if !node.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(format!("{node}/{name}"))
+        }
+        _ => Err(format!(
+            "'{text}' is not NODE/NAME, the provider's node and its enrolled name (e.g. leipzig/klinikum-sued)"
+        )),
+    }
 }
 
 fn parse_euros(text: &str) -> Result<Cents, String> {

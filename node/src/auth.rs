@@ -49,7 +49,8 @@ pub(crate) fn require_local<T>(
         return Err(refusal(
             ErrorReason::WrongRole,
             format!(
-                "a {} certificate cannot {action}; only {} may",
+                "{} {} certificate cannot {action}; only {} may",
+                article(identity.role.as_str()),
                 identity.role,
                 allowed.join(" or ")
             ),
@@ -66,6 +67,14 @@ pub(crate) fn require_local<T>(
         ));
     }
     Ok(identity.clone())
+}
+
+/// "a" or "an" before `word`, as it is spoken: an office, a provider.
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
 }
 
 /// The caller, if it may read reports here: a funder of any member, or this node's office.

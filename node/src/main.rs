@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use schein_node::config::{CONFIG_FILE, Config};
+use schein_node::fees::CatalogueCategory;
 use schein_node::init::{InitOptions, enroll, init};
 use schein_node::pki::Role;
 use schein_node::roster::{MemberEntry, Roster};
@@ -80,6 +81,12 @@ enum Command {
     },
     /// Print this node's public member entry, to hand to the other operators.
     Member,
+    /// Print a member's fee schedule in euros: per fee code its base amount and the most the
+    /// member pays for one unit (base times the catalogue's factor).
+    Fees {
+        /// The member's id; default: this node.
+        member: Option<String>,
+    },
     /// Check the configuration, keys and roster without starting.
     Check,
     /// Run the node until SIGINT or SIGTERM. SIGHUP reloads the roster.
@@ -198,6 +205,17 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 .context("this node is missing from its roster")?;
             print!("{}", me.entry.to_toml());
             eprintln!("fingerprint of this member's CA: {}", me.fingerprint());
+            eprintln!("its fee schedule in euros: schein-node fees");
+            Ok(())
+        }
+        Command::Fees { member } => {
+            let config = load_config(&cli.config)?;
+            let id = member.as_deref().unwrap_or(config.node_id());
+            let member = config
+                .roster
+                .member(id)
+                .with_context(|| format!("no member '{id}' in the roster"))?;
+            print!("{}", fee_table(member));
             Ok(())
         }
         Command::Check => {
@@ -235,6 +253,17 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
                 return Err(anyhow::anyhow!("that is this node's own entry").into());
             }
             let id = entry.id.clone();
+            if config
+                .roster
+                .member(&id)
+                .is_some_and(|held| held.entry == entry)
+            {
+                println!(
+                    "member '{id}' is in the roster already with this very entry; nothing changed"
+                );
+                println!("fingerprint of its CA: {fingerprint}");
+                return Ok(());
+            }
             if config.roster.member(&id).is_some() && !replace {
                 return Err(anyhow::anyhow!(
                     "member '{id}' is in the roster already; to replace its entry, check the fingerprint {fingerprint} with its operator and add --replace"
@@ -275,10 +304,51 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
                     member.entry.prefix.as_deref().unwrap_or("-"),
                     member.entry.endpoint.as_deref().unwrap_or("-")
                 );
+                println!("{:<12} CA fingerprint {}", "", member.fingerprint());
             }
         }
     }
     Ok(())
+}
+
+/// A member's fee schedule for people: euros, not cents, and each catalogue's factor applied.
+fn fee_table(member: &schein_node::roster::Member) -> String {
+    fn euros(cents: i64) -> String {
+        format!("{}.{:02}", cents / 100, cents % 100)
+    }
+    let schedule = member.fee_schedule();
+    let mut table = format!(
+        "Fee schedule of {} ({}): the most it pays for one unit of each fee code, in euros.\n\
+         A bill line `--item CODE:COUNT:EUROS` gives the whole line: at most COUNT times the unit.\n",
+        member.name(),
+        member.id()
+    );
+    for catalogue in &schedule.catalogues {
+        let factor = catalogue.factor_percent;
+        let factor = if factor % 10 == 0 {
+            format!("{}.{}", factor / 100, factor % 100 / 10)
+        } else {
+            format!("{}.{:02}", factor / 100, factor % 100)
+        };
+        let category = match catalogue.category {
+            CatalogueCategory::Treatment => "treatment",
+            CatalogueCategory::Medication => "medication",
+        };
+        table.push_str(&format!(
+            "\n{}: {category}, factor {factor}\n  {:<12} {:>10} {:>10}\n",
+            catalogue.name, "fee code", "base", "per unit"
+        ));
+        for (code, &base) in &catalogue.items {
+            // What the redeeming node checks a bill line against, from the same function.
+            let unit = schedule.max_unit_cents(code).map_or(base, |(unit, _)| unit);
+            table.push_str(&format!(
+                "  {code:<12} {:>10} {:>10}\n",
+                euros(base),
+                euros(unit)
+            ));
+        }
+    }
+    table
 }
 
 /// Runs the node until a signal, reloading the roster on SIGHUP.

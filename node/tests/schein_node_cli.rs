@@ -195,3 +195,72 @@ fn broken_configuration_is_refused_with_exit_code_64() {
     std::fs::write(&roster, "[[member]]\nid = 1\n").unwrap();
     assert_eq!(schein_node(&node, &["check"]).status.code(), Some(64));
 }
+
+#[test]
+fn operators_read_fingerprints_and_fee_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    assert!(init(root, "leipzig", "LEJ", 17446).status.success());
+    assert!(init(root, "dresden", "DRS", 17447).status.success());
+    let leipzig = root.join("leipzig");
+
+    let add = schein_node(&leipzig, &["roster", "add", "../dresden/member.toml"]);
+    assert!(add.status.success(), "{}", text(&add));
+    let fingerprint = text(&add)
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint of its CA: "))
+        .expect("roster add prints the fingerprint")
+        .to_owned();
+    // The list shows what the operators compare by phone.
+    let list = schein_node(&leipzig, &["roster", "list"]);
+    assert!(text(&list).contains(&fingerprint), "{}", text(&list));
+    let own = schein_node(&leipzig, &["member"]);
+    let own = text(&own)
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint of this member's CA: "))
+        .expect("member prints the fingerprint")
+        .to_owned();
+    assert!(text(&list).contains(&own), "{}", text(&list));
+
+    // The same entry again changes nothing and is no error; a different one needs --replace.
+    let again = schein_node(&leipzig, &["roster", "add", "../dresden/member.toml"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("nothing changed"), "{}", text(&again));
+    let moved = root.join("dresden/member.toml");
+    let entry = std::fs::read_to_string(&moved).unwrap();
+    std::fs::write(
+        &moved,
+        entry.replace("https://127.0.0.1:17447", "https://127.0.0.1:17448"),
+    )
+    .unwrap();
+    let changed = schein_node(&leipzig, &["roster", "add", "../dresden/member.toml"]);
+    assert!(!changed.status.success(), "{}", text(&changed));
+    assert!(text(&changed).contains("--replace"), "{}", text(&changed));
+    let replaced = schein_node(
+        &leipzig,
+        &["roster", "add", "--replace", "../dresden/member.toml"],
+    );
+    assert!(replaced.status.success(), "{}", text(&replaced));
+    assert!(text(&replaced).contains("replaced"), "{}", text(&replaced));
+
+    // Fee schedules in euros, with each catalogue's factor applied.
+    let fees = schein_node(&leipzig, &["fees"]);
+    assert!(fees.status.success(), "{}", text(&fees));
+    let fees = text(&fees);
+    assert!(
+        fees.contains("GOZ (dentists): treatment, factor 2.0"),
+        "{fees}"
+    );
+    let line = fees
+        .lines()
+        .find(|l| l.trim_start().starts_with("GOZ-0010"))
+        .expect("GOZ-0010 listed");
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["GOZ-0010", "5.62", "11.24"]
+    );
+    let theirs = schein_node(&leipzig, &["fees", "dresden"]);
+    assert!(text(&theirs).contains("Fee schedule of dresden (dresden)"));
+    let nobody = schein_node(&leipzig, &["fees", "nowhere"]);
+    assert!(!nobody.status.success());
+}
