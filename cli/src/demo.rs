@@ -17,7 +17,7 @@ use schein_proto::v1::{
 use crate::Outcome;
 use crate::claim::submit;
 use crate::client::Client;
-use crate::output::{reason_code, verdict_name};
+use crate::output::{outln, reason_code, verdict_name};
 use crate::voucher::{issue, revoke, verify, write_qr};
 
 /// Counts the steps and those that did not behave as expected.
@@ -31,9 +31,9 @@ impl Steps {
     fn report(&mut self, title: &str, ok: bool, detail: &str) {
         self.done += 1;
         let mark = if ok { "ok " } else { "FAILED" };
-        println!("\n[{mark}] {}. {title}", self.done);
+        outln!("\n[{mark}] {}. {title}", self.done);
         for line in detail.lines() {
-            println!("       {line}");
+            outln!("       {line}");
         }
         if !ok {
             self.failed += 1;
@@ -179,14 +179,16 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
             temp.path().to_path_buf()
         }
     };
-    println!("schein demo: three clearing offices on this machine, each with its own keys and CA.");
+    outln!("schein demo: three clearing offices on this machine, each with its own keys and CA.");
     let mut federation = LocalFederation::start(&dir, &SAXONY)
         .await
         .context("cannot start the local federation")?;
     for node in &federation.nodes {
-        println!(
+        outln!(
             "  {:<9} node at https://{}  (short codes {}-…)",
-            node.city.name, node.addr, node.city.prefix
+            node.city.name,
+            node.addr,
+            node.city.prefix
         );
     }
     let mut steps = Steps::default();
@@ -202,7 +204,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
     if let (Some(dir), Ok(())) = (&keep, &result) {
         keep_running(dir)?;
         tokio::signal::ctrl_c().await.ok();
-        println!("\nstopping the nodes");
+        outln!("\nstopping the nodes");
     }
     federation
         .shutdown()
@@ -213,7 +215,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
         true,
         "connections drained, storage flushed",
     );
-    println!(
+    outln!(
         "\n{} steps, {} as expected.",
         steps.done,
         steps.done - steps.failed
@@ -444,7 +446,7 @@ async fn walk_through(
         None,
     )
     .await?;
-    println!();
+    outln!();
     let (reports, missing) = crate::report::fetch_all(&funder, &period).await?;
     crate::report::print_table(&reports, &missing);
     steps.report(
@@ -563,28 +565,28 @@ fn foreign_identity(federation: &LocalFederation) -> anyhow::Result<IdentityFile
 
 fn keep_running(dir: &Path) -> anyhow::Result<()> {
     let id = |node: &str, file: &str| dir.join(node).join("identities").join(file);
-    println!("\nThe three nodes keep running until Ctrl-C. Try, in another terminal:\n");
-    println!("  # as Leipzig's clearing office");
-    println!(
+    outln!("\nThe three nodes keep running until Ctrl-C. Try, in another terminal:\n");
+    outln!("  # as Leipzig's clearing office");
+    outln!(
         "  export SCHEIN_IDENTITY={}",
         id("leipzig", "office-office.toml").display()
     );
-    println!("  schein voucher issue --scope medication --qr card.svg");
-    println!("  schein voucher list");
-    println!("\n  # as a Dresden practice (use the short code printed by issue)");
-    println!(
+    outln!("  schein voucher issue --scope medication --qr card.svg");
+    outln!("  schein voucher list");
+    outln!("\n  # as a Dresden practice (use the short code printed by issue)");
+    outln!(
         "  SCHEIN_IDENTITY={} schein voucher verify LEJ-....-....-....-....-.",
         id("dresden", "provider-praxis-neustadt.toml").display()
     );
-    println!("\n  # as a funder: the federation's report for this quarter");
-    println!(
+    outln!("\n  # as a funder: the federation's report for this quarter");
+    outln!(
         "  SCHEIN_IDENTITY={} schein report --period PERIOD --federation --svg chart.svg",
         id("leipzig", "funder-land-sachsen.toml").display()
     );
-    println!("\n  (Leipzig's two office identities closed this quarter early in the demo: claims");
-    println!("  between Leipzig and the other cities for services in this quarter are refused as");
-    println!("  'period closed'. Claims between Dresden and Chemnitz still go through.)");
-    println!(
+    outln!("\n  (Leipzig's two office identities closed this quarter early in the demo: claims");
+    outln!("  between Leipzig and the other cities for services in this quarter are refused as");
+    outln!("  'period closed'. Claims between Dresden and Chemnitz still go through.)");
+    outln!(
         "\nAfter Ctrl-C, each node can be started again with\n  schein-node --config {} run",
         dir.join("leipzig").join("schein-node.toml").display()
     );

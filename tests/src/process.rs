@@ -316,8 +316,6 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Removes ANSI escape sequences (`ESC [ … letter`).
-
 /// Several node processes made by `init` in one temporary directory, every node's member
 /// entry in every roster. Nothing runs until [`NodeProcess::start`].
 #[derive(Debug)]

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use schein_node::pki::Role;
 use schein_proto::error::reason_of;
 use schein_proto::signed::{self, Kind};
 use schein_proto::v1::provider_client::ProviderClient;
@@ -24,7 +23,9 @@ use sha2::Digest;
 use tonic::transport::Channel;
 
 fn days_ago(days: i32) -> Day {
-    Day::today().checked_add_days(-days).unwrap()
+    Day::today()
+        .checked_add_days(-days)
+        .expect("a day in range")
 }
 
 /// A claim served on `served` instead of today.
@@ -41,20 +42,20 @@ async fn direct_settle(
     amount_cents: i64,
     category: Category,
 ) -> Receipt {
-    let key = saxony.signing_key("dresden").unwrap();
+    let key = saxony.signing_key("dresden").expect("Dresden's key");
     let schein_proto::VoucherCode::Full(full) =
-        schein_proto::VoucherCode::parse(&voucher.full_code).unwrap()
+        schein_proto::VoucherCode::parse(&voucher.full_code).expect("a full code")
     else {
         panic!("not a full code")
     };
-    let serial = full.0.decode_own().unwrap().serial;
+    let serial = full.0.decode_own().expect("a voucher").serial;
     let record = SettlementRecord {
         claim_id: data_encoding::HEXLOWER.encode(schein_proto::Serial::random().as_bytes()),
         serial: serial.as_bytes().to_vec(),
         issuer: "leipzig".into(),
         amount_cents,
         category: category as i32,
-        service_month: Day::today().month().unwrap(),
+        service_month: Day::today().month().expect("a month"),
         redeemer: "dresden".into(),
         key_id: KeyId::of(&key.verifying_key()).0,
         voucher_hash: sha2::Sha256::digest(full.0.to_bytes()).to_vec(),
@@ -62,16 +63,18 @@ async fn direct_settle(
         served_before_revocation: false,
     };
     let signed_record = signed::seal(Kind::Settlement, &record, &key);
-    let node = saxony.node_identity("dresden", "leipzig").unwrap();
+    let node = saxony
+        .node_identity("dresden", "leipzig")
+        .expect("Dresden's node identity");
     let response = saxony
         .federation_client(&node)
         .await
-        .unwrap()
+        .expect("a federation client")
         .settle(SettleRequest { signed_record })
         .await
-        .unwrap()
+        .expect("Leipzig decides")
         .into_inner();
-    signed::peek(&response.signed_receipt).unwrap()
+    signed::peek(&response.signed_receipt).expect("a receipt")
 }
 
 fn rejected_for(receipt: &Receipt) -> RejectReason {
@@ -87,7 +90,7 @@ async fn settled_eventually(provider: &mut ProviderClient<Channel>, id: &str) ->
                 claim_id: id.to_owned(),
             })
             .await
-            .unwrap()
+            .expect("the claim's status")
             .into_inner();
         if record.state() != ClaimState::Pending {
             return record;
