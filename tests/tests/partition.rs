@@ -210,8 +210,25 @@ async fn claims_during_a_partition_settle_exactly_once_after_healing() {
         })
         .await
         .unwrap();
-    // Long enough for the outbox to try again and time out again.
-    tokio::time::sleep(Duration::from_millis(3 * PEER_TIMEOUT_MS)).await;
+    // Until the outbox has tried the waiting claims again and timed out again: a round of
+    // retries after this point defers each of them once more (logs name no claim, so the
+    // deferrals are counted).
+    let deferred = |federation: &ProcessFederation| {
+        federation
+            .node("dresden")
+            .log()
+            .matches("settlement deferred")
+            .count()
+    };
+    let before = deferred(&federation);
+    let retried_by = Instant::now() + Duration::from_secs(120);
+    while deferred(&federation) < before + submitted.len() {
+        assert!(
+            Instant::now() < retried_by,
+            "the outbox did not try the blackholed claims again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for id in &submitted {
         let record = claims.status(id).await;
         assert_eq!(
