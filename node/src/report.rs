@@ -3,7 +3,8 @@
 //! node (privacy rule 4). Cells that state the same quantity in several places (the settled
 //! total as the sum of categories, of flows, and as its quarter's spend) are hidden together.
 
-use schein_proto::disclosure::{Cell, Table};
+use schein_proto::Day;
+use schein_proto::disclosure::{Breakdown, Cell};
 use schein_proto::period::Period;
 use schein_proto::v1::{
     CategoryCell, FlowCell, NodeReport, PeriodSpend, ReasonCell, RejectReason, ReportCell,
@@ -24,6 +25,14 @@ const REASONS: [RejectReason; 6] = [
     RejectReason::OverCap,
     RejectReason::OutOfScope,
 ];
+
+/// A node's names and budget, as its report states them.
+#[derive(Clone, Debug)]
+pub struct Heading {
+    pub node: String,
+    pub node_name: String,
+    pub annual_budget_cents: i64,
+}
 
 fn cell(aggregate: Aggregate) -> Cell {
     Cell::new(aggregate.vouchers, aggregate.amount_cents)
@@ -58,9 +67,12 @@ struct PeriodCells {
 /// `rejected/…`, `flow/…`.
 type Hidden = std::collections::BTreeSet<String>;
 
-fn load(node: &Node, period: Period, redeemers: &[String]) -> Result<PeriodCells, StoreError> {
-    let get =
-        |metric: &str, dim: Option<&str>| node.store.aggregate(&cell_name(metric, period, dim));
+fn load(
+    read: &impl Fn(&str) -> Result<Aggregate, StoreError>,
+    period: Period,
+    redeemers: &[String],
+) -> Result<PeriodCells, StoreError> {
+    let get = |metric: &str, dim: Option<&str>| read(&cell_name(metric, period, dim));
     Ok(PeriodCells {
         issued: get("issued", None)?,
         settled: get("settled", None)?,
@@ -80,74 +92,59 @@ fn load(node: &Node, period: Period, redeemers: &[String]) -> Result<PeriodCells
 }
 
 /// The measures one period must hide, given those hidden already: small cells, and partners
-/// so that no hidden part follows from a published total.
+/// so that no hidden cell follows from the published sums (see [`Breakdown`]).
 fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) -> Hidden {
     let mut out = hidden.clone();
+    // Vouchers issued and the rejected cells have no published total: primary suppression is
+    // enough (their periods' sums hold between hidden cells only).
     if cell(cells.issued).sensitive() {
         out.insert("issued".into());
     }
     for (reason, a) in REASONS.iter().zip(&cells.rejected) {
-        // The rejected cells have no published total: primary suppression is enough.
         if cell(*a).sensitive() {
             out.insert(format!("rejected/{}", reason.as_str_name()));
         }
     }
-    if cell(cells.settled).sensitive() {
+    let names: [Vec<String>; 2] = [
+        CATEGORIES.iter().map(|c| format!("category/{c}")).collect(),
+        redeemers.iter().map(|r| format!("flow/{r}")).collect(),
+    ];
+    let group = |parts: &[Aggregate], names: &[String]| -> Vec<Cell> {
+        parts
+            .iter()
+            .zip(names)
+            .map(|(a, name)| Cell {
+                hidden: out.contains(name),
+                ..cell(*a)
+            })
+            .collect()
+    };
+    let mut breakdown = Breakdown {
+        total: Cell {
+            hidden: out.contains("settled"),
+            ..cell(cells.settled)
+        },
+        groups: vec![
+            group(&cells.categories, &names[0]),
+            group(&cells.flows, &names[1]),
+        ],
+    };
+    breakdown.suppress();
+    if breakdown.total.hidden {
         out.insert("settled".into());
     }
-    let groups: [(&str, Vec<String>, &Vec<Aggregate>); 2] = [
-        (
-            "category",
-            CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
-            &cells.categories,
-        ),
-        ("flow", redeemers.to_vec(), &cells.flows),
-    ];
-    loop {
-        let before = out.len();
-        for (metric, dims, parts) in &groups {
-            let names: Vec<String> = dims.iter().map(|d| format!("{metric}/{d}")).collect();
-            let table_cells: Vec<Vec<Cell>> = parts
-                .iter()
-                .zip(&names)
-                .map(|(a, name)| {
-                    let mut c = cell(*a);
-                    c.hidden = out.contains(name);
-                    vec![c]
-                })
-                .collect();
-            let rows: Vec<u64> = parts.iter().map(|a| a.vouchers).collect();
-            let settled = cells.settled;
-            let mut table = Table::new(table_cells, rows, vec![settled.vouchers], settled.vouchers);
-            let total_hidden = out.contains("settled");
-            table.column_totals[0].hidden = total_hidden;
-            table.total.hidden = total_hidden;
-            table.suppress();
-            for (row, name) in table.cells.iter().zip(&names) {
-                if row[0].hidden {
-                    out.insert(name.clone());
-                }
+    for (parts, names) in breakdown.groups.iter().zip(&names) {
+        for (part, name) in parts.iter().zip(names) {
+            if part.hidden {
+                out.insert(name.clone());
             }
-            if table.total.hidden || table.column_totals[0].hidden {
-                out.insert("settled".into());
-            }
-        }
-        if out.len() == before {
-            return out;
         }
     }
+    out
 }
 
 /// The report of `node` for `period`, suppressed.
-///
-/// Counts add up across periods (the months make their quarter, the quarters their year), so
-/// a measure hidden in any period of the year is hidden in all of them: no published
-/// difference of periods can give a hidden cell away.
-pub fn build(
-    node: &Node,
-    period: Period,
-    today: schein_proto::Day,
-) -> Result<NodeReport, StoreError> {
+pub fn build(node: &Node, period: Period, today: Day) -> Result<NodeReport, StoreError> {
     let year = period.year();
     // Every city this node's vouchers were used in this year, members or not (a city that left
     // the roster must not become the difference between the total and the rest).
@@ -165,18 +162,42 @@ pub fn build(
             redeemers.push(dim);
         }
     }
+    let heading = Heading {
+        node: node.id.clone(),
+        node_name: node.name.clone(),
+        annual_budget_cents: node.annual_budget_cents,
+    };
+    compose(&heading, &redeemers, period, today, |name| {
+        node.store.aggregate(name)
+    })
+}
+
+/// The report for `period` on `today` from cells read by name ([`cell_name`]) with `read`, with
+/// a column for each of `redeemers`.
+///
+/// Counts add up across periods (the months make their quarter, the quarters their year), so
+/// a measure hidden in any period of the year is hidden in all of them: no published
+/// difference of periods can give a hidden cell away.
+pub fn compose(
+    heading: &Heading,
+    redeemers: &[String],
+    period: Period,
+    today: Day,
+    read: impl Fn(&str) -> Result<Aggregate, StoreError>,
+) -> Result<NodeReport, StoreError> {
+    let year = period.year();
     let mut periods: Vec<Period> = (1..=12).map(|m| Period::Month(year, m)).collect();
     periods.extend(Period::quarters(year));
     periods.push(Period::Year(year));
     let all: Vec<PeriodCells> = periods
         .iter()
-        .map(|p| load(node, *p, &redeemers))
+        .map(|p| load(&read, *p, redeemers))
         .collect::<Result<_, _>>()?;
     let mut hidden = Hidden::new();
     loop {
         let mut next = hidden.clone();
         for cells in &all {
-            next.extend(hide_in_period(cells, &hidden, &redeemers));
+            next.extend(hide_in_period(cells, &hidden, redeemers));
         }
         if next == hidden {
             break;
@@ -191,7 +212,7 @@ pub fn build(
     let cells = &all[index];
     let spent = all[periods.len() - 1].settled;
     let settled_hidden = hidden.contains("settled");
-    let budget = node.annual_budget_cents;
+    let budget = heading.annual_budget_cents;
     let (forecast, exceeds) = if settled_hidden {
         (0, false)
     } else {
@@ -200,8 +221,8 @@ pub fn build(
     };
     let quarter_cells = &all[12..16];
     Ok(NodeReport {
-        node: node.id.clone(),
-        node_name: node.name.clone(),
+        node: heading.node.clone(),
+        node_name: heading.node_name.clone(),
         period: period.to_string(),
         issued: Some(report_cell(cells.issued, hidden.contains("issued"))),
         claimed_vouchers: Some(report_cell(
@@ -263,7 +284,7 @@ pub fn build(
 }
 
 /// The year's spend extrapolated linearly from the days gone by; a past year's is its spend.
-fn forecast(spent: i64, year: i32, today: schein_proto::Day) -> i64 {
+fn forecast(spent: i64, year: i32, today: Day) -> i64 {
     let Some(date) = today.to_date() else {
         return spent;
     };
