@@ -171,7 +171,7 @@ fn report_json(r: &NodeReport) -> serde_json::Value {
         "flows": r.flows.iter().map(|f| json!({"redeemer": f.redeemer, "cell": cell_json(f.cell.as_ref())})).collect::<Vec<_>>(),
         "annual_budget_cents": r.annual_budget_cents,
         "spent_this_year": cell_json(r.spent_this_year.as_ref()),
-        "forecast_cents": r.forecast_cents,
+        "forecast_cents": r.forecast_cents.map_or(json!("suppressed"), |f| json!(f)),
         "forecast_exceeds_budget": r.forecast_exceeds_budget,
     })
 }
@@ -227,7 +227,8 @@ fn write_table(
             "  budget {}, spent this year {}, forecast {}{}",
             Cents(r.annual_budget_cents),
             amount(r.spent_this_year.as_ref()),
-            Cents(r.forecast_cents),
+            r.forecast_cents
+                .map_or_else(|| "(suppressed)".into(), |f| Cents(f).to_string()),
             if r.forecast_exceeds_budget {
                 "  WARNING: the forecast exceeds the budget"
             } else {
@@ -466,6 +467,10 @@ mod tests {
             node: "leipzig".into(),
             node_name: "Leipzig".into(),
             period: "2026-Q1".into(),
+            settled: Some(ReportCell {
+                suppressed: true,
+                ..Default::default()
+            }),
             rejected: vec![
                 ReasonCell {
                     reason: RejectReason::OverCap as i32,
@@ -476,6 +481,7 @@ mod tests {
                     cell: Some(shown(0)),
                 },
             ],
+            forecast_cents: None,
             ..Default::default()
         }
     }
@@ -492,5 +498,16 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(" )"), "{text}");
+    }
+
+    #[test]
+    fn a_suppressed_forecast_says_so() {
+        let text = table(&[report()], &[]);
+        assert!(text.contains("forecast (suppressed)"), "{text}");
+        let json = report_json(&report());
+        assert_eq!(json["forecast_cents"], "suppressed");
+        let mut shown = report();
+        shown.forecast_cents = Some(12_345);
+        assert!(table(&[shown], &[]).contains("forecast EUR 123.45"));
     }
 }

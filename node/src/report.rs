@@ -16,7 +16,8 @@ use crate::store::{Aggregate, StoreError, cell_name};
 
 const CATEGORIES: [&str; 3] = ["treatment", "medication", "emergency"];
 /// The issuer's reasons (duplicates are decided at the redeemer; closed periods are not
-/// counted, as a closed period's counters must not change).
+/// counted, as a closed period's counters must not change). Every one is listed in a report,
+/// with count 0 too, so that a suppressed reason does not say "at least one".
 const REASONS: [RejectReason; 6] = [
     RejectReason::UnknownVoucher,
     RejectReason::Revoked,
@@ -213,12 +214,8 @@ pub fn compose(
     let spent = all[periods.len() - 1].settled;
     let settled_hidden = hidden.contains("settled");
     let budget = heading.annual_budget_cents;
-    let (forecast, exceeds) = if settled_hidden {
-        (0, false)
-    } else {
-        let forecast = forecast(spent.amount_cents, year, today);
-        (forecast, forecast > budget)
-    };
+    // The forecast is the spend times a known factor: it is published only with the spend.
+    let forecast = (!settled_hidden).then(|| forecast(spent.amount_cents, year, today));
     let quarter_cells = &all[12..16];
     Ok(NodeReport {
         node: heading.node.clone(),
@@ -237,7 +234,6 @@ pub fn compose(
         rejected: REASONS
             .iter()
             .zip(&cells.rejected)
-            .filter(|(_, a)| a.count > 0)
             .map(|(reason, a)| ReasonCell {
                 reason: *reason as i32,
                 cell: Some(report_cell(
@@ -271,7 +267,7 @@ pub fn compose(
         annual_budget_cents: budget,
         spent_this_year: Some(report_cell(spent, settled_hidden)),
         forecast_cents: forecast,
-        forecast_exceeds_budget: exceeds,
+        forecast_exceeds_budget: forecast.is_some_and(|f| f > budget),
         quarters: Period::quarters(year)
             .iter()
             .zip(quarter_cells)
@@ -303,6 +299,93 @@ fn forecast(spent: i64, year: i32, today: Day) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of 2026-03 from cells given by name.
+    fn report_of(cells: &[(&str, Aggregate)]) -> NodeReport {
+        let heading = Heading {
+            node: "leipzig".into(),
+            node_name: "Leipzig".into(),
+            annual_budget_cents: 1_000_000,
+        };
+        let today = Day::parse("2026-07-02").unwrap();
+        compose(
+            &heading,
+            &["leipzig".into()],
+            Period::Month(2026, 3),
+            today,
+            |name| {
+                Ok(cells
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, a)| *a)
+                    .unwrap_or_default())
+            },
+        )
+        .unwrap()
+    }
+
+    fn settled(vouchers: u64) -> Vec<(&'static str, Aggregate)> {
+        let a = Aggregate {
+            count: vouchers,
+            vouchers,
+            amount_cents: 10_000 * vouchers as i64,
+        };
+        [
+            "settled/2026-03",
+            "settled/2026-Q1",
+            "settled/2026",
+            "category/2026-03/treatment",
+            "category/2026-Q1/treatment",
+            "category/2026/treatment",
+            "flow/2026-03/leipzig",
+            "flow/2026-Q1/leipzig",
+            "flow/2026/leipzig",
+        ]
+        .into_iter()
+        .map(|n| (n, a))
+        .collect()
+    }
+
+    #[test]
+    fn every_reason_is_listed_with_count_zero_too() {
+        let mut cells = settled(8);
+        cells.push((
+            "rejected/2026-03/REJECT_REASON_OVER_CAP",
+            Aggregate {
+                count: 2,
+                vouchers: 2,
+                amount_cents: 0,
+            },
+        ));
+        for name in [
+            "rejected/2026-Q1/REJECT_REASON_OVER_CAP",
+            "rejected/2026/REJECT_REASON_OVER_CAP",
+        ] {
+            cells.push((name, cells.last().unwrap().1));
+        }
+        let report = report_of(&cells);
+        let reasons: Vec<RejectReason> = report.rejected.iter().map(|r| r.reason()).collect();
+        assert_eq!(reasons, REASONS);
+        for r in &report.rejected {
+            let cell = r.cell.as_ref().unwrap();
+            if r.reason() == RejectReason::OverCap {
+                assert!(cell.suppressed, "2 vouchers");
+            } else {
+                assert_eq!((cell.suppressed, cell.count), (false, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_suppressed_spend_has_no_forecast() {
+        let small = report_of(&settled(3));
+        assert!(small.spent_this_year.as_ref().unwrap().suppressed);
+        assert_eq!(small.forecast_cents, None);
+        assert!(!small.forecast_exceeds_budget);
+        let shown = report_of(&settled(8));
+        assert!(!shown.spent_this_year.as_ref().unwrap().suppressed);
+        assert_eq!(shown.forecast_cents, Some(80_000 * 365 / 183));
+    }
 
     #[test]
     fn the_forecast_extrapolates_the_current_year_only() {

@@ -11,8 +11,8 @@
 //!   largest number the equations and non-negativity allow it is at least 5 (simplex).
 //!
 //! The equations: in every report, settled = Σ categories = Σ cities, in claims and amounts;
-//! the quarters' spend and the year's spend are the settled cells of those periods; for every
-//! measure, months add up to quarters and quarters
+//! the quarters' spend and the year's spend are the settled cells of those periods (and the
+//! forecast gives the year's away); for every measure, months add up to quarters and quarters
 //! to the year. Two reports of adjacent periods (a month and its quarter, Q3 and Q4) give a
 //! subset of these equations, which can only fix less.
 
@@ -259,6 +259,12 @@ impl Published {
             let claimed = r.claimed_vouchers.as_ref().expect("claimed vouchers");
             let settled = r.settled.as_ref().expect("settled");
             assert_eq!(claimed.suppressed, settled.suppressed, "{period}");
+            // The forecast is the year's spend times a known factor.
+            let spent = r.spent_this_year.as_ref().expect("spent");
+            assert!(
+                r.forecast_cents.is_none() || !spent.suppressed,
+                "{period}: a forecast of a suppressed spend"
+            );
         }
         published
     }
