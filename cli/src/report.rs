@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use schein_node::client::IdentityFile;
+use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{ClearingRequest, ClearingResult, NodeReport, ReportCell, ReportRequest};
@@ -173,11 +174,20 @@ fn report_json(r: &NodeReport) -> serde_json::Value {
         "spent_this_year": cell_json(r.spent_this_year.as_ref()),
         "forecast_cents": r.forecast_cents.map_or(json!("suppressed"), |f| json!(f)),
         "forecast_exceeds_budget": r.forecast_exceeds_budget,
+        "released_through": r.released_through.map(|d| Day::from(d).to_string()),
     })
 }
 
 pub(crate) fn print_table(reports: &[NodeReport], missing: &[String]) {
     print!("{}", table(reports, missing));
+}
+
+/// When a report's figures were taken: released weekly to funders, live for the office.
+fn as_of(r: &NodeReport) -> String {
+    match r.released_through {
+        Some(day) => format!("figures up to the end of {}", Day::from(day)),
+        None => "live figures".into(),
+    }
 }
 
 /// The reports as text: each node's figures, then the flow matrix.
@@ -194,7 +204,14 @@ fn write_table(
     missing: &[String],
 ) -> std::fmt::Result {
     for r in reports {
-        writeln!(t, "{} ({}) — {}", r.node_name, r.node, r.period)?;
+        writeln!(
+            t,
+            "{} ({}) — {}, {}",
+            r.node_name,
+            r.node,
+            r.period,
+            as_of(r)
+        )?;
         writeln!(t, "  vouchers issued          {}", count(r.issued.as_ref()))?;
         writeln!(
             t,
@@ -482,6 +499,7 @@ mod tests {
                 },
             ],
             forecast_cents: None,
+            released_through: Some(Day::parse("2026-03-01").unwrap().into()),
             ..Default::default()
         }
     }
@@ -504,6 +522,10 @@ mod tests {
     fn a_suppressed_forecast_says_so() {
         let text = table(&[report()], &[]);
         assert!(text.contains("forecast (suppressed)"), "{text}");
+        assert!(
+            text.contains("figures up to the end of 2026-03-01"),
+            "{text}"
+        );
         let json = report_json(&report());
         assert_eq!(json["forecast_cents"], "suppressed");
         let mut shown = report();

@@ -2,6 +2,10 @@
 //! the work happened (O(cells)), with disclosure control applied before anything leaves the
 //! node (privacy rule 4). Cells that state the same quantity in several places (the settled
 //! total as the sum of categories, of flows, and as its quarter's spend) are hidden together.
+//!
+//! Funders see figures released weekly: every cell as of the end of the last complete week
+//! (Monday 00:00 UTC boundaries), so that polling shows a week's claims at once, never one claim
+//! appearing. The node's own office sees live figures; it sees the claims themselves anyway.
 
 use schein_proto::Day;
 use schein_proto::disclosure::{Breakdown, Cell};
@@ -12,7 +16,7 @@ use schein_proto::v1::{
 
 use crate::node::Node;
 use crate::roster::MemberKind;
-use crate::store::{Aggregate, StoreError, cell_name};
+use crate::store::{Aggregate, Store, StoreError, cell_name};
 
 const CATEGORIES: [&str; 3] = ["treatment", "medication", "emergency"];
 /// The issuer's reasons (duplicates are decided at the redeemer; closed periods are not
@@ -26,6 +30,40 @@ const REASONS: [RejectReason; 6] = [
     RejectReason::OverCap,
     RejectReason::OutOfScope,
 ];
+
+/// Which figures a reader gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figures {
+    /// As of the end of the last complete week: funders.
+    Released,
+    /// Everything counted so far: this node's office.
+    Live,
+}
+
+/// The moment a report's figures show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything counted up to now, on this day.
+    Now(Day),
+    /// Everything counted up to the end of this day, the Sunday before the current week.
+    EndOf(Day),
+}
+
+impl AsOf {
+    /// The figures a reader of `figures` gets on `today`.
+    pub fn for_reader(figures: Figures, today: Day) -> Self {
+        match figures {
+            Figures::Live => Self::Now(today),
+            Figures::Released => Self::EndOf(Store::released_through(today)),
+        }
+    }
+
+    fn last_day(self) -> Day {
+        match self {
+            Self::Now(day) | Self::EndOf(day) => day,
+        }
+    }
+}
 
 /// A node's names and budget, as its report states them.
 #[derive(Clone, Debug)]
@@ -144,11 +182,23 @@ fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) ->
     out
 }
 
-/// The report of `node` for `period`, suppressed.
-pub fn build(node: &Node, period: Period, today: Day) -> Result<NodeReport, StoreError> {
+/// The report of `node` for `period`, suppressed, with the figures a reader of `figures` gets
+/// on `today`.
+pub fn build(
+    node: &Node,
+    period: Period,
+    today: Day,
+    figures: Figures,
+) -> Result<NodeReport, StoreError> {
+    let as_of = AsOf::for_reader(figures, today);
+    let read = |name: &str| match figures {
+        Figures::Live => node.store.aggregate(name),
+        Figures::Released => node.store.released_aggregate(name, today),
+    };
     let year = period.year();
     // Every city this node's vouchers were used in this year, members or not (a city that left
-    // the roster must not become the difference between the total and the rest).
+    // the roster must not become the difference between the total and the rest); a city that
+    // is not a member only once its figures are released.
     let roster = node.roster();
     let mut redeemers: Vec<String> = roster
         .members()
@@ -159,7 +209,9 @@ pub fn build(node: &Node, period: Period, today: Day) -> Result<NodeReport, Stor
         .store
         .dimensions(&format!("flow/{}/", Period::Year(year)))?
     {
-        if !redeemers.contains(&dim) {
+        if !redeemers.contains(&dim)
+            && read(&cell_name("flow", Period::Year(year), Some(&dim)))?.count > 0
+        {
             redeemers.push(dim);
         }
     }
@@ -168,13 +220,11 @@ pub fn build(node: &Node, period: Period, today: Day) -> Result<NodeReport, Stor
         node_name: node.name.clone(),
         annual_budget_cents: node.annual_budget_cents,
     };
-    compose(&heading, &redeemers, period, today, |name| {
-        node.store.aggregate(name)
-    })
+    compose(&heading, &redeemers, period, as_of, read)
 }
 
-/// The report for `period` on `today` from cells read by name ([`cell_name`]) with `read`, with
-/// a column for each of `redeemers`.
+/// The report for `period` from cells read by name ([`cell_name`]) with `read`, all as of the
+/// same moment `as_of`, with a column for each of `redeemers`.
 ///
 /// Counts add up across periods (the months make their quarter, the quarters their year), so
 /// a measure hidden in any period of the year is hidden in all of them: no published
@@ -183,7 +233,7 @@ pub fn compose(
     heading: &Heading,
     redeemers: &[String],
     period: Period,
-    today: Day,
+    as_of: AsOf,
     read: impl Fn(&str) -> Result<Aggregate, StoreError>,
 ) -> Result<NodeReport, StoreError> {
     let year = period.year();
@@ -215,7 +265,7 @@ pub fn compose(
     let settled_hidden = hidden.contains("settled");
     let budget = heading.annual_budget_cents;
     // The forecast is the spend times a known factor: it is published only with the spend.
-    let forecast = (!settled_hidden).then(|| forecast(spent.amount_cents, year, today));
+    let forecast = (!settled_hidden).then(|| forecast(spent.amount_cents, year, as_of.last_day()));
     let quarter_cells = &all[12..16];
     Ok(NodeReport {
         node: heading.node.clone(),
@@ -276,12 +326,17 @@ pub fn compose(
                 cell: Some(report_cell(c.settled, settled_hidden)),
             })
             .collect(),
+        released_through: match as_of {
+            AsOf::EndOf(day) => Some(day.into()),
+            AsOf::Now(_) => None,
+        },
     })
 }
 
-/// The year's spend extrapolated linearly from the days gone by; a past year's is its spend.
-fn forecast(spent: i64, year: i32, today: Day) -> i64 {
-    let Some(date) = today.to_date() else {
+/// The year's spend extrapolated linearly from the days its figures cover (up to `through`); a
+/// past year's is its spend.
+fn forecast(spent: i64, year: i32, through: Day) -> i64 {
+    let Some(date) = through.to_date() else {
         return spent;
     };
     if date.year() != year {
@@ -312,7 +367,7 @@ mod tests {
             &heading,
             &["leipzig".into()],
             Period::Month(2026, 3),
-            today,
+            AsOf::Now(today),
             |name| {
                 Ok(cells
                     .iter()

@@ -21,7 +21,7 @@ mod attacker;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use schein_node::report::{Heading, compose};
+use schein_node::report::{AsOf, Heading, compose};
 use schein_node::store::{Aggregate, StoreError, cell_name};
 use schein_proto::Day;
 use schein_proto::period::Period;
@@ -151,7 +151,7 @@ fn reports(cells: &Cells, cities: &[String]) -> Vec<NodeReport> {
     periods()
         .into_iter()
         .map(|p| {
-            compose(&heading, cities, p, today, |name| {
+            compose(&heading, cities, p, AsOf::Now(today), |name| {
                 Ok::<_, StoreError>(by_name.get(name).copied().unwrap_or_default())
             })
             .expect("a report")
@@ -198,9 +198,10 @@ impl Published {
         );
         measures.extend(first.flows.iter().map(|f| format!("flow/{}", f.redeemer)));
         measures.extend(
-            REASONS
+            first
+                .rejected
                 .iter()
-                .map(|r| format!("rejected/{}", r.as_str_name())),
+                .map(|r| format!("rejected/{}", r.reason().as_str_name())),
         );
         let mut published = Self {
             measures,

@@ -1,5 +1,6 @@
-//! What funders see: reports that match a recount of the raw records, small cells suppressed,
-//! who may read them, and clearing between nodes that catches a diverged ledger.
+//! What funders see: reports that match a recount of the raw records (live for the node's
+//! office, as of the end of last week for funders), small cells suppressed, who may read them,
+//! and clearing between nodes that catches a diverged ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,6 +84,7 @@ async fn recount_workload(seed: u64) {
     let fees = [
         "GOAE-1", "GOAE-3", "GOAE-5", "GOAE-7", "GOAE-8", "KH-AMB", "KH-TAG",
     ];
+    let week_before = schein_proto::Day::today();
     for i in 0..60 {
         let v = rng.below(vouchers.len() as u64) as usize;
         let (city, provider) = &mut providers[rng.below(4) as usize];
@@ -119,12 +121,17 @@ async fn recount_workload(seed: u64) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let funder = saxony
-        .federation
-        .enroll("leipzig", Role::Funder, "land")
-        .unwrap();
-    let mut reports = ReportsClient::new(connect(&funder).await.unwrap());
+    // The office sees live figures.
+    let mut reports = ReportsClient::new(
+        connect(&saxony.federation.office("leipzig").unwrap())
+            .await
+            .unwrap(),
+    );
     let report = report_of(&mut reports).await;
+    assert_eq!(
+        report.released_through, None,
+        "the office's figures are live"
+    );
 
     let issued = visible(&report.issued).expect("14 vouchers are shown");
     assert_eq!(issued.count, 14);
@@ -176,6 +183,31 @@ async fn recount_workload(seed: u64) {
         over_cap == rejected || over_cap == 0,
         "{over_cap} vs {rejected}"
     );
+
+    // A funder sees the figures as of the end of last week: none of today's claims.
+    let funder = saxony
+        .federation
+        .enroll("leipzig", Role::Funder, "land")
+        .unwrap();
+    let mut reports = ReportsClient::new(connect(&funder).await.unwrap());
+    let released = report_of(&mut reports).await;
+    let today = schein_proto::Day::today();
+    assert_eq!(
+        released.released_through,
+        Some(schein_node::store::Store::released_through(today).into())
+    );
+    let released_settled = visible(&released.settled).expect("zero is not small");
+    if schein_node::store::Store::released_through(week_before)
+        == schein_node::store::Store::released_through(today)
+    {
+        assert_eq!(
+            (released_settled.count, released_settled.amount_cents),
+            (0, 0)
+        );
+    } else {
+        // A week ended during the test: its claims may be released.
+        assert!(released_settled.count <= settled.0);
+    }
     saxony.shutdown().await.unwrap();
 }
 

@@ -185,6 +185,7 @@ impl Store {
                                         dimension,
                                         month,
                                         amount,
+                                        today,
                                     )?;
                                 }
                             }
@@ -211,6 +212,7 @@ impl Store {
                         Some(reason),
                         month,
                         0,
+                        today,
                     )?;
                 }
                 // The sums, or the cells the voucher is counted in, may have changed.
