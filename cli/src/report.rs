@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use schein_node::client::IdentityFile;
+use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{ClearingRequest, ClearingResult, NodeReport, ReportCell, ReportRequest};
@@ -171,77 +172,116 @@ fn report_json(r: &NodeReport) -> serde_json::Value {
         "flows": r.flows.iter().map(|f| json!({"redeemer": f.redeemer, "cell": cell_json(f.cell.as_ref())})).collect::<Vec<_>>(),
         "annual_budget_cents": r.annual_budget_cents,
         "spent_this_year": cell_json(r.spent_this_year.as_ref()),
-        "forecast_cents": r.forecast_cents,
+        "forecast_cents": r.forecast_cents.map_or(json!("suppressed"), |f| json!(f)),
         "forecast_exceeds_budget": r.forecast_exceeds_budget,
+        "released_through": r.released_through.map(|d| Day::from(d).to_string()),
     })
 }
 
 pub(crate) fn print_table(reports: &[NodeReport], missing: &[String]) {
+    print!("{}", table(reports, missing));
+}
+
+/// When a report's figures were taken: released weekly to funders, live for the office.
+fn as_of(r: &NodeReport) -> String {
+    match r.released_through {
+        Some(day) => format!("figures up to the end of {}", Day::from(day)),
+        None => "live figures".into(),
+    }
+}
+
+/// The reports as text: each node's figures, then the flow matrix.
+fn table(reports: &[NodeReport], missing: &[String]) -> String {
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_table(&mut text, reports, missing);
+    text
+}
+
+fn write_table(
+    t: &mut impl std::fmt::Write,
+    reports: &[NodeReport],
+    missing: &[String],
+) -> std::fmt::Result {
     for r in reports {
-        println!("{} ({}) — {}", r.node_name, r.node, r.period);
-        println!("  vouchers issued          {}", count(r.issued.as_ref()));
-        println!(
+        writeln!(
+            t,
+            "{} ({}) — {}, {}",
+            r.node_name,
+            r.node,
+            r.period,
+            as_of(r)
+        )?;
+        writeln!(t, "  vouchers issued          {}", count(r.issued.as_ref()))?;
+        writeln!(
+            t,
             "  vouchers with claims     {}",
             count(r.claimed_vouchers.as_ref())
-        );
-        println!(
+        )?;
+        writeln!(
+            t,
             "  claims settled           {}  {}",
             count(r.settled.as_ref()),
             amount(r.settled.as_ref())
-        );
+        )?;
         for c in &r.rejected {
             let reason = schein_proto::v1::RejectReason::try_from(c.reason)
                 .ok()
                 .and_then(reject_reason_code)
                 .unwrap_or("other");
-            println!(
-                "  claims rejected ({reason:<15}) {}",
+            writeln!(
+                t,
+                "  claims rejected {:<17} {}",
+                format!("({reason})"),
                 count(c.cell.as_ref())
-            );
+            )?;
         }
         for c in &r.categories {
-            println!("  {:<24} {}", c.category, amount(c.cell.as_ref()));
+            writeln!(t, "  {:<24} {}", c.category, amount(c.cell.as_ref()))?;
         }
-        println!(
+        writeln!(
+            t,
             "  budget {}, spent this year {}, forecast {}{}",
             Cents(r.annual_budget_cents),
             amount(r.spent_this_year.as_ref()),
-            Cents(r.forecast_cents),
+            r.forecast_cents
+                .map_or_else(|| "(suppressed)".into(), |f| Cents(f).to_string()),
             if r.forecast_exceeds_budget {
                 "  WARNING: the forecast exceeds the budget"
             } else {
                 ""
             }
-        );
-        println!();
+        )?;
+        writeln!(t)?;
     }
     // The flow matrix: rows are issuers, columns the cities where their vouchers were used.
     let columns: Vec<&str> = reports
         .first()
         .map(|r| r.flows.iter().map(|f| f.redeemer.as_str()).collect())
         .unwrap_or_default();
-    println!(
+    writeln!(
+        t,
         "What each city's vouchers cost in each city ({}):",
-        reports[0].period
-    );
-    print!("  {:<12}", "issuer");
+        reports.first().map_or("", |r| r.period.as_str())
+    )?;
+    write!(t, "  {:<12}", "issuer")?;
     for c in &columns {
-        print!("{c:>16}");
+        write!(t, "{c:>16}")?;
     }
-    println!("{:>16}", "total");
+    writeln!(t, "{:>16}", "total")?;
     for r in reports {
-        print!("  {:<12}", r.node);
+        write!(t, "  {:<12}", r.node)?;
         for c in &columns {
             let cell = r
                 .flows
                 .iter()
                 .find(|f| f.redeemer == *c)
                 .and_then(|f| f.cell.as_ref());
-            print!("{:>16}", short_amount(cell));
+            write!(t, "{:>16}", short_amount(cell))?;
         }
-        println!("{:>16}", short_amount(r.settled.as_ref()));
+        writeln!(t, "{:>16}", short_amount(r.settled.as_ref()))?;
     }
-    print!("  {:<12}", "total");
+    write!(t, "  {:<12}", "total")?;
     for c in &columns {
         let cells: Vec<Option<&ReportCell>> = reports
             .iter()
@@ -257,12 +297,17 @@ pub(crate) fn print_table(reports: &[NodeReport], missing: &[String]) {
             .iter()
             .map(|c| shown(*c).map(|c| c.amount_cents))
             .sum::<Option<i64>>();
-        print!("{:>16}", total.map_or("–".into(), |t| Cents(t).to_string()));
+        write!(
+            t,
+            "{:>16}",
+            total.map_or("–".into(), |sum| Cents(sum).to_string())
+        )?;
     }
-    println!();
+    writeln!(t)?;
     if !missing.is_empty() {
-        println!("\nNot answered: {}", missing.join(", "));
+        writeln!(t, "\nNot answered: {}", missing.join(", "))?;
     }
+    Ok(())
 }
 
 fn short_amount(cell: Option<&ReportCell>) -> String {
@@ -420,4 +465,71 @@ pub(crate) fn print_clearing(result: &ClearingResult, out: &Output) {
         );
     }
     println!("  net position: {}", Cents(result.net_position_cents));
+}
+
+#[cfg(test)]
+mod tests {
+    use schein_proto::v1::{ReasonCell, RejectReason};
+
+    use super::*;
+
+    fn report() -> NodeReport {
+        let shown = |count| ReportCell {
+            suppressed: false,
+            vouchers: count,
+            count,
+            amount_cents: 0,
+        };
+        NodeReport {
+            node: "leipzig".into(),
+            node_name: "Leipzig".into(),
+            period: "2026-Q1".into(),
+            settled: Some(ReportCell {
+                suppressed: true,
+                ..Default::default()
+            }),
+            rejected: vec![
+                ReasonCell {
+                    reason: RejectReason::OverCap as i32,
+                    cell: Some(shown(7)),
+                },
+                ReasonCell {
+                    reason: RejectReason::UnknownVoucher as i32,
+                    cell: Some(shown(0)),
+                },
+            ],
+            forecast_cents: None,
+            released_through: Some(Day::parse("2026-03-01").unwrap().into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reasons_are_padded_outside_their_parentheses() {
+        let text = table(&[report()], &[]);
+        assert!(
+            text.contains("  claims rejected (over_cap)        7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  claims rejected (unknown_voucher) 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains(" )"), "{text}");
+    }
+
+    #[test]
+    fn a_suppressed_forecast_says_so() {
+        let text = table(&[report()], &[]);
+        assert!(text.contains("forecast (suppressed)"), "{text}");
+        assert!(
+            text.contains("figures up to the end of 2026-03-01"),
+            "{text}"
+        );
+        let json = report_json(&report());
+        assert_eq!(json["forecast_cents"], "suppressed");
+        let mut shown = report();
+        shown.forecast_cents = Some(12_345);
+        assert!(table(&[shown], &[]).contains("forecast EUR 123.45"));
+    }
 }

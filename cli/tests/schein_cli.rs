@@ -264,10 +264,12 @@ async fn office_and_provider_work_through_the_cli() {
     assert!(report.status.success(), "{}", stderr(&report));
     let report: serde_json::Value = serde_json::from_str(&stdout(&report)).unwrap();
     assert_eq!(report["nodes"].as_array().unwrap().len(), 3);
+    // A funder's figures end with last week: today's claim is not among them yet.
     assert_eq!(
-        report["nodes"][0]["claims_settled"], "suppressed",
-        "one claim is below 5 vouchers"
+        report["nodes"][0]["claims_settled"]["count"], 0,
+        "released weekly"
     );
+    assert!(report["nodes"][0]["released_through"].is_string());
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let csv = schein(
         Some(&funder),

@@ -2,8 +2,13 @@
 //! the work happened (O(cells)), with disclosure control applied before anything leaves the
 //! node (privacy rule 4). Cells that state the same quantity in several places (the settled
 //! total as the sum of categories, of flows, and as its quarter's spend) are hidden together.
+//!
+//! Funders see figures released weekly: every cell as of the end of the last complete week
+//! (Monday 00:00 UTC boundaries), so that polling shows a week's claims at once, never one claim
+//! appearing. The node's own office sees live figures; it sees the claims themselves anyway.
 
-use schein_proto::disclosure::{Cell, Table};
+use schein_proto::Day;
+use schein_proto::disclosure::{Breakdown, Cell};
 use schein_proto::period::Period;
 use schein_proto::v1::{
     CategoryCell, FlowCell, NodeReport, PeriodSpend, ReasonCell, RejectReason, ReportCell,
@@ -11,11 +16,12 @@ use schein_proto::v1::{
 
 use crate::node::Node;
 use crate::roster::MemberKind;
-use crate::store::{Aggregate, StoreError, cell_name};
+use crate::store::{Aggregate, Store, StoreError, cell_name};
 
 const CATEGORIES: [&str; 3] = ["treatment", "medication", "emergency"];
 /// The issuer's reasons (duplicates are decided at the redeemer; closed periods are not
-/// counted, as a closed period's counters must not change).
+/// counted, as a closed period's counters must not change). Every one is listed in a report,
+/// with count 0 too, so that a suppressed reason does not say "at least one".
 const REASONS: [RejectReason; 6] = [
     RejectReason::UnknownVoucher,
     RejectReason::Revoked,
@@ -24,6 +30,48 @@ const REASONS: [RejectReason; 6] = [
     RejectReason::OverCap,
     RejectReason::OutOfScope,
 ];
+
+/// Which figures a reader gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figures {
+    /// As of the end of the last complete week: funders.
+    Released,
+    /// Everything counted so far: this node's office.
+    Live,
+}
+
+/// The moment a report's figures show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything counted up to now, on this day.
+    Now(Day),
+    /// Everything counted up to the end of this day, the Sunday before the current week.
+    EndOf(Day),
+}
+
+impl AsOf {
+    /// The figures a reader of `figures` gets on `today`.
+    pub fn for_reader(figures: Figures, today: Day) -> Self {
+        match figures {
+            Figures::Live => Self::Now(today),
+            Figures::Released => Self::EndOf(Store::released_through(today)),
+        }
+    }
+
+    fn last_day(self) -> Day {
+        match self {
+            Self::Now(day) | Self::EndOf(day) => day,
+        }
+    }
+}
+
+/// A node's names and budget, as its report states them.
+#[derive(Clone, Debug)]
+pub struct Heading {
+    pub node: String,
+    pub node_name: String,
+    pub annual_budget_cents: i64,
+}
 
 fn cell(aggregate: Aggregate) -> Cell {
     Cell::new(aggregate.vouchers, aggregate.amount_cents)
@@ -58,9 +106,12 @@ struct PeriodCells {
 /// `rejected/…`, `flow/…`.
 type Hidden = std::collections::BTreeSet<String>;
 
-fn load(node: &Node, period: Period, redeemers: &[String]) -> Result<PeriodCells, StoreError> {
-    let get =
-        |metric: &str, dim: Option<&str>| node.store.aggregate(&cell_name(metric, period, dim));
+fn load(
+    read: &impl Fn(&str) -> Result<Aggregate, StoreError>,
+    period: Period,
+    redeemers: &[String],
+) -> Result<PeriodCells, StoreError> {
+    let get = |metric: &str, dim: Option<&str>| read(&cell_name(metric, period, dim));
     Ok(PeriodCells {
         issued: get("issued", None)?,
         settled: get("settled", None)?,
@@ -80,77 +131,74 @@ fn load(node: &Node, period: Period, redeemers: &[String]) -> Result<PeriodCells
 }
 
 /// The measures one period must hide, given those hidden already: small cells, and partners
-/// so that no hidden part follows from a published total.
+/// so that no hidden cell follows from the published sums (see [`Breakdown`]).
 fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) -> Hidden {
     let mut out = hidden.clone();
+    // Vouchers issued and the rejected cells have no published total: primary suppression is
+    // enough (their periods' sums hold between hidden cells only).
     if cell(cells.issued).sensitive() {
         out.insert("issued".into());
     }
     for (reason, a) in REASONS.iter().zip(&cells.rejected) {
-        // The rejected cells have no published total: primary suppression is enough.
         if cell(*a).sensitive() {
             out.insert(format!("rejected/{}", reason.as_str_name()));
         }
     }
-    if cell(cells.settled).sensitive() {
+    let names: [Vec<String>; 2] = [
+        CATEGORIES.iter().map(|c| format!("category/{c}")).collect(),
+        redeemers.iter().map(|r| format!("flow/{r}")).collect(),
+    ];
+    let group = |parts: &[Aggregate], names: &[String]| -> Vec<Cell> {
+        parts
+            .iter()
+            .zip(names)
+            .map(|(a, name)| Cell {
+                hidden: out.contains(name),
+                ..cell(*a)
+            })
+            .collect()
+    };
+    let mut breakdown = Breakdown {
+        total: Cell {
+            hidden: out.contains("settled"),
+            ..cell(cells.settled)
+        },
+        groups: vec![
+            group(&cells.categories, &names[0]),
+            group(&cells.flows, &names[1]),
+        ],
+    };
+    breakdown.suppress();
+    if breakdown.total.hidden {
         out.insert("settled".into());
     }
-    let groups: [(&str, Vec<String>, &Vec<Aggregate>); 2] = [
-        (
-            "category",
-            CATEGORIES.iter().map(|c| (*c).to_owned()).collect(),
-            &cells.categories,
-        ),
-        ("flow", redeemers.to_vec(), &cells.flows),
-    ];
-    loop {
-        let before = out.len();
-        for (metric, dims, parts) in &groups {
-            let names: Vec<String> = dims.iter().map(|d| format!("{metric}/{d}")).collect();
-            let table_cells: Vec<Vec<Cell>> = parts
-                .iter()
-                .zip(&names)
-                .map(|(a, name)| {
-                    let mut c = cell(*a);
-                    c.hidden = out.contains(name);
-                    vec![c]
-                })
-                .collect();
-            let rows: Vec<u64> = parts.iter().map(|a| a.vouchers).collect();
-            let settled = cells.settled;
-            let mut table = Table::new(table_cells, rows, vec![settled.vouchers], settled.vouchers);
-            let total_hidden = out.contains("settled");
-            table.column_totals[0].hidden = total_hidden;
-            table.total.hidden = total_hidden;
-            table.suppress();
-            for (row, name) in table.cells.iter().zip(&names) {
-                if row[0].hidden {
-                    out.insert(name.clone());
-                }
+    for (parts, names) in breakdown.groups.iter().zip(&names) {
+        for (part, name) in parts.iter().zip(names) {
+            if part.hidden {
+                out.insert(name.clone());
             }
-            if table.total.hidden || table.column_totals[0].hidden {
-                out.insert("settled".into());
-            }
-        }
-        if out.len() == before {
-            return out;
         }
     }
+    out
 }
 
-/// The report of `node` for `period`, suppressed.
-///
-/// Counts add up across periods (the months make their quarter, the quarters their year), so
-/// a measure hidden in any period of the year is hidden in all of them: no published
-/// difference of periods can give a hidden cell away.
+/// The report of `node` for `period`, suppressed, with the figures a reader of `figures` gets
+/// on `today`.
 pub fn build(
     node: &Node,
     period: Period,
-    today: schein_proto::Day,
+    today: Day,
+    figures: Figures,
 ) -> Result<NodeReport, StoreError> {
+    let as_of = AsOf::for_reader(figures, today);
+    let read = |name: &str| match figures {
+        Figures::Live => node.store.aggregate(name),
+        Figures::Released => node.store.released_aggregate(name, today),
+    };
     let year = period.year();
     // Every city this node's vouchers were used in this year, members or not (a city that left
-    // the roster must not become the difference between the total and the rest).
+    // the roster must not become the difference between the total and the rest); a city that
+    // is not a member only once its figures are released.
     let roster = node.roster();
     let mut redeemers: Vec<String> = roster
         .members()
@@ -161,22 +209,46 @@ pub fn build(
         .store
         .dimensions(&format!("flow/{}/", Period::Year(year)))?
     {
-        if !redeemers.contains(&dim) {
+        if !redeemers.contains(&dim)
+            && read(&cell_name("flow", Period::Year(year), Some(&dim)))?.count > 0
+        {
             redeemers.push(dim);
         }
     }
+    let heading = Heading {
+        node: node.id.clone(),
+        node_name: node.name.clone(),
+        annual_budget_cents: node.annual_budget_cents,
+    };
+    compose(&heading, &redeemers, period, as_of, read)
+}
+
+/// The report for `period` from cells read by name ([`cell_name`]) with `read`, all as of the
+/// same moment `as_of`, with a column for each of `redeemers`.
+///
+/// Counts add up across periods (the months make their quarter, the quarters their year), so
+/// a measure hidden in any period of the year is hidden in all of them: no published
+/// difference of periods can give a hidden cell away.
+pub fn compose(
+    heading: &Heading,
+    redeemers: &[String],
+    period: Period,
+    as_of: AsOf,
+    read: impl Fn(&str) -> Result<Aggregate, StoreError>,
+) -> Result<NodeReport, StoreError> {
+    let year = period.year();
     let mut periods: Vec<Period> = (1..=12).map(|m| Period::Month(year, m)).collect();
     periods.extend(Period::quarters(year));
     periods.push(Period::Year(year));
     let all: Vec<PeriodCells> = periods
         .iter()
-        .map(|p| load(node, *p, &redeemers))
+        .map(|p| load(&read, *p, redeemers))
         .collect::<Result<_, _>>()?;
     let mut hidden = Hidden::new();
     loop {
         let mut next = hidden.clone();
         for cells in &all {
-            next.extend(hide_in_period(cells, &hidden, &redeemers));
+            next.extend(hide_in_period(cells, &hidden, redeemers));
         }
         if next == hidden {
             break;
@@ -191,17 +263,13 @@ pub fn build(
     let cells = &all[index];
     let spent = all[periods.len() - 1].settled;
     let settled_hidden = hidden.contains("settled");
-    let budget = node.annual_budget_cents;
-    let (forecast, exceeds) = if settled_hidden {
-        (0, false)
-    } else {
-        let forecast = forecast(spent.amount_cents, year, today);
-        (forecast, forecast > budget)
-    };
+    let budget = heading.annual_budget_cents;
+    // The forecast is the spend times a known factor: it is published only with the spend.
+    let forecast = (!settled_hidden).then(|| forecast(spent.amount_cents, year, as_of.last_day()));
     let quarter_cells = &all[12..16];
     Ok(NodeReport {
-        node: node.id.clone(),
-        node_name: node.name.clone(),
+        node: heading.node.clone(),
+        node_name: heading.node_name.clone(),
         period: period.to_string(),
         issued: Some(report_cell(cells.issued, hidden.contains("issued"))),
         claimed_vouchers: Some(report_cell(
@@ -216,7 +284,6 @@ pub fn build(
         rejected: REASONS
             .iter()
             .zip(&cells.rejected)
-            .filter(|(_, a)| a.count > 0)
             .map(|(reason, a)| ReasonCell {
                 reason: *reason as i32,
                 cell: Some(report_cell(
@@ -250,7 +317,7 @@ pub fn build(
         annual_budget_cents: budget,
         spent_this_year: Some(report_cell(spent, settled_hidden)),
         forecast_cents: forecast,
-        forecast_exceeds_budget: exceeds,
+        forecast_exceeds_budget: forecast.is_some_and(|f| f > budget),
         quarters: Period::quarters(year)
             .iter()
             .zip(quarter_cells)
@@ -259,12 +326,17 @@ pub fn build(
                 cell: Some(report_cell(c.settled, settled_hidden)),
             })
             .collect(),
+        released_through: match as_of {
+            AsOf::EndOf(day) => Some(day.into()),
+            AsOf::Now(_) => None,
+        },
     })
 }
 
-/// The year's spend extrapolated linearly from the days gone by; a past year's is its spend.
-fn forecast(spent: i64, year: i32, today: schein_proto::Day) -> i64 {
-    let Some(date) = today.to_date() else {
+/// The year's spend extrapolated linearly from the days its figures cover (up to `through`); a
+/// past year's is its spend.
+fn forecast(spent: i64, year: i32, through: Day) -> i64 {
+    let Some(date) = through.to_date() else {
         return spent;
     };
     if date.year() != year {
@@ -282,6 +354,93 @@ fn forecast(spent: i64, year: i32, today: schein_proto::Day) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of 2026-03 from cells given by name.
+    fn report_of(cells: &[(&str, Aggregate)]) -> NodeReport {
+        let heading = Heading {
+            node: "leipzig".into(),
+            node_name: "Leipzig".into(),
+            annual_budget_cents: 1_000_000,
+        };
+        let today = Day::parse("2026-07-02").unwrap();
+        compose(
+            &heading,
+            &["leipzig".into()],
+            Period::Month(2026, 3),
+            AsOf::Now(today),
+            |name| {
+                Ok(cells
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, a)| *a)
+                    .unwrap_or_default())
+            },
+        )
+        .unwrap()
+    }
+
+    fn settled(vouchers: u64) -> Vec<(&'static str, Aggregate)> {
+        let a = Aggregate {
+            count: vouchers,
+            vouchers,
+            amount_cents: 10_000 * vouchers as i64,
+        };
+        [
+            "settled/2026-03",
+            "settled/2026-Q1",
+            "settled/2026",
+            "category/2026-03/treatment",
+            "category/2026-Q1/treatment",
+            "category/2026/treatment",
+            "flow/2026-03/leipzig",
+            "flow/2026-Q1/leipzig",
+            "flow/2026/leipzig",
+        ]
+        .into_iter()
+        .map(|n| (n, a))
+        .collect()
+    }
+
+    #[test]
+    fn every_reason_is_listed_with_count_zero_too() {
+        let mut cells = settled(8);
+        cells.push((
+            "rejected/2026-03/REJECT_REASON_OVER_CAP",
+            Aggregate {
+                count: 2,
+                vouchers: 2,
+                amount_cents: 0,
+            },
+        ));
+        for name in [
+            "rejected/2026-Q1/REJECT_REASON_OVER_CAP",
+            "rejected/2026/REJECT_REASON_OVER_CAP",
+        ] {
+            cells.push((name, cells.last().unwrap().1));
+        }
+        let report = report_of(&cells);
+        let reasons: Vec<RejectReason> = report.rejected.iter().map(|r| r.reason()).collect();
+        assert_eq!(reasons, REASONS);
+        for r in &report.rejected {
+            let cell = r.cell.as_ref().unwrap();
+            if r.reason() == RejectReason::OverCap {
+                assert!(cell.suppressed, "2 vouchers");
+            } else {
+                assert_eq!((cell.suppressed, cell.count), (false, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_suppressed_spend_has_no_forecast() {
+        let small = report_of(&settled(3));
+        assert!(small.spent_this_year.as_ref().unwrap().suppressed);
+        assert_eq!(small.forecast_cents, None);
+        assert!(!small.forecast_exceeds_budget);
+        let shown = report_of(&settled(8));
+        assert!(!shown.spent_this_year.as_ref().unwrap().suppressed);
+        assert_eq!(shown.forecast_cents, Some(80_000 * 365 / 183));
+    }
 
     #[test]
     fn the_forecast_extrapolates_the_current_year_only() {

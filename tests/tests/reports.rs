@@ -1,5 +1,6 @@
-//! What funders see: reports that match a recount of the raw records, small cells suppressed,
-//! who may read them, and clearing between nodes that catches a diverged ledger.
+//! What funders see: reports that match a recount of the raw records (live for the node's
+//! office, as of the end of last week for funders), small cells suppressed, who may read them,
+//! and clearing between nodes that catches a diverged ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,13 +77,15 @@ async fn recount_workload(seed: u64) {
         vouchers.push(issue(&mut leipzig, &[Scope::Medication]).await.unwrap());
     }
     let mut rng = Lcg(seed);
-    // The recount: settled amount and distinct vouchers, overall and per redeeming city.
+    // The recount: settled claims, amount and distinct vouchers, overall and per redeeming
+    // city; vouchers with a claim rejected over the cap.
     let mut settled = (0u64, 0i64, BTreeSet::new());
-    let mut flows: BTreeMap<String, (i64, BTreeSet<usize>)> = BTreeMap::new();
-    let mut rejected = 0u64;
+    let mut flows: BTreeMap<String, (u64, i64, BTreeSet<usize>)> = BTreeMap::new();
+    let mut rejected = (0u64, BTreeSet::new());
     let fees = [
         "GOAE-1", "GOAE-3", "GOAE-5", "GOAE-7", "GOAE-8", "KH-AMB", "KH-TAG",
     ];
+    let week_before = schein_proto::Day::today();
     for i in 0..60 {
         let v = rng.below(vouchers.len() as u64) as usize;
         let (city, provider) = &mut providers[rng.below(4) as usize];
@@ -108,23 +111,30 @@ async fn recount_workload(seed: u64) {
                 settled.1 += amount;
                 settled.2.insert(v);
                 let flow = flows.entry(city.clone()).or_default();
-                flow.0 += amount;
-                flow.1.insert(v);
+                flow.0 += 1;
+                flow.1 += amount;
+                flow.2.insert(v);
             }
             ClaimState::Rejected => {
                 assert_eq!(claim.reason(), RejectReason::OverCap, "{}", claim.message);
-                rejected += 1;
+                rejected.0 += 1;
+                rejected.1.insert(v);
             }
             ClaimState::Held => {} // the same fee on the same day by the same provider
             other => panic!("unexpected {other:?}"),
         }
     }
-    let funder = saxony
-        .federation
-        .enroll("leipzig", Role::Funder, "land")
-        .unwrap();
-    let mut reports = ReportsClient::new(connect(&funder).await.unwrap());
+    // The office sees live figures.
+    let mut reports = ReportsClient::new(
+        connect(&saxony.federation.office("leipzig").unwrap())
+            .await
+            .unwrap(),
+    );
     let report = report_of(&mut reports).await;
+    assert_eq!(
+        report.released_through, None,
+        "the office's figures are live"
+    );
 
     let issued = visible(&report.issued).expect("14 vouchers are shown");
     assert_eq!(issued.count, 14);
@@ -133,21 +143,45 @@ async fn recount_workload(seed: u64) {
         (cell.count, cell.amount_cents, cell.vouchers),
         (settled.0, settled.1, settled.2.len() as u64)
     );
+    // Every claim is treatment: the category is the total, and nothing partners it.
+    let treatment = report
+        .categories
+        .iter()
+        .find(|c| c.category == "treatment")
+        .unwrap();
+    let treatment = visible(&treatment.cell).expect("treatment is the whole total");
+    assert_eq!(
+        (treatment.count, treatment.amount_cents),
+        (settled.0, settled.1)
+    );
+    // Each city: small ones suppressed, the others as recounted or hidden as partners; the
+    // hidden ones together are the total minus the published ones, and not small.
+    let mut hidden = (0u64, 0i64, false);
     for flow in &report.flows {
-        let (amount, distinct) = flows.get(&flow.redeemer).cloned().unwrap_or_default();
-        if let Some(cell) = visible(&flow.cell) {
-            assert_eq!(
-                (cell.amount_cents, cell.vouchers),
-                (amount, distinct.len() as u64),
-                "{}",
-                flow.redeemer
-            );
-            assert!(
-                cell.vouchers == 0 || cell.vouchers >= 5,
-                "small flow published"
-            );
+        let (count, amount, distinct) = flows.get(&flow.redeemer).cloned().unwrap_or_default();
+        let small = (1..5).contains(&distinct.len());
+        match visible(&flow.cell) {
+            Some(cell) => {
+                assert!(!small, "{}: small flow published", flow.redeemer);
+                assert_eq!(
+                    (cell.count, cell.amount_cents, cell.vouchers),
+                    (count, amount, distinct.len() as u64),
+                    "{}",
+                    flow.redeemer
+                );
+            }
+            None => {
+                hidden.0 += count;
+                hidden.1 += amount;
+                hidden.2 |= distinct.len() >= 5;
+            }
         }
     }
+    assert!(
+        hidden.0 == 0 || hidden.2,
+        "hidden flows of {} claims, none of 5 vouchers",
+        hidden.0
+    );
     let shown_flows = report
         .flows
         .iter()
@@ -158,24 +192,50 @@ async fn recount_workload(seed: u64) {
         "the workload is large enough to show flows: {:?}",
         report.flows
     );
-    let treatment = report
-        .categories
-        .iter()
-        .find(|c| c.category == "treatment")
-        .unwrap();
-    if let Some(cell) = visible(&treatment.cell) {
-        assert_eq!(cell.amount_cents, settled.1);
+    // Every reason is listed; rejections over the cap have no total to partner with.
+    assert_eq!(report.rejected.len(), 6, "{:?}", report.rejected);
+    for reason in &report.rejected {
+        let (count, distinct) = if reason.reason() == RejectReason::OverCap {
+            (rejected.0, rejected.1.len() as u64)
+        } else {
+            (0, 0)
+        };
+        let cell = reason.cell.as_ref().unwrap();
+        if (1..5).contains(&distinct) {
+            assert!(cell.suppressed, "{reason:?}");
+        } else {
+            assert_eq!(
+                (cell.suppressed, cell.count, cell.vouchers),
+                (false, count, distinct),
+                "{reason:?}"
+            );
+        }
     }
-    let over_cap: u64 = report
-        .rejected
-        .iter()
-        .filter(|r| r.reason() == RejectReason::OverCap)
-        .filter_map(|r| visible(&r.cell).map(|c| c.count))
-        .sum();
-    assert!(
-        over_cap == rejected || over_cap == 0,
-        "{over_cap} vs {rejected}"
+
+    // A funder sees the figures as of the end of last week: none of today's claims.
+    let funder = saxony
+        .federation
+        .enroll("leipzig", Role::Funder, "land")
+        .unwrap();
+    let mut reports = ReportsClient::new(connect(&funder).await.unwrap());
+    let released = report_of(&mut reports).await;
+    let today = schein_proto::Day::today();
+    assert_eq!(
+        released.released_through,
+        Some(schein_node::store::Store::released_through(today).into())
     );
+    let released_settled = visible(&released.settled).expect("zero is not small");
+    if schein_node::store::Store::released_through(week_before)
+        == schein_node::store::Store::released_through(today)
+    {
+        assert_eq!(
+            (released_settled.count, released_settled.amount_cents),
+            (0, 0)
+        );
+    } else {
+        // A week ended during the test: its claims may be released.
+        assert!(released_settled.count <= settled.0);
+    }
     saxony.shutdown().await.unwrap();
 }
 
@@ -184,11 +244,16 @@ async fn no_cell_of_fewer_than_five_vouchers_can_be_read() {
     let saxony = Saxony::start().await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
     let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
-    // Three vouchers claimed in Dresden, seven in Chemnitz.
     let mut hospital = saxony.provider("chemnitz", "klinikum").await.unwrap();
-    for i in 0..10 {
+    let mut local = saxony.provider("leipzig", "praxis").await.unwrap();
+    // Three vouchers claimed in Dresden, seven in Chemnitz, eight in Leipzig.
+    for i in 0..18 {
         let voucher = issue(&mut leipzig, &[]).await.unwrap();
-        let provider = if i < 3 { &mut practice } else { &mut hospital };
+        let provider = match i {
+            0..3 => &mut practice,
+            3..10 => &mut hospital,
+            _ => &mut local,
+        };
         let claim = provider
             .submit_claim(claim_request(
                 &format!("s{i}"),
@@ -219,16 +284,21 @@ async fn no_cell_of_fewer_than_five_vouchers_can_be_read() {
         visible(&flow("dresden")).is_none(),
         "3 vouchers: suppressed"
     );
-    // Chemnitz alone would give Dresden away through the total: one of them must go too.
-    let chemnitz = flow("chemnitz");
-    let total = visible(&report.settled);
+    // Dresden would be the total minus the rest: Chemnitz, the smallest city of 5 vouchers or
+    // more, goes too, and the two together are 10 vouchers.
     assert!(
-        visible(&chemnitz).is_none() || total.is_none(),
-        "Dresden = total - Chemnitz"
+        visible(&flow("chemnitz")).is_none(),
+        "Dresden = total - Chemnitz - Leipzig"
     );
-    for cell in report.flows.iter().filter_map(|f| visible(&f.cell)) {
-        assert!(cell.vouchers == 0 || cell.vouchers >= 5);
-    }
+    let total = visible(&report.settled).expect("18 vouchers: the total is shown");
+    let leipzig_flow = flow("leipzig");
+    let leipzig_flow = visible(&leipzig_flow).expect("8 vouchers: Leipzig is shown");
+    assert_eq!(
+        (total.vouchers, leipzig_flow.vouchers),
+        (18, 8),
+        "{report:?}"
+    );
+    assert_eq!(total.amount_cents - leipzig_flow.amount_cents, 10 * 466);
     saxony.shutdown().await.unwrap();
 }
 

@@ -1,4 +1,5 @@
-//! The reports service: aggregates for funders (of any member) and this node's offices.
+//! The reports service: aggregates for funders (of any member), released weekly, and live for
+//! this node's offices.
 
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::require_reader;
 use crate::node::Node;
+use crate::pki::Role;
+use crate::report::Figures;
 use crate::roster::MemberKind;
 
 #[derive(Debug, Clone)]
@@ -30,7 +33,12 @@ impl Reports for ReportsService {
         let reader = require_reader(&request, &self.node)?;
         let period = crate::clearing::parse_period(&request.get_ref().period)?;
         tracing::info!(reader = %reader, %period, "report read");
-        let report = crate::report::build(&self.node, period, schein_proto::Day::today())?;
+        // Offices see their node's claims one by one anyway; funders must not (privacy rule 4).
+        let figures = match reader.role {
+            Role::Office => Figures::Live,
+            _ => Figures::Released,
+        };
+        let report = crate::report::build(&self.node, period, schein_proto::Day::today(), figures)?;
         Ok(Response::new(report))
     }
 

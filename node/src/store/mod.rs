@@ -239,7 +239,15 @@ impl Store {
             clearing::note_validity(meta, voucher.valid_from, voucher.valid_until)?;
             let mut state = StateRecord::default();
             let mut counted = aggregates::Counted::InState(&mut state.counted_in);
-            aggregates::count(aggregates, &mut counted, "issued", None, month, 0)?;
+            aggregates::count(
+                aggregates,
+                &mut counted,
+                "issued",
+                None,
+                month,
+                0,
+                issued_on,
+            )?;
             issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
             state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;

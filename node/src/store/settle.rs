@@ -180,6 +180,7 @@ impl Store {
                                         dimension,
                                         month,
                                         amount,
+                                        today,
                                     )?;
                                 }
                             }
@@ -206,6 +207,7 @@ impl Store {
                         Some(reason),
                         month,
                         0,
+                        today,
                     )?;
                 }
                 // The sums, or the cells the voucher is counted in, may have changed.
