@@ -58,7 +58,16 @@ impl Books {
         let receipt = self
             .node
             .store
-            .settle("leipzig", &record, day(on), |r: &Receipt| r.encode_to_vec())
+            .settle(
+                "leipzig",
+                &record,
+                day(on),
+                schein_node::store::Ceilings {
+                    medication_per_voucher_cents: 50_000,
+                    per_claim_cents: 250_000,
+                },
+                |r: &Receipt| r.encode_to_vec(),
+            )
             .await
             .expect("settle");
         let receipt = Receipt::decode(receipt.as_slice()).expect("receipt");
