@@ -450,9 +450,16 @@ async fn walk_through(
     let (reports, missing) = crate::report::fetch_all(&funder, &period).await?;
     crate::report::print_table(&reports, &missing);
     steps.report(
-        &format!("A funder of the Land asks all three cities for {period}: aggregates only, small cells suppressed"),
+        &format!("A funder of the Land asks all three cities for {period}: aggregates only, as of the end of last week"),
         reports.len() == 3 && missing.is_empty(),
-        "with a handful of vouchers every cell is below 5 vouchers, so counts and amounts show as suppressed",
+        "this week's claims reach funders from Monday on, all at once, so that two reports never single out one claim; cells of fewer than 5 vouchers are suppressed",
+    );
+    let own = crate::report::fetch(&leipzig_office, &period).await?;
+    crate::report::print_table(std::slice::from_ref(&own), &[]);
+    steps.report(
+        &format!("Leipzig's office reads its own report for {period}: live, small cells suppressed"),
+        own.settled.as_ref().is_some_and(|c| c.suppressed),
+        "a handful of vouchers: every cell built from fewer than 5 is suppressed, also for the office",
     );
     clearing_steps(
         federation,

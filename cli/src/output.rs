@@ -61,8 +61,6 @@ macro_rules! outln {
         $crate::output::emit(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
-// For the other modules' output; report.rs and demo.rs still print with `println!`.
-#[allow(unused_imports)]
 pub(crate) use outln;
 
 /// Flushes standard output at the end of a command. `Ok` also when the reader closed the pipe

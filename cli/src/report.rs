@@ -11,12 +11,14 @@ use schein_node::client::IdentityFile;
 use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::reports_client::ReportsClient;
-use schein_proto::v1::{ClearingRequest, ClearingResult, NodeReport, ReportCell, ReportRequest};
+use schein_proto::v1::{
+    ClearingRequest, ClearingResult, ClearingState, NodeReport, ReportCell, ReportRequest,
+};
 use serde_json::json;
 
 use crate::Outcome;
 use crate::client::Client;
-use crate::output::{Output, reject_reason_code};
+use crate::output::{Output, emit, outln, reject_reason_code};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ClearingCommand {
@@ -68,7 +70,7 @@ fn cell_json(cell: Option<&ReportCell>) -> serde_json::Value {
     }
 }
 
-async fn fetch(client: &Client, period: &str) -> anyhow::Result<NodeReport> {
+pub(crate) async fn fetch(client: &Client, period: &str) -> anyhow::Result<NodeReport> {
     Ok(ReportsClient::new(client.channel())
         .report(ReportRequest {
             period: period.to_owned(),
@@ -141,12 +143,12 @@ pub(crate) async fn report(
     }
     if out.json {
         let nodes: Vec<_> = reports.iter().map(report_json).collect();
-        println!(
+        outln!(
             "{}",
             json!({"period": args.period, "nodes": nodes, "not_answered": missing})
         );
     } else if args.csv {
-        print!("{}", csv(&reports));
+        emit(format_args!("{}", csv(&reports)));
     } else {
         print_table(&reports, &missing);
     }
@@ -179,7 +181,7 @@ fn report_json(r: &NodeReport) -> serde_json::Value {
 }
 
 pub(crate) fn print_table(reports: &[NodeReport], missing: &[String]) {
-    print!("{}", table(reports, missing));
+    emit(format_args!("{}", table(reports, missing)));
 }
 
 /// When a report's figures were taken: released weekly to funders, live for the office.
@@ -430,41 +432,81 @@ pub(crate) async fn clearing(
     Ok(Outcome::Done)
 }
 
+fn clearing_state_name(state: ClearingState) -> &'static str {
+    match state {
+        ClearingState::Unspecified | ClearingState::Open => "open",
+        ClearingState::Closing => "closing",
+        ClearingState::Closed => "closed",
+        ClearingState::AwaitingSecondOffice => "awaiting a second office identity",
+    }
+}
+
 pub(crate) fn print_clearing(result: &ClearingResult, out: &Output) {
+    let deadline = result.deadline.map(|d| Day::from(d).to_string());
     if out.json {
         let pairs: Vec<_> = result.pairs.iter().map(|p| json!({
-            "peer": p.peer, "reached": p.reached, "agreed": p.agreed,
+            "peer": p.peer, "closed": p.closed, "closed_by": p.closed_by,
+            "reached": p.reached, "agreed": p.agreed,
             "liabilities_cents": p.liabilities_cents, "peer_receivables_cents": p.peer_receivables_cents,
             "receivables_cents": p.receivables_cents, "peer_liabilities_cents": p.peer_liabilities_cents,
-            "differing_claim_ids": p.differing_claim_ids,
+            "differing_claim_ids": p.differing_claim_ids, "note": p.note,
         })).collect();
-        println!(
+        outln!(
             "{}",
-            json!({"node": result.node, "period": result.period, "closed": result.closed, "pairs": pairs, "net_position_cents": result.net_position_cents})
+            json!({
+                "node": result.node, "period": result.period,
+                "state": clearing_state_name(result.state()), "closed": result.closed,
+                "early": result.early, "deadline": deadline, "message": result.message,
+                "pairs": pairs, "net_position_cents": result.net_position_cents,
+            })
         );
         return;
     }
-    if !result.closed {
-        println!("Period {} is not closed at {}.", result.period, result.node);
-        return;
+    outln!(
+        "Clearing of {} at {}: {}{}",
+        result.period,
+        result.node,
+        clearing_state_name(result.state()),
+        if result.early { " (closed early)" } else { "" }
+    );
+    if let Some(deadline) = deadline {
+        outln!("  claim deadline: {deadline}");
     }
-    println!("Clearing of {} at {}:", result.period, result.node);
+    if !result.message.is_empty() {
+        outln!("  {}", result.message);
+    }
     for p in &result.pairs {
-        let state = match (p.reached, p.agreed) {
-            (false, _) => "NOT REACHED".to_owned(),
-            (true, true) => "agreed".to_owned(),
-            (true, false) => format!("DIFFERS in {}", p.differing_claim_ids.join(", ")),
+        let state = match (p.closed, p.reached, p.agreed) {
+            (false, _, _) if p.note.is_empty() => "open".to_owned(),
+            (false, _, _) => format!("NOT CLOSED: {}", p.note),
+            (true, false, _) => {
+                format!("closed by {}; not reconciled here: {}", p.closed_by, p.note)
+            }
+            (true, true, true) => "closed, books agree".to_owned(),
+            (true, true, false) => format!(
+                "closed, books DIFFER in {}",
+                p.differing_claim_ids.join(", ")
+            ),
         };
-        println!(
-            "  with {:<10} owes {} (they say {}), is owed {} (they say {}): {state}",
-            p.peer,
-            Cents(p.liabilities_cents),
-            Cents(p.peer_receivables_cents),
-            Cents(p.receivables_cents),
-            Cents(p.peer_liabilities_cents),
+        if p.reached {
+            outln!(
+                "  with {:<10} owes {} (they say {}), is owed {} (they say {}): {state}",
+                p.peer,
+                Cents(p.liabilities_cents),
+                Cents(p.peer_receivables_cents),
+                Cents(p.receivables_cents),
+                Cents(p.peer_liabilities_cents),
+            );
+        } else {
+            outln!("  with {:<10} {state}", p.peer);
+        }
+    }
+    if result.pairs.iter().any(|p| p.reached) {
+        outln!(
+            "  net position (reconciled pairs): {}",
+            Cents(result.net_position_cents)
         );
     }
-    println!("  net position: {}", Cents(result.net_position_cents));
 }
 
 #[cfg(test)]
