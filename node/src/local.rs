@@ -72,6 +72,9 @@ pub struct LocalNode {
     pub city: City,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// Settings over the configuration file, as `SCHEIN_*` variables would give them (setting
+    /// name in lower case, value).
+    pub settings: Vec<(String, String)>,
     running: Option<RunningNode>,
 }
 
@@ -81,7 +84,10 @@ impl LocalNode {
     }
 
     pub fn config(&self) -> Result<Config, LocalError> {
-        Ok(Config::load_with_env(&self.config_path(), []).map_err(SetupError::from)?)
+        Ok(
+            Config::load_with_env(&self.config_path(), self.settings.clone())
+                .map_err(SetupError::from)?,
+        )
     }
 
     pub fn is_running(&self) -> bool {
@@ -100,7 +106,23 @@ impl LocalFederation {
     /// Creates a node per city under `dir`, gives every node every member entry, and starts
     /// them all.
     pub async fn start(dir: &Path, cities: &[City]) -> Result<Self, LocalError> {
+        Self::start_with(dir, cities, &[]).await
+    }
+
+    /// As [`Self::start`], with `settings` (name in lower case, value) over every node's
+    /// configuration file, kept across restarts.
+    pub async fn start_with(
+        dir: &Path,
+        cities: &[City],
+        settings: &[(&str, &str)],
+    ) -> Result<Self, LocalError> {
         let (mut federation, listeners) = Self::prepare(dir, cities).await?;
+        for node in &mut federation.nodes {
+            node.settings = settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        }
         for (i, listener) in listeners.into_iter().enumerate() {
             let config = federation.nodes[i].config()?;
             federation.nodes[i].running = Some(RunningNode::start(config, listener).await?);
@@ -143,6 +165,7 @@ impl LocalFederation {
                 city: city.clone(),
                 dir: node_dir,
                 addr,
+                settings: Vec::new(),
                 running: None,
             });
         }

@@ -64,11 +64,22 @@ pub struct Saxony {
     pub dir: tempfile::TempDir,
 }
 
+/// How long a node of the in-process test federations waits for another. Generous, so that
+/// "settled at once" does not depend on the load of the machine (many federations run at once
+/// on two cores); a node that is stopped refuses connections at once, so tests of unreachable
+/// issuers do not wait for it.
+pub const TEST_PEER_TIMEOUT_MS: &str = "30000";
+
 impl Saxony {
     pub async fn start() -> anyhow::Result<Self> {
         init_tracing();
         let dir = tempfile::tempdir()?;
-        let federation = LocalFederation::start(dir.path(), &SAXONY).await?;
+        let federation = LocalFederation::start_with(
+            dir.path(),
+            &SAXONY,
+            &[("peer_timeout_ms", TEST_PEER_TIMEOUT_MS)],
+        )
+        .await?;
         Ok(Self { federation, dir })
     }
 

@@ -1,6 +1,6 @@
 //! What funders see: reports that match a recount of the raw records (live for the node's
 //! office, as of the end of last week for funders), small cells suppressed, who may read them,
-//! and clearing between nodes that catches a diverged ledger.
+//! and the budget warning when the year's forecast exceeds the budget.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,8 +11,8 @@ use schein_proto::v1::office_client::OfficeClient;
 use schein_proto::v1::provider_client::ProviderClient;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{
-    Category, ClaimState, ClearingRequest, ErrorReason, IssueVoucherRequest, NodeReport,
-    RejectReason, ReportCell, ReportRequest, VerifyVoucherRequest,
+    Category, ClaimState, ErrorReason, IssueVoucherRequest, NodeReport, RejectReason, ReportCell,
+    ReportRequest, VerifyVoucherRequest,
 };
 use schein_tests::{Saxony, claim_request, connect, issue};
 
@@ -370,107 +370,70 @@ async fn funders_read_reports_and_do_nothing_else() {
     saxony.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn clearing_agrees_then_catches_a_diverged_ledger() {
-    let mut saxony = Saxony::start().await.unwrap();
-    let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let mut practice = saxony.provider("dresden", "praxis").await.unwrap();
-    let mut claims = Vec::new();
-    for (i, fee) in ["GOAE-1", "GOAE-3", "GOAE-5"].into_iter().enumerate() {
-        let voucher = issue(&mut leipzig, &[]).await.unwrap();
-        let claim = practice
-            .submit_claim(claim_request(
-                &format!("k{i}"),
-                &voucher.full_code,
-                &[(fee, 1, 400)],
-                Category::Treatment,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(claim.state(), ClaimState::Settled);
-        claims.push((claim, voucher));
-    }
-    let period = this_quarter();
-
-    // Leipzig's books lose one settlement behind its back.
-    let lost: schein_proto::v1::Receipt = schein_proto::signed::peek(&claims[1].0.receipt).unwrap();
-    saxony.federation.stop("leipzig").await.unwrap();
-    {
-        let db = sled::open(saxony.federation.node("leipzig").unwrap().dir.join("data")).unwrap();
-        let settlements = db.open_tree("settlements").unwrap();
-        let mut key = b"dresden".to_vec();
-        key.push(0);
-        key.extend_from_slice(lost.claim_id.as_bytes());
-        assert!(settlements.remove(key).unwrap().is_some());
-        db.flush().unwrap();
-    }
-    saxony.federation.restart("leipzig").await.unwrap();
-    let mut leipzig = saxony.office("leipzig").await.unwrap();
-
-    // The quarter has not ended: two office identities close it early.
-    let close = ClearingRequest {
-        period: period.clone(),
-    };
-    let first = leipzig
-        .close_clearing(close.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        first.state(),
-        schein_proto::v1::ClearingState::AwaitingSecondOffice
-    );
-    let second = saxony
-        .federation
-        .enroll("leipzig", schein_node::pki::Role::Office, "team-2")
-        .unwrap();
-    let mut second = schein_proto::v1::office_client::OfficeClient::new(
-        schein_tests::connect(&second).await.unwrap(),
-    );
-    let closed = second.close_clearing(close).await.unwrap().into_inner();
-    let with_dresden = closed.pairs.iter().find(|p| p.peer == "dresden").unwrap();
-    assert!(
-        with_dresden.reached && with_dresden.closed,
-        "{with_dresden:?}"
-    );
-    assert!(!with_dresden.agreed, "the lost settlement is caught");
-    assert_eq!(
-        with_dresden.differing_claim_ids,
-        vec![lost.claim_id.clone()]
-    );
-    assert_eq!(
-        with_dresden.liabilities_cents, 800,
-        "what Leipzig's books still hold"
-    );
-    assert_eq!(with_dresden.peer_receivables_cents, 1_200);
-    assert_eq!(closed.net_position_cents, -800);
-    let with_chemnitz = closed.pairs.iter().find(|p| p.peer == "chemnitz").unwrap();
-    assert!(with_chemnitz.agreed, "{with_chemnitz:?}");
-
-    // A closed period refuses late changes to its totals: Dresden refuses the claim at once.
-    let late = issue(&mut leipzig, &[]).await.unwrap();
-    let refused = practice
-        .submit_claim(claim_request(
-            "late",
-            &late.full_code,
-            &[("GOAE-1", 1, 400)],
-            Category::Treatment,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        schein_proto::error::reason_of(&refused),
-        Some(schein_proto::v1::ErrorReason::PeriodClosed),
-        "{refused:?}"
-    );
-    let shown = leipzig
-        .show_clearing(ClearingRequest { period })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(shown, closed);
-    saxony.shutdown().await.unwrap();
-}
-
 use schein_proto::v1::Scope;
+
+/// A node whose forecast exceeds its annual budget warns, in the report of every quarter of the
+/// year and of the year itself; one whose budget holds does not.
+#[tokio::test]
+async fn the_report_warns_when_the_forecast_exceeds_the_budget() {
+    schein_tests::init_tracing();
+    for (budget_cents, warns) in [("1000", true), ("100000000", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let federation = schein_node::local::LocalFederation::start_with(
+            dir.path(),
+            &schein_node::local::SAXONY,
+            &[
+                ("peer_timeout_ms", schein_tests::TEST_PEER_TIMEOUT_MS),
+                ("annual_budget_cents", budget_cents),
+            ],
+        )
+        .await
+        .unwrap();
+        let office = federation.office("leipzig").unwrap();
+        let mut leipzig = OfficeClient::new(connect(&office).await.unwrap());
+        let practice = federation
+            .enroll("leipzig", Role::Provider, "praxis")
+            .unwrap();
+        let mut practice = ProviderClient::new(connect(&practice).await.unwrap());
+        // Six vouchers with a claim each: enough that the spend is not suppressed.
+        for i in 0..6 {
+            let voucher = issue(&mut leipzig, &[]).await.unwrap();
+            let claim = practice
+                .submit_claim(claim_request(
+                    &format!("b{i}"),
+                    &voucher.full_code,
+                    &[("GOAE-1", 1, 466)],
+                    Category::Treatment,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(claim.state(), ClaimState::Settled, "{}", claim.message);
+        }
+        let mut reports = ReportsClient::new(connect(&office).await.unwrap());
+        let year = schein_proto::Day::today().month().unwrap() / 100;
+        let periods: Vec<String> = Period::quarters(year)
+            .iter()
+            .map(ToString::to_string)
+            .chain([year.to_string()])
+            .collect();
+        for period in periods {
+            let report = reports
+                .report(ReportRequest {
+                    period: period.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let spent = visible(&report.spent_this_year).expect("six vouchers are published");
+            assert_eq!(spent.amount_cents, 6 * 466, "{period}");
+            let forecast = report.forecast_cents.expect("a forecast");
+            assert!(forecast >= spent.amount_cents, "{period}: {forecast}");
+            assert_eq!(
+                report.forecast_exceeds_budget, warns,
+                "{period}: budget {budget_cents}, forecast {forecast}"
+            );
+        }
+        federation.shutdown().await.unwrap();
+    }
+}

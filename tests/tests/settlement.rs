@@ -1,6 +1,7 @@
 //! Claims and exactly-once settlement between cities, over real mTLS with real sled: receipts,
-//! caps, races, an issuer that is down or killed, approvals, emergency vouchers, duplicates,
-//! ledgers, and what the issuer gets to see.
+//! caps, races, an issuer that is down (stopped gracefully here; `hard_kill` and `crash` kill
+//! real processes with SIGKILL), approvals, emergency vouchers, duplicates, ledgers, what the
+//! issuer gets to see, and the issuer's own answer to a record sent twice.
 
 use std::time::{Duration, Instant};
 
@@ -821,5 +822,64 @@ async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
         claimed_at_issuer(&mut leipzig, &voucher.short_code).await.0,
         466
     );
+    saxony.shutdown().await.unwrap();
+}
+
+/// The issuer's idempotency, asked directly: the same signed record twice gets the original
+/// receipt byte for byte, and is paid and entered in the ledger once. (A provider's retry is
+/// answered from the redeemer's own store, so this is the only way to see the issuer's.)
+#[tokio::test]
+async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let schein_proto::VoucherCode::Full(full) =
+        schein_proto::VoucherCode::parse(&voucher.full_code).unwrap()
+    else {
+        panic!("not a full code")
+    };
+    let dresden_key = saxony.signing_key("dresden").unwrap();
+    let record = schein_proto::v1::SettlementRecord {
+        claim_id: "resent-once".into(),
+        serial: full.0.decode_own().unwrap().serial.as_bytes().to_vec(),
+        issuer: "leipzig".into(),
+        amount_cents: 466,
+        category: Category::Treatment as i32,
+        service_month: schein_proto::Day::today().month().unwrap(),
+        redeemer: "dresden".into(),
+        key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
+        voucher_hash: {
+            use sha2::Digest;
+            sha2::Sha256::digest(full.0.to_bytes()).to_vec()
+        },
+        accepted_on: Some(schein_proto::Day::today().into()),
+        served_before_revocation: true,
+    };
+    let signed_record = signed::seal(Kind::Settlement, &record, &dresden_key);
+    let dresden_node = saxony.node_identity("dresden", "leipzig").unwrap();
+    let mut federation = saxony.federation_client(&dresden_node).await.unwrap();
+    let mut receipts = Vec::new();
+    for _ in 0..2 {
+        let response = federation
+            .settle(schein_proto::v1::SettleRequest {
+                signed_record: signed_record.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        receipts.push(response.signed_receipt);
+    }
+    assert_eq!(
+        receipts[0], receipts[1],
+        "the original receipt, byte for byte"
+    );
+    let receipt: Receipt = signed::peek(&receipts[0]).unwrap();
+    assert_eq!(receipt.outcome(), Outcome::Accepted);
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await,
+        (466, 0),
+        "paid once"
+    );
+    assert_eq!(ledger_checks_out(&mut leipzig).await, 1, "one ledger entry");
     saxony.shutdown().await.unwrap();
 }
