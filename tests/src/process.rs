@@ -349,7 +349,12 @@ impl ProcessFederation {
                 log_path: node_dir.join("node.log"),
                 dir: node_dir,
                 port,
-                env: Vec::new(),
+                // Generous, so that "settled at once" does not depend on the machine's load; a
+                // killed node refuses connections at once. Tests of slow peers set their own.
+                env: vec![(
+                    "SCHEIN_PEER_TIMEOUT_MS".into(),
+                    crate::TEST_PEER_TIMEOUT_MS.into(),
+                )],
                 child: None,
                 starts: 0,
             });
