@@ -3,6 +3,7 @@
 //! refused with a reason, the client's when the call never reached it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use schein_node::client::IdentityFile;
@@ -17,6 +18,8 @@ use tonic::{Code, Status};
 pub(crate) struct Client {
     pub(crate) identity: IdentityFile,
     pub(crate) endpoint: String,
+    /// How long to wait for the node: to connect (TLS handshake included), then per answer.
+    pub(crate) timeout: Duration,
     channel: Channel,
 }
 
@@ -24,26 +27,32 @@ impl Client {
     pub(crate) async fn connect(
         identity: Option<PathBuf>,
         endpoint: Option<String>,
+        timeout: Duration,
     ) -> anyhow::Result<Self> {
         let path = identity.ok_or_else(|| {
             anyhow!("no identity: pass --identity FILE or set SCHEIN_IDENTITY (your node's operator makes one with `schein-node enroll`)")
         })?;
         let identity = IdentityFile::load(&path)?;
-        Self::from_identity(identity, endpoint).await
+        Self::from_identity(identity, endpoint, timeout).await
     }
 
     pub(crate) async fn from_identity(
         identity: IdentityFile,
         endpoint: Option<String>,
+        timeout: Duration,
     ) -> anyhow::Result<Self> {
         let endpoint = endpoint.unwrap_or_else(|| identity.endpoint.clone());
         let channel = identity
-            .connect(Some(&endpoint))
+            .connect_within(Some(&endpoint), timeout)
             .await
-            .map_err(|e| anyhow!("{e}. Is the node running, and is the address right?"))?;
+            .map_err(|e| match e {
+                schein_node::client::ClientError::NoAnswer { .. } => anyhow!("{e}"),
+                _ => anyhow!("{e}. Is the node running, and is the address right?"),
+            })?;
         Ok(Self {
             identity,
             endpoint,
+            timeout,
             channel,
         })
     }
@@ -81,8 +90,21 @@ impl Client {
 
     /// A sentence for a failed call.
     pub(crate) fn explain(&self, status: &Status) -> anyhow::Error {
+        if timed_out(status) {
+            return anyhow!(
+                "the node at {} did not answer within {} s (--timeout): it may be hung or overloaded",
+                self.endpoint,
+                self.timeout.as_secs()
+            );
+        }
         explain(status, &self.endpoint)
     }
+}
+
+/// Whether a call failed because the client's own deadline passed.
+fn timed_out(status: &Status) -> bool {
+    status.code() == Code::DeadlineExceeded
+        || (status.code() == Code::Cancelled && status.message().contains("Timeout expired"))
 }
 
 /// A sentence for a failed call to the node at `endpoint`.

@@ -20,6 +20,9 @@ use crate::client::Client;
 use crate::output::{outln, reason_code, verdict_name};
 use crate::voucher::{issue, revoke, verify, write_qr};
 
+/// How long the demo's clients wait for a node.
+const TIMEOUT: std::time::Duration = schein_node::client::DEFAULT_TIMEOUT;
+
 /// Counts the steps and those that did not behave as expected.
 #[derive(Default)]
 struct Steps {
@@ -234,16 +237,20 @@ async fn walk_through(
     steps: &mut Steps,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let leipzig_office = Client::from_identity(federation.office("leipzig")?, None).await?;
-    let dresden_office = Client::from_identity(federation.office("dresden")?, None).await?;
+    let leipzig_office =
+        Client::from_identity(federation.office("leipzig")?, None, TIMEOUT).await?;
+    let dresden_office =
+        Client::from_identity(federation.office("dresden")?, None, TIMEOUT).await?;
     let dresden_practice = Client::from_identity(
         federation.enroll("dresden", Role::Provider, "praxis-neustadt")?,
         None,
+        TIMEOUT,
     )
     .await?;
     let chemnitz_pharmacy = Client::from_identity(
         federation.enroll("chemnitz", Role::Provider, "apotheke-zentrum")?,
         None,
+        TIMEOUT,
     )
     .await?;
 
@@ -331,7 +338,7 @@ async fn walk_through(
 
     let foreign = foreign_identity(federation)?;
     let attempt = async {
-        let client = Client::from_identity(foreign, None).await?;
+        let client = Client::from_identity(foreign, None, TIMEOUT).await?;
         verify(&client, &voucher.short_code, None).await
     };
     steps.refused(
@@ -343,6 +350,7 @@ async fn walk_through(
     let chemnitz_hospital = Client::from_identity(
         federation.enroll("chemnitz", Role::Provider, "klinikum")?,
         None,
+        TIMEOUT,
     )
     .await?;
     steps.claim(
@@ -444,6 +452,7 @@ async fn walk_through(
     let funder = Client::from_identity(
         federation.enroll("leipzig", Role::Funder, "land-sachsen")?,
         None,
+        TIMEOUT,
     )
     .await?;
     outln!();
@@ -521,8 +530,12 @@ async fn clearing_steps(
             Err(error) => format!("{error:#}"),
         },
     );
-    let second =
-        Client::from_identity(federation.enroll("leipzig", Role::Office, "team-2")?, None).await?;
+    let second = Client::from_identity(
+        federation.enroll("leipzig", Role::Office, "team-2")?,
+        None,
+        TIMEOUT,
+    )
+    .await?;
     let clearing = close(&second, period).await?;
     crate::report::print_clearing(&clearing, &crate::output::Output { json: false });
     let agreed = clearing

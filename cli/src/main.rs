@@ -69,6 +69,10 @@ struct Cli {
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     json: bool,
+    /// Seconds to wait for a node: to connect, and then for each answer. A federation report
+    /// asks every node at once and reports what came back within this time.
+    #[arg(long, global = true, env = "SCHEIN_TIMEOUT", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -148,32 +152,33 @@ fn complain(message: std::fmt::Arguments<'_>) {
 
 async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
     let out = output::Output { json: cli.json };
+    let timeout = std::time::Duration::from_secs(cli.timeout);
     match cli.command {
         Command::Demo { keep } => demo::run(keep).await,
         Command::Status => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             client.status().await?;
             out.status(&client);
             Ok(Outcome::Done)
         }
         Command::Claim(command) => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             claim::execute(&client, command, &out).await
         }
         Command::Report(args) => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             report::report(&client, args, &out).await
         }
         Command::Clearing(command) => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             report::clearing(&client, command, &out).await
         }
         Command::Ledger(LedgerCommand::Verify) => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             claim::verify_ledger(&client, &out).await
         }
         Command::Voucher(command) => {
-            let client = client::Client::connect(cli.identity, cli.endpoint).await?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             voucher::execute(&client, command, &out).await
         }
     }

@@ -81,6 +81,9 @@ pub(crate) async fn fetch(client: &Client, period: &str) -> anyhow::Result<NodeR
 }
 
 /// Asks every member, showing progress on standard error; the reports and who did not answer.
+/// Asks every member at once, each within the client's timeout (connecting included), and
+/// returns what came back in time and who did not answer, with the reason. Progress goes to
+/// standard error: one line for each node that did not answer, and a count.
 pub(crate) async fn fetch_all(
     client: &Client,
     period: &str,
@@ -91,7 +94,12 @@ pub(crate) async fn fetch_all(
         .map_err(|s| client.explain(&s))?
         .into_inner()
         .members;
-    eprintln!("asking {} nodes for {period} …", members.len());
+    let within = client.timeout;
+    eprintln!(
+        "asking {} nodes for {period}, each within {} s …",
+        members.len(),
+        within.as_secs()
+    );
     let asks = members.into_iter().map(|member| {
         let identity = IdentityFile {
             node: member.id.clone(),
@@ -101,14 +109,17 @@ pub(crate) async fn fetch_all(
             ..client.identity.clone()
         };
         async move {
-            let answer = async {
-                let other = Client::from_identity(identity, None).await?;
+            let ask = async {
+                let other = Client::from_identity(identity, None, within).await?;
                 fetch(&other, period).await
-            }
-            .await;
-            match &answer {
-                Ok(_) => eprintln!("  {:<10} answered", member.id),
-                Err(error) => eprintln!("  {:<10} did not answer: {error:#}", member.id),
+            };
+            // One bound for connecting and answering together.
+            let answer = match tokio::time::timeout(within, ask).await {
+                Ok(answer) => answer,
+                Err(_) => Err(anyhow!("no answer within {} s", within.as_secs())),
+            };
+            if let Err(error) = &answer {
+                eprintln!("  {:<12} did not answer: {error:#}", member.id);
             }
             (member.id, answer)
         }
@@ -121,6 +132,11 @@ pub(crate) async fn fetch_all(
             Err(_) => missing.push(id),
         }
     }
+    eprintln!(
+        "{} of {} nodes answered",
+        reports.len(),
+        reports.len() + missing.len()
+    );
     Ok((reports, missing))
 }
 
@@ -192,166 +208,354 @@ fn as_of(r: &NodeReport) -> String {
     }
 }
 
-/// The reports as text: each node's figures, then the flow matrix.
+/// The reports as text: one node's figures in full; a federation's as one line per node, the
+/// totals, the rejections by reason, and the largest flows between cities, so that fifty nodes
+/// still fit a terminal. The full matrix is in `--csv` and `--json`.
 fn table(reports: &[NodeReport], missing: &[String]) -> String {
     let mut text = String::new();
     // Writing to a String cannot fail.
-    let _ = write_table(&mut text, reports, missing);
+    let _ = match reports {
+        [one] if missing.is_empty() => write_node(&mut text, one),
+        _ => write_federation(&mut text, reports, missing),
+    };
     text
 }
 
-fn write_table(
-    t: &mut impl std::fmt::Write,
-    reports: &[NodeReport],
-    missing: &[String],
-) -> std::fmt::Result {
-    for r in reports {
-        writeln!(
-            t,
-            "{} ({}) — {}, {}",
-            r.node_name,
-            r.node,
-            r.period,
-            as_of(r)
-        )?;
-        writeln!(t, "  vouchers issued          {}", count(r.issued.as_ref()))?;
-        writeln!(
-            t,
-            "  vouchers with claims     {}",
-            count(r.claimed_vouchers.as_ref())
-        )?;
-        writeln!(
-            t,
-            "  claims settled           {}  {}",
-            count(r.settled.as_ref()),
-            amount(r.settled.as_ref())
-        )?;
-        for c in &r.rejected {
-            let reason = schein_proto::v1::RejectReason::try_from(c.reason)
-                .ok()
-                .and_then(reject_reason_code)
-                .unwrap_or("other");
-            writeln!(
-                t,
-                "  claims rejected {:<17} {}",
-                format!("({reason})"),
-                count(c.cell.as_ref())
-            )?;
-        }
-        for c in &r.categories {
-            writeln!(t, "  {:<24} {}", c.category, amount(c.cell.as_ref()))?;
-        }
-        writeln!(
-            t,
-            "  budget {}, spent this year {}, forecast {}{}",
-            Cents(r.annual_budget_cents),
-            amount(r.spent_this_year.as_ref()),
-            r.forecast_cents
-                .map_or_else(|| "(suppressed)".into(), |f| Cents(f).to_string()),
-            if r.forecast_exceeds_budget {
-                "  WARNING: the forecast exceeds the budget"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(t)?;
-    }
-    // The flow matrix: rows are issuers, columns the cities where their vouchers were used.
-    let columns: Vec<&str> = reports
-        .first()
-        .map(|r| r.flows.iter().map(|f| f.redeemer.as_str()).collect())
-        .unwrap_or_default();
+/// How many flows and cities the text report lists; the rest are counted.
+const LISTED: usize = 15;
+
+fn reason_name(reason: i32) -> &'static str {
+    schein_proto::v1::RejectReason::try_from(reason)
+        .ok()
+        .and_then(reject_reason_code)
+        .unwrap_or("other")
+}
+
+fn write_node(t: &mut impl std::fmt::Write, r: &NodeReport) -> std::fmt::Result {
     writeln!(
         t,
-        "What each city's vouchers cost in each city ({}):",
-        reports.first().map_or("", |r| r.period.as_str())
+        "{} ({}) — {}, {}",
+        r.node_name,
+        r.node,
+        r.period,
+        as_of(r)
     )?;
-    write!(t, "  {:<12}", "issuer")?;
-    for c in &columns {
-        write!(t, "{c:>16}")?;
-    }
-    writeln!(t, "{:>16}", "total")?;
-    for r in reports {
-        write!(t, "  {:<12}", r.node)?;
-        for c in &columns {
-            let cell = r
-                .flows
-                .iter()
-                .find(|f| f.redeemer == *c)
-                .and_then(|f| f.cell.as_ref());
-            write!(t, "{:>16}", short_amount(cell))?;
-        }
-        writeln!(t, "{:>16}", short_amount(r.settled.as_ref()))?;
-    }
-    write!(t, "  {:<12}", "total")?;
-    for c in &columns {
-        let cells: Vec<Option<&ReportCell>> = reports
-            .iter()
-            .map(|r| {
-                r.flows
-                    .iter()
-                    .find(|f| f.redeemer == *c)
-                    .and_then(|f| f.cell.as_ref())
-            })
-            .collect();
-        // A column total only if every part of it was published.
-        let total = cells
-            .iter()
-            .map(|c| shown(*c).map(|c| c.amount_cents))
-            .sum::<Option<i64>>();
-        write!(
+    writeln!(t, "  vouchers issued          {}", count(r.issued.as_ref()))?;
+    writeln!(
+        t,
+        "  vouchers with claims     {}",
+        count(r.claimed_vouchers.as_ref())
+    )?;
+    writeln!(
+        t,
+        "  claims settled           {}  {}",
+        count(r.settled.as_ref()),
+        amount(r.settled.as_ref())
+    )?;
+    for c in &r.rejected {
+        writeln!(
             t,
-            "{:>16}",
-            total.map_or("–".into(), |sum| Cents(sum).to_string())
+            "  claims rejected {:<17} {}",
+            format!("({})", reason_name(c.reason)),
+            count(c.cell.as_ref())
         )?;
     }
-    writeln!(t)?;
-    if !missing.is_empty() {
-        writeln!(t, "\nNot answered: {}", missing.join(", "))?;
+    for c in &r.categories {
+        writeln!(t, "  {:<24} {}", c.category, amount(c.cell.as_ref()))?;
+    }
+    writeln!(
+        t,
+        "  budget {}, spent this year {}, forecast {}{}",
+        Cents(r.annual_budget_cents),
+        amount(r.spent_this_year.as_ref()),
+        r.forecast_cents
+            .map_or_else(|| "(suppressed)".into(), |f| Cents(f).to_string()),
+        if r.forecast_exceeds_budget {
+            "  WARNING: the forecast exceeds the budget"
+        } else {
+            ""
+        }
+    )?;
+    let flows: Vec<Flow<'_>> = flows_of(std::slice::from_ref(r));
+    if !flows.is_empty() {
+        writeln!(t, "  what its vouchers cost in each city:")?;
+        write_flows(t, &flows, false)?;
     }
     Ok(())
 }
 
-fn short_amount(cell: Option<&ReportCell>) -> String {
-    shown(cell).map_or_else(|| "–".into(), |c| Cents(c.amount_cents).to_string())
+/// One cell of the flow matrix.
+struct Flow<'r> {
+    issuer: &'r str,
+    redeemer: &'r str,
+    cell: Option<&'r ReportCell>,
 }
 
-fn csv(reports: &[NodeReport]) -> String {
-    let mut text = String::from("node,period,measure,dimension,count,vouchers,amount_eur\n");
-    let mut row = |node: &str,
-                   period: &str,
-                   measure: &str,
-                   dim: &str,
-                   cell: Option<&ReportCell>| {
-        match shown(cell) {
-            Some(c) => text.push_str(&format!(
-                "{node},{period},{measure},{dim},{},{},{}.{:02}\n",
-                c.count,
-                c.vouchers,
-                c.amount_cents / 100,
-                (c.amount_cents % 100).abs()
-            )),
-            None => text.push_str(&format!("{node},{period},{measure},{dim},,,suppressed\n")),
+fn flows_of(reports: &[NodeReport]) -> Vec<Flow<'_>> {
+    reports
+        .iter()
+        .flat_map(|r| {
+            r.flows.iter().map(move |f| Flow {
+                issuer: &r.node,
+                redeemer: &f.redeemer,
+                cell: f.cell.as_ref(),
+            })
+        })
+        .collect()
+}
+
+/// The published non-empty flows, largest first, at most [`LISTED`]; then what is not listed.
+fn write_flows(
+    t: &mut impl std::fmt::Write,
+    flows: &[Flow<'_>],
+    with_issuer: bool,
+) -> std::fmt::Result {
+    let mut published: Vec<(&Flow<'_>, &ReportCell)> = flows
+        .iter()
+        .filter_map(|f| shown(f.cell).map(|c| (f, c)))
+        .filter(|(_, c)| c.count > 0)
+        .collect();
+    published.sort_by(|a, b| {
+        b.1.amount_cents
+            .cmp(&a.1.amount_cents)
+            .then_with(|| (a.0.issuer, a.0.redeemer).cmp(&(b.0.issuer, b.0.redeemer)))
+    });
+    for (flow, cell) in published.iter().take(LISTED) {
+        let name = if with_issuer {
+            format!("{} → {}", flow.issuer, flow.redeemer)
+        } else {
+            flow.redeemer.to_owned()
+        };
+        writeln!(
+            t,
+            "    {name:<28} {:>16}  {:>4} vouchers",
+            Cents(cell.amount_cents).to_string(),
+            cell.vouchers
+        )?;
+    }
+    let suppressed = flows.iter().filter(|f| shown(f.cell).is_none()).count();
+    if published.is_empty() && suppressed == 0 {
+        writeln!(t, "    (none)")?;
+    }
+    let unlisted = published.len().saturating_sub(LISTED);
+    if unlisted > 0 || suppressed > 0 {
+        writeln!(
+            t,
+            "    ({unlisted} more published, {suppressed} suppressed; every cell: --csv or --json)"
+        )?;
+    }
+    Ok(())
+}
+
+/// The sum of the published cells, and how many were suppressed: a total is shown exactly if
+/// every part was published, else as "at least" what was, with the suppressed parts counted. It
+/// publishes nothing the parts did not.
+struct Sum {
+    cents: i64,
+    count: u64,
+    suppressed: usize,
+}
+
+impl Sum {
+    fn of<'c>(cells: impl IntoIterator<Item = Option<&'c ReportCell>>) -> Self {
+        let mut sum = Sum {
+            cents: 0,
+            count: 0,
+            suppressed: 0,
+        };
+        for cell in cells {
+            match shown(cell) {
+                Some(c) => {
+                    sum.cents = sum.cents.saturating_add(c.amount_cents);
+                    sum.count += c.count;
+                }
+                None => sum.suppressed += 1,
+            }
         }
-    };
-    for r in reports {
-        row(&r.node, &r.period, "issued", "", r.issued.as_ref());
-        row(&r.node, &r.period, "settled", "", r.settled.as_ref());
-        for c in &r.categories {
-            row(&r.node, &r.period, "category", &c.category, c.cell.as_ref());
-        }
-        for f in &r.flows {
-            row(&r.node, &r.period, "flow", &f.redeemer, f.cell.as_ref());
-        }
-        for c in &r.rejected {
-            let reason = schein_proto::v1::RejectReason::try_from(c.reason)
-                .ok()
-                .and_then(reject_reason_code)
-                .unwrap_or("other");
-            row(&r.node, &r.period, "rejected", reason, c.cell.as_ref());
+        sum
+    }
+
+    fn amount(&self) -> String {
+        format!("{}{}", self.bound(), Cents(self.cents))
+    }
+
+    fn count(&self) -> String {
+        format!("{}{}", self.bound(), self.count)
+    }
+
+    /// "≥ " when a part is missing: the sum of what was published is a lower bound.
+    fn bound(&self) -> &'static str {
+        if self.suppressed > 0 { "≥ " } else { "" }
+    }
+
+    /// How many parts were suppressed, for after the figures.
+    fn note(&self) -> String {
+        match self.suppressed {
+            0 => String::new(),
+            n => format!(" (+{n} suppressed)"),
         }
     }
-    text
+}
+
+fn write_federation(
+    t: &mut impl std::fmt::Write,
+    reports: &[NodeReport],
+    missing: &[String],
+) -> std::fmt::Result {
+    let period = reports.first().map_or("", |r| r.period.as_str());
+    let asked = reports.len() + missing.len();
+    let moments: std::collections::BTreeSet<String> = reports.iter().map(as_of).collect();
+    writeln!(
+        t,
+        "Federation report {period}: {} of {asked} nodes answered; {}",
+        reports.len(),
+        moments.into_iter().collect::<Vec<_>>().join(" / ")
+    )?;
+    let mut nodes = comfy_table::Table::new();
+    nodes
+        .load_preset(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED)
+        .set_header([
+            "node",
+            "issued",
+            "with claims",
+            "settled",
+            "amount",
+            "spent this year",
+            "forecast",
+        ]);
+    let short =
+        |cell: Option<&ReportCell>| shown(cell).map_or("–".into(), |c| c.count.to_string());
+    let euros = |cell: Option<&ReportCell>| {
+        shown(cell).map_or("–".into(), |c| Cents(c.amount_cents).to_string())
+    };
+    for r in reports {
+        let forecast = r.forecast_cents.map_or("–".into(), |f| {
+            let mark = if r.forecast_exceeds_budget { " !" } else { "" };
+            format!("{}{mark}", Cents(f))
+        });
+        nodes.add_row([
+            r.node.clone(),
+            short(r.issued.as_ref()),
+            short(r.claimed_vouchers.as_ref()),
+            short(r.settled.as_ref()),
+            euros(r.settled.as_ref()),
+            euros(r.spent_this_year.as_ref()),
+            forecast,
+        ]);
+    }
+    for column in 1..=6 {
+        if let Some(column) = nodes.column_mut(column) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    writeln!(t, "{nodes}")?;
+    writeln!(
+        t,
+        "  (– suppressed: fewer than 5 vouchers; ! the forecast exceeds the node's budget)"
+    )?;
+    let settled = Sum::of(reports.iter().map(|r| r.settled.as_ref()));
+    let issued = Sum::of(reports.iter().map(|r| r.issued.as_ref()));
+    writeln!(
+        t,
+        "Totals: vouchers issued {}{}; claims settled {}, {}{}",
+        issued.count(),
+        issued.note(),
+        settled.count(),
+        settled.amount(),
+        settled.note()
+    )?;
+    let over: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.forecast_exceeds_budget)
+        .map(|r| r.node.as_str())
+        .collect();
+    if !over.is_empty() {
+        writeln!(
+            t,
+            "WARNING: the forecast exceeds the budget at {}",
+            over.join(", ")
+        )?;
+    }
+    writeln!(t, "Claims rejected, by reason:")?;
+    let reasons: std::collections::BTreeSet<i32> = reports
+        .iter()
+        .flat_map(|r| r.rejected.iter().map(|c| c.reason))
+        .collect();
+    for reason in reasons {
+        let sum = Sum::of(reports.iter().map(|r| {
+            r.rejected
+                .iter()
+                .find(|c| c.reason == reason)
+                .and_then(|c| c.cell.as_ref())
+        }));
+        writeln!(
+            t,
+            "  {:<24} {}{}",
+            reason_name(reason),
+            sum.count(),
+            sum.note()
+        )?;
+    }
+    if reports.iter().all(|r| r.rejected.is_empty()) {
+        writeln!(t, "  (none)")?;
+    }
+    writeln!(
+        t,
+        "What each city's vouchers cost in each city ({period}), largest first:"
+    )?;
+    write_flows(t, &flows_of(reports), true)?;
+    if !missing.is_empty() {
+        writeln!(t, "Not answered in time: {}", missing.join(", "))?;
+    }
+    Ok(())
+}
+
+/// Every published cell of every report, one row each (the full city-to-city matrix among
+/// them), through the `csv` crate for quoting; suppressed cells say so in the amount column.
+fn csv(reports: &[NodeReport]) -> String {
+    let mut rows = csv::Writer::from_writer(Vec::new());
+    let mut write = |row: [&str; 7]| {
+        // Writing to memory cannot fail.
+        let _ = rows.write_record(row);
+    };
+    write([
+        "node",
+        "period",
+        "measure",
+        "dimension",
+        "count",
+        "vouchers",
+        "amount_eur",
+    ]);
+    let mut row =
+        |r: &NodeReport, measure: &str, dim: &str, cell: Option<&ReportCell>| match shown(cell) {
+            Some(c) => {
+                let (count, vouchers) = (c.count.to_string(), c.vouchers.to_string());
+                let euros = format!(
+                    "{}{}.{:02}",
+                    if c.amount_cents < 0 { "-" } else { "" },
+                    (c.amount_cents / 100).abs(),
+                    (c.amount_cents % 100).abs()
+                );
+                write([&r.node, &r.period, measure, dim, &count, &vouchers, &euros]);
+            }
+            None => write([&r.node, &r.period, measure, dim, "", "", "suppressed"]),
+        };
+    for r in reports {
+        row(r, "issued", "", r.issued.as_ref());
+        row(r, "settled", "", r.settled.as_ref());
+        for c in &r.categories {
+            row(r, "category", &c.category, c.cell.as_ref());
+        }
+        for f in &r.flows {
+            row(r, "flow", &f.redeemer, f.cell.as_ref());
+        }
+        for c in &r.rejected {
+            row(r, "rejected", reason_name(c.reason), c.cell.as_ref());
+        }
+    }
+    let bytes = rows.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Bars of spend per quarter against a line for a quarter's share of the budget, per city.
@@ -558,6 +762,93 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(" )"), "{text}");
+    }
+
+    /// Fifty nodes, each with a flow to every city, some cells suppressed.
+    fn fifty() -> Vec<NodeReport> {
+        let cell = |vouchers: u64, cents: i64| ReportCell {
+            suppressed: vouchers < 5,
+            vouchers,
+            count: vouchers,
+            amount_cents: cents,
+        };
+        let ids: Vec<String> = (1..=50).map(|i| format!("city{i:02}")).collect();
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| NodeReport {
+                node: id.clone(),
+                node_name: id.clone(),
+                period: "2026-Q4".into(),
+                issued: Some(cell(40 + i as u64, 0)),
+                claimed_vouchers: Some(cell(20, 0)),
+                settled: Some(cell(if i % 7 == 0 { 3 } else { 30 }, 100_000 + i as i64)),
+                spent_this_year: Some(cell(30, 400_000)),
+                forecast_cents: Some(450_000),
+                flows: ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, redeemer)| schein_proto::v1::FlowCell {
+                        redeemer: redeemer.clone(),
+                        cell: Some(cell((i + j) as u64 % 9, 1_000 * (i * 50 + j) as i64)),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fifty_cities_fit_a_terminal() {
+        let text = table(&fifty(), &["city51".to_owned()]);
+        let lines: Vec<&str> = text.lines().collect();
+        let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= 100, "{widest} characters wide:\n{text}");
+        assert!(lines.len() <= 90, "{} lines:\n{text}", lines.len());
+        assert!(text.contains("50 of 51 nodes answered"), "{text}");
+        assert!(text.contains("Not answered in time: city51"), "{text}");
+        // The largest published flow is listed first, and the rest are counted, not dropped.
+        let largest = lines
+            .iter()
+            .position(|l| l.contains("city50 → city50"))
+            .unwrap_or(usize::MAX);
+        let heading = lines
+            .iter()
+            .position(|l| l.contains("largest first"))
+            .unwrap();
+        assert_eq!(largest, heading + 1, "{text}");
+        assert!(text.contains("more published"), "{text}");
+    }
+
+    #[test]
+    fn totals_are_exact_when_every_part_is_published_and_bounded_otherwise() {
+        let mut reports = fifty();
+        let text = table(&reports, &[]);
+        assert!(
+            text.contains("claims settled ≥ "),
+            "city01 is suppressed: {text}"
+        );
+        assert!(text.contains("(+8 suppressed)"), "{text}");
+        for r in &mut reports {
+            if let Some(cell) = r.settled.as_mut() {
+                cell.suppressed = false;
+            }
+        }
+        let text = table(&reports, &[]);
+        let exact: i64 = reports
+            .iter()
+            .map(|r| r.settled.as_ref().unwrap().amount_cents)
+            .sum();
+        assert!(
+            text.contains(&format!(
+                "claims settled {}, {}",
+                reports
+                    .iter()
+                    .map(|r| r.settled.as_ref().unwrap().count)
+                    .sum::<u64>(),
+                Cents(exact)
+            )),
+            "{text}"
+        );
     }
 
     #[test]

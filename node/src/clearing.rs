@@ -243,7 +243,25 @@ pub async fn close(node: &Node, office: &str, period: Period) -> Result<Clearing
         async move {
             match done {
                 Some(pair) => pair,
-                None => close_with(node, &peer, period, early, today).await,
+                None => {
+                    // Delivering what is owed, closing and reading the statement: a few calls,
+                    // each bounded; a peer that hangs costs this much and no more.
+                    let bound = node.peers.call_bound() * 3;
+                    match tokio::time::timeout(bound, close_with(node, &peer, period, early, today))
+                        .await
+                    {
+                        Ok(pair) => pair,
+                        Err(_) => PairClearing {
+                            peer: peer.id().to_owned(),
+                            note: format!(
+                                "{} did not answer within {} s",
+                                peer.name(),
+                                bound.as_secs()
+                            ),
+                            ..Default::default()
+                        },
+                    }
+                }
             }
         }
     });

@@ -50,7 +50,15 @@ pub enum ClientError {
     Endpoint { endpoint: String, message: String },
     #[error("cannot reach the node at {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
+    #[error(
+        "the node at {endpoint} did not complete the connection within {seconds} s: it may be hung or overloaded"
+    )]
+    NoAnswer { endpoint: String, seconds: u64 },
 }
+
+/// How long a client waits for a node by default: to connect (TCP and the TLS handshake), and
+/// then for each answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl IdentityFile {
     pub fn load(path: &Path) -> Result<Self, ClientError> {
@@ -84,28 +92,47 @@ impl IdentityFile {
         }
     }
 
-    /// Connects to the node named in the file (or at `endpoint`, if given) over mutual TLS.
+    /// Connects to the node named in the file (or at `endpoint`, if given) over mutual TLS,
+    /// waiting at most [`DEFAULT_TIMEOUT`] (see [`Self::connect_within`]).
+    pub async fn connect(&self, endpoint: Option<&str>) -> Result<Channel, ClientError> {
+        self.connect_within(endpoint, DEFAULT_TIMEOUT).await
+    }
+
+    /// Connects within `timeout`, TLS handshake included, and gives every call on the channel
+    /// `timeout` for its answer: a node that accepts connections but never answers (hung,
+    /// stopped, swapped out) costs its caller a bounded wait, never a hang.
     ///
     /// Under TLS 1.3 a refused client certificate shows only on the first call, not here.
-    pub async fn connect(&self, endpoint: Option<&str>) -> Result<Channel, ClientError> {
+    pub async fn connect_within(
+        &self,
+        endpoint: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Channel, ClientError> {
         let endpoint = endpoint.unwrap_or(&self.endpoint).to_owned();
         let bad = |message: String| ClientError::Endpoint {
             endpoint: endpoint.clone(),
             message,
         };
         crate::roster::validate_endpoint(&endpoint).map_err(&bad)?;
-        Endpoint::from_shared(endpoint.clone())
+        let configured = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| bad(e.to_string()))?
             .tls_config(client_tls(&self.node, &self.node_ca, &self.certified_key()))
             .map_err(|e| bad(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect {
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true);
+        let connecting = configured.connect();
+        // The connect timeout above covers TCP only; a hung node completes that in the kernel
+        // and then never answers the TLS handshake.
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(connected) => connected.map_err(|e| ClientError::Connect {
                 endpoint: endpoint.clone(),
                 message: crate::error_chain(&e),
-            })
+            }),
+            Err(_) => Err(ClientError::NoAnswer {
+                endpoint,
+                seconds: timeout.as_secs().max(1),
+            }),
+        }
     }
 }

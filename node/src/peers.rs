@@ -64,6 +64,12 @@ impl Peers {
         }
     }
 
+    /// How long one call to another member may take, connecting included (twice the
+    /// configured peer timeout).
+    pub fn call_bound(&self) -> Duration {
+        self.timeout * 2
+    }
+
     /// A channel to `member`, reused while its endpoint and CA stay the same.
     fn channel(&self, member: &Member) -> Result<Channel, PeerError> {
         let id = member.id().to_owned();
@@ -172,7 +178,7 @@ impl Peers {
             member: member.id().to_owned(),
             status: Box::new(status),
         };
-        match tokio::time::timeout(self.timeout * 2, call).await {
+        match tokio::time::timeout(self.call_bound(), call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(failed(status)),
             Err(_) => Err(failed(tonic::Status::deadline_exceeded(

@@ -376,6 +376,11 @@ pub fn spawn_acceptor(
                             }
                         }
                     }
+                    // A connection closed before it sent anything is a port probe (a load
+                    // balancer's health check, a monitoring script): not worth a warning.
+                    Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(%remote, "connection closed before the tls handshake");
+                    }
                     Ok(Err(error)) => {
                         let reason = handshake_failure(&error);
                         tracing::warn!(%remote, %reason, "tls handshake refused");

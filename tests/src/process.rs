@@ -27,7 +27,24 @@ use schein_proto::v1::office_client::OfficeClient;
 /// `CARGO_BIN_EXE_schein-node` exists only for the tests of the `schein-node` package.
 pub fn node_binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
+    fresh_binary(&BUILT, "schein-node", "schein-node", &["node"])
+}
+
+/// The `schein` CLI binary, as [`node_binary`] finds or builds the node's.
+pub fn cli_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    fresh_binary(&BUILT, "schein-cli", "schein", &["cli", "node"])
+}
+
+/// The binary `name` of `package` in the test's target directory, rebuilt if it is missing or
+/// older than the sources of `crates` (and of the protocol and the lock file); once per process.
+fn fresh_binary(
+    built: &OnceLock<Mutex<Option<PathBuf>>>,
+    package: &str,
+    name: &str,
+    crates: &[&str],
+) -> anyhow::Result<PathBuf> {
+    let mut built = built
         .get_or_init(|| Mutex::new(None))
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -42,44 +59,39 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
             exe.display()
         )
     })?;
-    let binary = profile_dir.join(format!("schein-node{}", std::env::consts::EXE_SUFFIX));
+    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let built_at = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let newest_source = newest_source()?;
+    let newest_source = newest_source(crates)?;
     if built_at.is_none_or(|built_at| built_at < newest_source) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let target_dir = profile_dir
             .parent()
             .ok_or_else(|| anyhow!("no target dir above {}", profile_dir.display()))?;
-        eprintln!("building schein-node: the binary is missing or older than its sources");
+        eprintln!("building {name}: the binary is missing or older than its sources");
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "schein-node",
-                "--bin",
-                "schein-node",
-                "--target-dir",
-            ])
+            .args(["build", "-p", package, "--bin", name, "--target-dir"])
             .arg(target_dir)
             .status()
-            .context("running cargo build for schein-node")?;
+            .with_context(|| format!("running cargo build for {name}"))?;
         if !status.success() || !binary.is_file() {
-            bail!("cargo build of schein-node failed ({status})");
+            bail!("cargo build of {name} failed ({status})");
         }
     }
     *built = Some(binary.clone());
     Ok(binary)
 }
 
-/// When the newest source file of the node binary was changed: its crate, the protocol crate
-/// and the lock file.
-fn newest_source() -> anyhow::Result<std::time::SystemTime> {
+/// When the newest source file of a binary was changed: the `crates` it is built from, the
+/// protocol crate and the lock file.
+fn newest_source(crates: &[&str]) -> anyhow::Result<std::time::SystemTime> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or_else(|| anyhow!("the tests crate has no parent directory"))?;
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let mut pending: Vec<PathBuf> = ["node/src", "node/Cargo.toml", "proto", "Cargo.lock"]
+    let mut pending: Vec<PathBuf> = crates
         .iter()
+        .flat_map(|c| [format!("{c}/src"), format!("{c}/Cargo.toml")])
+        .chain(["proto".to_owned(), "Cargo.lock".to_owned()])
         .map(|p| workspace.join(p))
         .collect();
     while let Some(path) = pending.pop() {
@@ -194,6 +206,32 @@ impl NodeProcess {
         command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.child = Some(command.spawn().context("starting schein-node")?);
         self.starts += 1;
+        Ok(())
+    }
+
+    /// SIGSTOP: the process stays, the kernel still accepts its connections, nothing answers —
+    /// what a disk stall or a swapped-out machine looks like to the others.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&mut self, signal: &str) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("node {} is not running", self.id))?;
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill {signal} {} failed ({status})", self.id);
+        }
         Ok(())
     }
 

@@ -275,6 +275,28 @@ async fn every_wrong_certificate_is_refused_and_logged() {
     )
     .await;
 
+    // Bare TCP probes (a load balancer's health check) are no warning: a hundred of them leave
+    // the count of warnings as it was.
+    let warnings = leipzig.log_lines(&["WARN"]).len();
+    for _ in 0..100 {
+        let probe = tokio::net::TcpStream::connect(("127.0.0.1", leipzig.port))
+            .await
+            .unwrap();
+        drop(probe);
+    }
+    // A genuine call after them: every probe was accepted and closed before it is answered.
+    OfficeClient::new(office.connect(None).await.unwrap())
+        .list_vouchers(ListVouchersRequest::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        leipzig.log_lines(&["WARN"]).len(),
+        warnings,
+        "probes logged warnings: {}",
+        leipzig.log_tail(5)
+    );
+
     // Still serving the genuine office, with nothing changed by any of it.
     let leipzig = federation.node_mut("leipzig");
     leipzig.assert_alive().unwrap();
