@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
+use schein_node::domain::report::Figures;
 use schein_node::node::Node;
-use schein_node::report::Figures;
 use schein_node::store::Store;
 use schein_proto::v1::{Category, SettlementRecord};
 use schein_proto::{Day, KeyId};
@@ -77,7 +77,7 @@ async fn main() -> Result<(), common::Error> {
         let mut times = Vec::new();
         for _ in 0..200 {
             let start = Instant::now();
-            let report = schein_node::report::build(&node, period, today, Figures::Live)?;
+            let report = schein_node::domain::report::build(&node, period, today, Figures::Live)?;
             times.push(start.elapsed().as_secs_f64() * 1e6);
             std::hint::black_box(report);
         }

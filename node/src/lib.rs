@@ -3,11 +3,9 @@
 //! The binary (`schein-node`) is a thin shell over this library; the demo in the CLI and the
 //! integration tests start nodes through the same [`server::run`] and [`local`] code.
 
-mod auth;
-pub mod claim;
-pub mod clearing;
 pub mod client;
 pub mod config;
+pub mod domain;
 pub mod enrolled;
 pub mod fees;
 pub mod files;
@@ -16,13 +14,11 @@ pub mod local;
 pub mod node;
 pub mod peers;
 pub mod pki;
-pub mod report;
 pub mod roster;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod tls;
-pub mod verify;
 pub mod wire;
 
 /// An error and its sources on one line, for messages to people.

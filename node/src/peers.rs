@@ -200,7 +200,7 @@ impl Peers {
         self.bounded(member, client.voucher_status(request)).await
     }
 
-    /// `member`'s answers about up to [`crate::verify::MAX_BATCH`] of its vouchers, in order.
+    /// `member`'s answers about up to [`crate::domain::verify::MAX_BATCH`] of its vouchers, in order.
     pub async fn voucher_statuses(
         &self,
         member: &Member,

@@ -21,7 +21,7 @@ mod attacker;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use schein_node::report::{AsOf, Heading, compose};
+use schein_node::domain::report::{AsOf, Heading, compose};
 use schein_node::store::{Aggregate, StoreError, cell_name};
 use schein_proto::Day;
 use schein_proto::period::Period;

@@ -5,9 +5,9 @@
 
 use prost::Message;
 use schein_node::config::Config;
+use schein_node::domain::report::{Figures, build};
 use schein_node::init::{InitOptions, init};
 use schein_node::node::Node;
-use schein_node::report::{Figures, build};
 use schein_node::store::Store;
 use schein_proto::period::Period;
 use schein_proto::v1::{Category, NodeReport, Receipt, SettlementRecord};

@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 use super::LocalError;
 use crate::config::{CONFIG_FILE, Config};
+use crate::domain::access::Operation;
 use crate::init::{InitOptions, SetupError, init};
 use crate::node::Node;
 use crate::pki::{Identity, Role};
@@ -27,85 +28,8 @@ use crate::service::{FederationService, OfficeService, ProviderService, ReportsS
 use crate::store::Store;
 use crate::tls::Caller;
 
-/// Every RPC a node serves, in a fixed order, so that a byte can select one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rpc {
-    IssueVoucher,
-    RevokeVoucher,
-    ShowVoucher,
-    ListVouchers,
-    ApproveCap,
-    ListHeldClaims,
-    DecideHeldClaim,
-    Ledger,
-    CloseClearing,
-    ShowClearing,
-    VerifyVoucher,
-    VerifyVouchers,
-    SubmitClaim,
-    ClaimStatus,
-    ListClaims,
-    VoucherStatus,
-    VoucherStatuses,
-    MemberEntry,
-    Settle,
-    Statement,
-    ClosePeriod,
-    ProviderKnown,
-    Report,
-    Members,
-}
-
-impl Rpc {
-    pub const ALL: [Rpc; 24] = [
-        Rpc::IssueVoucher,
-        Rpc::RevokeVoucher,
-        Rpc::ShowVoucher,
-        Rpc::ListVouchers,
-        Rpc::ApproveCap,
-        Rpc::ListHeldClaims,
-        Rpc::DecideHeldClaim,
-        Rpc::Ledger,
-        Rpc::CloseClearing,
-        Rpc::ShowClearing,
-        Rpc::VerifyVoucher,
-        Rpc::VerifyVouchers,
-        Rpc::SubmitClaim,
-        Rpc::ClaimStatus,
-        Rpc::ListClaims,
-        Rpc::VoucherStatus,
-        Rpc::VoucherStatuses,
-        Rpc::MemberEntry,
-        Rpc::Settle,
-        Rpc::Statement,
-        Rpc::ClosePeriod,
-        Rpc::ProviderKnown,
-        Rpc::Report,
-        Rpc::Members,
-    ];
-
-    /// The RPC a selector byte names; every byte names one.
-    pub fn from_selector(selector: u8) -> Self {
-        Self::ALL[usize::from(selector) % Self::ALL.len()]
-    }
-
-    /// Who may call it: the role the node's own identity for the service holds.
-    pub fn caller_role(self) -> Role {
-        use Rpc::*;
-        match self {
-            IssueVoucher | RevokeVoucher | ShowVoucher | ListVouchers | ApproveCap
-            | ListHeldClaims | DecideHeldClaim | Ledger | CloseClearing | ShowClearing => {
-                Role::Office
-            }
-            VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
-                Role::Provider
-            }
-            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement | ClosePeriod
-            | ProviderKnown => Role::Node,
-            Report | Members => Role::Funder,
-        }
-    }
-}
+/// Every RPC a node serves: the operations of the role table, in its fixed order.
+pub type Rpc = Operation;
 
 /// A node alone in its roster, with its four services and a caller of each role.
 ///

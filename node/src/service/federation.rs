@@ -13,10 +13,11 @@ use schein_proto::v1::{
 use schein_proto::{Day, Serial};
 use tonic::{Request, Response, Status};
 
+use super::authorize;
 use super::invalid_argument;
-use crate::auth::require_peer;
+use crate::domain::access::Operation;
+use crate::domain::verify::MAX_BATCH;
 use crate::node::Node;
-use crate::verify::MAX_BATCH;
 
 #[derive(Debug, Clone)]
 pub struct FederationService {
@@ -51,7 +52,7 @@ impl Federation for FederationService {
         &self,
         request: Request<VoucherStatusRequest>,
     ) -> Result<Response<VoucherStatusResponse>, Status> {
-        let peer = require_peer(&request, &self.node)?;
+        let peer = authorize(&request, &self.node, Operation::VoucherStatus)?;
         let serial = Serial::from_slice(&request.get_ref().serial)
             .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
         let response = self.status_of(serial)?;
@@ -64,7 +65,7 @@ impl Federation for FederationService {
         &self,
         request: Request<VoucherStatusesRequest>,
     ) -> Result<Response<VoucherStatusesResponse>, Status> {
-        let peer = require_peer(&request, &self.node)?;
+        let peer = authorize(&request, &self.node, Operation::VoucherStatuses)?;
         let serials = &request.get_ref().serials;
         if serials.len() > MAX_BATCH {
             return Err(invalid_argument(format!(
@@ -89,7 +90,7 @@ impl Federation for FederationService {
         &self,
         request: Request<MemberEntryRequest>,
     ) -> Result<Response<Member>, Status> {
-        require_peer(&request, &self.node)?;
+        authorize(&request, &self.node, Operation::MemberEntry)?;
         let roster = self.node.roster();
         let me = roster.member(&self.node.id).ok_or_else(|| {
             refusal(
@@ -104,7 +105,7 @@ impl Federation for FederationService {
         &self,
         request: Request<SettleRequest>,
     ) -> Result<Response<SettleResponse>, Status> {
-        let peer = require_peer(&request, &self.node)?;
+        let peer = authorize(&request, &self.node, Operation::Settle)?;
         let roster = self.node.roster();
         let redeemer = roster.member(&peer.node).ok_or_else(|| {
             refusal(
@@ -112,7 +113,7 @@ impl Federation for FederationService {
                 "you are not a member of this roster",
             )
         })?;
-        let record = crate::claim::open_record(redeemer, &request.get_ref().signed_record)?;
+        let record = crate::domain::claim::open_record(redeemer, &request.get_ref().signed_record)?;
         if record.redeemer != peer.node {
             tracing::warn!(peer = %peer.node, "refused: settlement record of another node");
             return Err(refusal(
@@ -120,7 +121,7 @@ impl Federation for FederationService {
                 "a node may only send its own settlement records",
             ));
         }
-        let signed_receipt = crate::claim::settle_here(&self.node, &record).await?;
+        let signed_receipt = crate::domain::claim::settle_here(&self.node, &record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
     }
 
@@ -128,7 +129,7 @@ impl Federation for FederationService {
         &self,
         request: Request<ClosePeriodRequest>,
     ) -> Result<Response<ClosePeriodResponse>, Status> {
-        let peer = require_peer(&request, &self.node)?;
+        let peer = authorize(&request, &self.node, Operation::ClosePeriod)?;
         let roster = self.node.roster();
         let caller = roster.member(&peer.node).ok_or_else(|| {
             refusal(
@@ -137,9 +138,10 @@ impl Federation for FederationService {
             )
         })?;
         let request = request.into_inner();
-        let period = crate::clearing::parse_period(&request.period)?;
+        let period = crate::domain::clearing::parse_period(&request.period)?;
         let (signed_statement, deadline) =
-            crate::clearing::closed_by_peer(&self.node, caller, period, request.early).await?;
+            crate::domain::clearing::closed_by_peer(&self.node, caller, period, request.early)
+                .await?;
         Ok(Response::new(ClosePeriodResponse {
             signed_statement,
             deadline: Some(deadline.into()),
@@ -150,7 +152,7 @@ impl Federation for FederationService {
         &self,
         request: Request<ProviderKnownRequest>,
     ) -> Result<Response<ProviderKnownResponse>, Status> {
-        require_peer(&request, &self.node)?;
+        authorize(&request, &self.node, Operation::ProviderKnown)?;
         let name = &request.get_ref().name;
         if crate::pki::validate_name(name).is_err() {
             return Ok(Response::new(ProviderKnownResponse { known: false }));
@@ -170,9 +172,9 @@ impl Federation for FederationService {
         &self,
         request: Request<StatementRequest>,
     ) -> Result<Response<StatementResponse>, Status> {
-        let peer = require_peer(&request, &self.node)?;
-        let period = crate::clearing::parse_period(&request.get_ref().period)?;
-        let signed_statement = crate::clearing::statement(&self.node, &peer.node, period)?;
+        let peer = authorize(&request, &self.node, Operation::Statement)?;
+        let period = crate::domain::clearing::parse_period(&request.get_ref().period)?;
+        let signed_statement = crate::domain::clearing::statement(&self.node, &peer.node, period)?;
         Ok(Response::new(StatementResponse { signed_statement }))
     }
 }

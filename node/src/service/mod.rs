@@ -1,10 +1,12 @@
-//! The gRPC services of a node. Each checks who calls, turns the request into a domain call on
-//! [`crate::node::Node`] and its store, and maps domain errors to statuses with a reason.
+//! The gRPC door: thin services over the domain core. Each RPC authorises its caller with the
+//! one role table ([`crate::domain::access`]), converts, calls the core, and maps the core's
+//! error to a status — the mapping lives here, in one place ([`status`]).
 
 mod federation;
 mod office;
 mod provider;
 mod reports;
+mod status;
 
 pub use federation::FederationService;
 pub use office::OfficeService;
@@ -16,6 +18,16 @@ use schein_proto::v1::ErrorReason;
 use tonic::Status;
 
 use crate::store::StoreError;
+
+/// The caller of `request` as the TLS acceptor attached it, if the role table admits it.
+fn authorize<T>(
+    request: &tonic::Request<T>,
+    node: &crate::node::Node,
+    operation: crate::domain::access::Operation,
+) -> Result<crate::pki::Identity, Status> {
+    let caller = request.extensions().get::<crate::tls::Caller>();
+    Ok(crate::domain::access::authorize(caller, node, operation)?)
+}
 
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {

@@ -19,10 +19,10 @@ use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
 use schein_proto::{Day, FullCode, KeyId, Serial, ShortCode, SignedVoucher, VoucherError};
 use tonic::{Request, Response, Status};
 
+use super::authorize;
 use super::invalid_argument;
-use crate::auth::require_local;
+use crate::domain::access::Operation;
 use crate::node::Node;
-use crate::pki::Role;
 use crate::store::{CapApproval, ClaimKey, StoreError, StoredVoucher};
 
 /// A default validity that would end sooner than this runs to the end of the next quarter
@@ -230,7 +230,7 @@ impl Office for OfficeService {
         &self,
         request: Request<IssueVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        let caller = require_local(&request, &self.node, &[Role::Office], "issue vouchers")?;
+        let caller = authorize(&request, &self.node, Operation::IssueVoucher)?;
         let request = request.into_inner();
         let (valid_from, valid_until) = validity(&request, Day::today())?;
         let key = &self.node.signing_key;
@@ -329,7 +329,7 @@ impl Office for OfficeService {
         &self,
         request: Request<RevokeVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        let caller = require_local(&request, &self.node, &[Role::Office], "revoke vouchers")?;
+        let caller = authorize(&request, &self.node, Operation::RevokeVoucher)?;
         let request = request.into_inner();
         let reason = RevocationReason::try_from(request.reason)
             .ok()
@@ -350,7 +350,7 @@ impl Office for OfficeService {
         &self,
         request: Request<ShowVoucherRequest>,
     ) -> Result<Response<VoucherRecord>, Status> {
-        require_local(&request, &self.node, &[Role::Office], "look at vouchers")?;
+        authorize(&request, &self.node, Operation::ShowVoucher)?;
         let serial = self.own_serial(&request.get_ref().code)?;
         let stored = self
             .node
@@ -364,7 +364,7 @@ impl Office for OfficeService {
         &self,
         request: Request<ListVouchersRequest>,
     ) -> Result<Response<ListVouchersResponse>, Status> {
-        require_local(&request, &self.node, &[Role::Office], "list vouchers")?;
+        authorize(&request, &self.node, Operation::ListVouchers)?;
         let request = request.into_inner();
         let limit = super::page_size(request.limit);
         let after = super::decode_page_token(&request.page_token)?;
@@ -382,7 +382,7 @@ impl Office for OfficeService {
         &self,
         request: Request<ApproveCapRequest>,
     ) -> Result<Response<ApproveCapResponse>, Status> {
-        let caller = require_local(&request, &self.node, &[Role::Office], "approve caps")?;
+        let caller = authorize(&request, &self.node, Operation::ApproveCap)?;
         let request = request.into_inner();
         if !(1..=MAX_CENTS).contains(&request.new_cap_cents) {
             return Err(invalid_argument("the new cap is out of range"));
@@ -421,7 +421,7 @@ impl Office for OfficeService {
         &self,
         request: Request<ListClaimsRequest>,
     ) -> Result<Response<ListClaimsResponse>, Status> {
-        require_local(&request, &self.node, &[Role::Office], "look at held claims")?;
+        authorize(&request, &self.node, Operation::ListHeldClaims)?;
         let response = super::list_claims(&self.node, request.get_ref(), |claim| {
             claim.state == ClaimState::Held as i32
         })?;
@@ -432,19 +432,14 @@ impl Office for OfficeService {
         &self,
         request: Request<DecideHeldClaimRequest>,
     ) -> Result<Response<ClaimRecord>, Status> {
-        let caller = require_local(
-            &request,
-            &self.node,
-            &[Role::Office],
-            "decide on held claims",
-        )?;
+        let caller = authorize(&request, &self.node, Operation::DecideHeldClaim)?;
         let request = request.into_inner();
         let key = ClaimKey::new(&request.provider, &request.claim_id);
         let record = self.node.store.decide_held(&key, request.release).await?;
         tracing::info!(office = %caller.name, release = request.release, "held claim decided");
         if record.state == ClaimState::Pending as i32 {
             let (settlement_id, signed_record) = self.node.store.settlement_of(&key)?;
-            if let Ok(settled) = crate::claim::deliver(
+            if let Ok(settled) = crate::domain::claim::deliver(
                 &self.node,
                 &key,
                 &settlement_id,
@@ -463,7 +458,7 @@ impl Office for OfficeService {
         &self,
         request: Request<LedgerRequest>,
     ) -> Result<Response<LedgerResponse>, Status> {
-        require_local(&request, &self.node, &[Role::Office], "read the ledger")?;
+        authorize(&request, &self.node, Operation::Ledger)?;
         let request = request.into_inner();
         // The head first, and entries only up to it: a settlement in between must not make a
         // consistent ledger look broken.
@@ -500,10 +495,10 @@ impl Office for OfficeService {
         &self,
         request: Request<ClearingRequest>,
     ) -> Result<Response<ClearingResult>, Status> {
-        let caller = require_local(&request, &self.node, &[Role::Office], "close a period")?;
-        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        let caller = authorize(&request, &self.node, Operation::CloseClearing)?;
+        let period = crate::domain::clearing::parse_period(&request.get_ref().period)?;
         Ok(Response::new(
-            crate::clearing::close(&self.node, &caller.name, period).await?,
+            crate::domain::clearing::close(&self.node, &caller.name, period).await?,
         ))
     }
 
@@ -511,8 +506,10 @@ impl Office for OfficeService {
         &self,
         request: Request<ClearingRequest>,
     ) -> Result<Response<ClearingResult>, Status> {
-        require_local(&request, &self.node, &[Role::Office], "look at clearing")?;
-        let period = crate::clearing::parse_period(&request.get_ref().period)?;
-        Ok(Response::new(crate::clearing::view(&self.node, period)?))
+        authorize(&request, &self.node, Operation::ShowClearing)?;
+        let period = crate::domain::clearing::parse_period(&request.get_ref().period)?;
+        Ok(Response::new(crate::domain::clearing::view(
+            &self.node, period,
+        )?))
     }
 }

@@ -10,12 +10,12 @@ use schein_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use super::authorize;
 use super::invalid_argument;
-use crate::auth::require_local;
+use crate::domain::access::Operation;
+use crate::domain::verify::MAX_BATCH;
 use crate::node::Node;
-use crate::pki::Role;
 use crate::store::{ClaimKey, StoreError};
-use crate::verify::MAX_BATCH;
 
 /// Longest code text accepted; a full code is about 250 characters.
 const MAX_CODE_LEN: usize = 2048;
@@ -37,7 +37,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<VerifyVoucherRequest>,
     ) -> Result<Response<Verification>, Status> {
-        let provider = require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
+        let provider = authorize(&request, &self.node, Operation::VerifyVoucher)?;
         let request = request.into_inner();
         if request.code.len() > MAX_CODE_LEN {
             return Err(invalid_argument(
@@ -46,7 +46,8 @@ impl Provider for ProviderService {
         }
         let scope = Scope::try_from(request.for_scope)
             .map_err(|_| invalid_argument("unknown kind of care (for_scope)"))?;
-        let verification = crate::verify::verify(&self.node, &provider, &request.code, scope).await;
+        let verification =
+            crate::domain::verify::verify(&self.node, &provider, &request.code, scope).await;
         Ok(Response::new(verification))
     }
 
@@ -54,7 +55,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<VerifyVouchersRequest>,
     ) -> Result<Response<VerifyVouchersResponse>, Status> {
-        let provider = require_local(&request, &self.node, &[Role::Provider], "verify vouchers")?;
+        let provider = authorize(&request, &self.node, Operation::VerifyVouchers)?;
         let vouchers = &request.get_ref().vouchers;
         if !(1..=MAX_BATCH).contains(&vouchers.len()) {
             return Err(invalid_argument(format!(
@@ -78,7 +79,7 @@ impl Provider for ProviderService {
             })?;
             asked.push((voucher.code.as_str(), scope));
         }
-        let verifications = crate::verify::verify_many(&self.node, &provider, &asked).await;
+        let verifications = crate::domain::verify::verify_many(&self.node, &provider, &asked).await;
         Ok(Response::new(VerifyVouchersResponse { verifications }))
     }
 
@@ -86,8 +87,9 @@ impl Provider for ProviderService {
         &self,
         request: Request<SubmitClaimRequest>,
     ) -> Result<Response<ClaimRecord>, Status> {
-        let provider = require_local(&request, &self.node, &[Role::Provider], "submit claims")?;
-        let record = crate::claim::submit(&self.node, &provider, request.into_inner()).await?;
+        let provider = authorize(&request, &self.node, Operation::SubmitClaim)?;
+        let record =
+            crate::domain::claim::submit(&self.node, &provider, request.into_inner()).await?;
         Ok(Response::new(record))
     }
 
@@ -95,7 +97,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<ClaimStatusRequest>,
     ) -> Result<Response<ClaimRecord>, Status> {
-        let provider = require_local(&request, &self.node, &[Role::Provider], "look at claims")?;
+        let provider = authorize(&request, &self.node, Operation::ClaimStatus)?;
         let key = ClaimKey::new(&provider.name, &request.get_ref().claim_id);
         let record = self
             .node
@@ -109,7 +111,7 @@ impl Provider for ProviderService {
         &self,
         request: Request<ListClaimsRequest>,
     ) -> Result<Response<ListClaimsResponse>, Status> {
-        let provider = require_local(&request, &self.node, &[Role::Provider], "list claims")?;
+        let provider = authorize(&request, &self.node, Operation::ListClaims)?;
         let request = request.into_inner();
         let response = super::list_claims(&self.node, &request, |claim| {
             claim.provider == provider.name

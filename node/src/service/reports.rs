@@ -7,10 +7,11 @@ use schein_proto::v1::reports_server::Reports;
 use schein_proto::v1::{MemberAddress, MembersRequest, MembersResponse, NodeReport, ReportRequest};
 use tonic::{Request, Response, Status};
 
-use crate::auth::require_reader;
+use super::authorize;
+use crate::domain::access::Operation;
+use crate::domain::report::Figures;
 use crate::node::Node;
 use crate::pki::Role;
-use crate::report::Figures;
 use crate::roster::MemberKind;
 
 #[derive(Debug, Clone)]
@@ -30,15 +31,16 @@ impl Reports for ReportsService {
         &self,
         request: Request<ReportRequest>,
     ) -> Result<Response<NodeReport>, Status> {
-        let reader = require_reader(&request, &self.node)?;
-        let period = crate::clearing::parse_period(&request.get_ref().period)?;
+        let reader = authorize(&request, &self.node, Operation::Report)?;
+        let period = crate::domain::clearing::parse_period(&request.get_ref().period)?;
         tracing::info!(reader = %reader, %period, "report read");
         // Offices see their node's claims one by one anyway; funders must not (privacy rule 4).
         let figures = match reader.role {
             Role::Office => Figures::Live,
             _ => Figures::Released,
         };
-        let report = crate::report::build(&self.node, period, schein_proto::Day::today(), figures)?;
+        let report =
+            crate::domain::report::build(&self.node, period, schein_proto::Day::today(), figures)?;
         Ok(Response::new(report))
     }
 
@@ -46,7 +48,7 @@ impl Reports for ReportsService {
         &self,
         request: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        require_reader(&request, &self.node)?;
+        authorize(&request, &self.node, Operation::Members)?;
         let roster = self.node.roster();
         let members = roster
             .members()

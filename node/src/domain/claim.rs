@@ -19,12 +19,12 @@ use sha2::Digest;
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::domain::verify::{IssuerStatus, Resolved, ResolvedVoucher, resolve};
 use crate::fees::CatalogueCategory;
 use crate::node::Node;
 use crate::pki::Identity;
 use crate::roster::Member;
 use crate::store::{Ceilings, ClaimKey, DueSettlement, NewClaim, Outgoing, StoreError};
-use crate::verify::{IssuerStatus, Resolved, ResolvedVoucher, resolve};
 
 /// Backoff of the outbox: doubling from half a second up to a minute.
 const FIRST_BACKOFF_MS: i64 = 500;
@@ -322,7 +322,7 @@ async fn signed_settlement(
     };
     let serial = schein_proto::Serial::from_slice(&record.serial)
         .map_err(|e| DeliveryError::Refused(e.to_string()))?;
-    let status = crate::verify::issuer_status(node, issuer, serial)
+    let status = crate::domain::verify::issuer_status(node, issuer, serial)
         .await
         .ok_or_else(|| DeliveryError::Unasked(issuer.id().to_owned()))?;
     let service_date = node

@@ -433,7 +433,7 @@ async fn deliver_pending(node: &Node, issuer: &str, period: Period) -> usize {
         }
     };
     let deliveries = pending.into_iter().map(|due| async move {
-        crate::claim::deliver(
+        crate::domain::claim::deliver(
             node,
             &due.key,
             &due.settlement_id,

@@ -1,0 +1,229 @@
+//! Who may do what (DESIGN.md, "Identities and trust"): one table of every operation a node
+//! offers and the callers it admits, used by every door — the gRPC services, the web console and
+//! the in-process test node. Only this node's office issues and revokes, only this node's
+//! providers verify and claim through it, only member nodes call the federation service,
+//! funders of any member and this node's office read reports. Every call also checks that the
+//! CA which vouched for the caller at the handshake is still the one the roster trusts.
+
+use schein_proto::v1::ErrorReason;
+
+use crate::node::Node;
+use crate::pki::{Identity, Role};
+use crate::tls::Caller;
+
+/// Every operation of a node, in a fixed order (a fuzzer's byte selects one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    IssueVoucher,
+    RevokeVoucher,
+    ShowVoucher,
+    ListVouchers,
+    ApproveCap,
+    ListHeldClaims,
+    DecideHeldClaim,
+    Ledger,
+    CloseClearing,
+    ShowClearing,
+    VerifyVoucher,
+    VerifyVouchers,
+    SubmitClaim,
+    ClaimStatus,
+    ListClaims,
+    VoucherStatus,
+    VoucherStatuses,
+    MemberEntry,
+    Settle,
+    Statement,
+    ClosePeriod,
+    ProviderKnown,
+    Report,
+    Members,
+}
+
+/// Who an operation admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admits {
+    /// Holders of this role at this node.
+    Local(Role),
+    /// Funders of any member, and this node's office.
+    Readers,
+    /// Member nodes.
+    Peers,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 24] = [
+        Operation::IssueVoucher,
+        Operation::RevokeVoucher,
+        Operation::ShowVoucher,
+        Operation::ListVouchers,
+        Operation::ApproveCap,
+        Operation::ListHeldClaims,
+        Operation::DecideHeldClaim,
+        Operation::Ledger,
+        Operation::CloseClearing,
+        Operation::ShowClearing,
+        Operation::VerifyVoucher,
+        Operation::VerifyVouchers,
+        Operation::SubmitClaim,
+        Operation::ClaimStatus,
+        Operation::ListClaims,
+        Operation::VoucherStatus,
+        Operation::VoucherStatuses,
+        Operation::MemberEntry,
+        Operation::Settle,
+        Operation::Statement,
+        Operation::ClosePeriod,
+        Operation::ProviderKnown,
+        Operation::Report,
+        Operation::Members,
+    ];
+
+    /// The operation a selector byte names; every byte names one.
+    pub fn from_selector(selector: u8) -> Self {
+        Self::ALL[usize::from(selector) % Self::ALL.len()]
+    }
+
+    /// The table.
+    pub const fn admits(self) -> Admits {
+        use Operation::*;
+        match self {
+            IssueVoucher | RevokeVoucher | ShowVoucher | ListVouchers | ApproveCap
+            | ListHeldClaims | DecideHeldClaim | Ledger | CloseClearing | ShowClearing => {
+                Admits::Local(Role::Office)
+            }
+            VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
+                Admits::Local(Role::Provider)
+            }
+            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement | ClosePeriod
+            | ProviderKnown => Admits::Peers,
+            Report | Members => Admits::Readers,
+        }
+    }
+
+    /// What the operation does, in words for a refusal ("a provider certificate cannot …").
+    pub const fn action(self) -> &'static str {
+        use Operation::*;
+        match self {
+            IssueVoucher => "issue vouchers",
+            RevokeVoucher => "revoke vouchers",
+            ShowVoucher => "look at vouchers",
+            ListVouchers => "list vouchers",
+            ApproveCap => "approve caps",
+            ListHeldClaims => "look at held claims",
+            DecideHeldClaim => "decide on held claims",
+            Ledger => "read the ledger",
+            CloseClearing => "close a period",
+            ShowClearing => "look at clearing",
+            VerifyVoucher | VerifyVouchers => "verify vouchers",
+            SubmitClaim => "submit claims",
+            ClaimStatus => "look at claims",
+            ListClaims => "list claims",
+            VoucherStatus | VoucherStatuses => "ask about vouchers as a member node",
+            MemberEntry => "read member entries",
+            Settle => "settle claims",
+            Statement | ClosePeriod => "clear periods",
+            ProviderKnown => "ask about providers",
+            Report | Members => "read reports",
+        }
+    }
+
+    /// A role the table admits: what the in-process test node calls with.
+    pub const fn caller_role(self) -> Role {
+        match self.admits() {
+            Admits::Local(role) => role,
+            Admits::Readers => Role::Funder,
+            Admits::Peers => Role::Node,
+        }
+    }
+}
+
+/// Why a caller was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("no client certificate was presented")]
+    NoIdentity,
+    #[error("the authority that issued your certificate is no longer trusted by this node")]
+    CaNotTrusted,
+    #[error("{0}")]
+    WrongRole(String),
+    #[error("{0}")]
+    WrongNode(String),
+}
+
+impl AccessError {
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            AccessError::NoIdentity | AccessError::CaNotTrusted => ErrorReason::UnknownIdentity,
+            AccessError::WrongRole(_) => ErrorReason::WrongRole,
+            AccessError::WrongNode(_) => ErrorReason::WrongNode,
+        }
+    }
+}
+
+fn a_or_an(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// The caller's identity, if the table admits it to `operation` at `node`. `caller` is what
+/// the TLS handshake established; `None` if the request did not come through it.
+pub fn authorize(
+    caller: Option<&Caller>,
+    node: &Node,
+    operation: Operation,
+) -> Result<Identity, AccessError> {
+    let caller = caller.ok_or(AccessError::NoIdentity)?;
+    let identity = &caller.identity;
+    let still_trusted = node
+        .roster()
+        .member(&identity.node)
+        .is_some_and(|m| m.ca_fingerprint == caller.ca_fingerprint);
+    if !still_trusted {
+        tracing::warn!(caller = %identity, "refused: its CA left the roster");
+        return Err(AccessError::CaNotTrusted);
+    }
+    match operation.admits() {
+        Admits::Local(role) => {
+            if identity.role != role {
+                tracing::warn!(caller = %identity, action = operation.action(), "refused: wrong role");
+                let held = identity.role.as_str();
+                return Err(AccessError::WrongRole(format!(
+                    "{} {held} certificate cannot {}; only {} may",
+                    a_or_an(held),
+                    operation.action(),
+                    role.holders()
+                )));
+            }
+            if identity.node != node.id {
+                tracing::warn!(caller = %identity, action = operation.action(), "refused: caller of another node");
+                return Err(AccessError::WrongNode(format!(
+                    "this is the node of {}; your certificate belongs to {}. Use your own city's node",
+                    node.name, identity.node
+                )));
+            }
+        }
+        Admits::Readers => {
+            let reader = identity.role == Role::Funder
+                || (identity.role == Role::Office && identity.node == node.id);
+            if !reader {
+                tracing::warn!(caller = %identity, "refused: report read by a non-reader");
+                return Err(AccessError::WrongRole(
+                    "reports are for funders and this node's clearing office".into(),
+                ));
+            }
+        }
+        Admits::Peers => {
+            if identity.role != Role::Node {
+                tracing::warn!(caller = %identity, "refused: federation call by a non-node");
+                return Err(AccessError::WrongRole(
+                    "only member nodes may call the federation service".into(),
+                ));
+            }
+        }
+    }
+    Ok(identity.clone())
+}
