@@ -70,6 +70,14 @@ impl Node {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(roster);
     }
 
+    /// The short code of one of this node's vouchers (empty if the prefix were unusable, which
+    /// configuration loading rules out).
+    pub fn short_code(&self, serial: Serial) -> String {
+        schein_proto::ShortCode::new(&self.prefix, serial)
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
     /// The ceilings this node publishes in its member entry and enforces as issuer.
     pub fn limits(&self) -> Limits {
         self.roster()

@@ -172,6 +172,32 @@ impl Member {
             .unwrap_or_else(|| BUILTIN.get_or_init(FeeSchedule::builtin))
     }
 
+    /// Opens a document this member signed with one of its keys in use on `day`: the key named in
+    /// the document is looked up first (read without trust), then the signature checked strictly.
+    pub fn open<M: schein_proto::signed::NamesKey>(
+        &self,
+        bytes: &[u8],
+        day: Day,
+    ) -> Result<M, OpenError> {
+        let claimed: M =
+            schein_proto::signed::peek(bytes).map_err(|e| OpenError::Unreadable(e.to_string()))?;
+        let key = self
+            .key_in_use(&KeyId(claimed.key_id().to_owned()), day)
+            .map_err(|_| OpenError::UnknownKey)?;
+        schein_proto::signed::open(M::KIND, bytes, &key.public_key)
+            .map_err(|e| OpenError::NotGenuine(e.to_string()))
+    }
+
+    /// The short code of one of this member's vouchers; empty for a member without a prefix.
+    pub fn short_code(&self, serial: schein_proto::Serial) -> String {
+        self.entry
+            .prefix
+            .as_deref()
+            .and_then(|p| schein_proto::ShortCode::new(p, serial).ok())
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
     /// The ceilings this member pays by, as issuer.
     pub fn limits(&self) -> Limits {
         self.entry.limits.unwrap_or_default()
@@ -250,6 +276,17 @@ impl Member {
             claim_ceiling_cents: Some(self.limits().per_claim_cents),
         }
     }
+}
+
+/// Why a document said to be signed by a member was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("it cannot be read: {0}")]
+    Unreadable(String),
+    #[error("it names a key its sender does not use")]
+    UnknownKey,
+    #[error("it is not genuine: {0}")]
+    NotGenuine(String),
 }
 
 /// Why no key was found for a voucher.

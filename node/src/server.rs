@@ -122,7 +122,7 @@ pub async fn run(
             let _ = stop_outbox.send(true);
             served
         },
-        crate::domain::claim::run_outbox(node.clone(), outbox_stopped),
+        crate::domain::outbox::run_outbox(node.clone(), outbox_stopped),
     );
     if let Err(error) = store.flush().await {
         tracing::error!(%error, "flushing storage at shutdown failed");

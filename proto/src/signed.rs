@@ -50,6 +50,31 @@ fn signed_message(kind: Kind, body: &[u8]) -> Vec<u8> {
     message
 }
 
+/// A signed document that names the key that signed it, so that a verifier can pick the key.
+pub trait NamesKey: Message + Default {
+    /// The kind of document it is signed as.
+    const KIND: Kind;
+    fn key_id(&self) -> &str;
+}
+
+macro_rules! names_key {
+    ($($message:ty => $kind:expr),* $(,)?) => {$(
+        impl NamesKey for $message {
+            const KIND: Kind = $kind;
+            fn key_id(&self) -> &str {
+                &self.key_id
+            }
+        }
+    )*};
+}
+
+names_key!(
+    crate::v1::SettlementRecord => Kind::Settlement,
+    crate::v1::Receipt => Kind::Receipt,
+    crate::v1::LedgerHead => Kind::LedgerHead,
+    crate::v1::PeriodStatement => Kind::Statement,
+);
+
 /// Encodes `document`, signs it as `kind` and returns the wire form.
 pub fn seal<M: Message>(kind: Kind, document: &M, key: &SigningKey) -> Vec<u8> {
     let body = document.encode_to_vec();

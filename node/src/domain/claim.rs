@@ -1,43 +1,86 @@
 //! Claims at the redeeming node (DESIGN.md, flows 3 and 4): check a provider's bill against the
-//! voucher and the issuer's fee schedule, store it durably with its outbox entry, and deliver
-//! the signed settlement record to the issuer, now or — if the issuer is down — later, with
-//! backoff, until its receipt arrives. The issuer learns only what privacy rule 3 allows.
+//! voucher and the issuer's fee schedule and ceilings, store it durably with its outbox entry,
+//! and hand it to the [`super::outbox`] for delivery, at once or — if the issuer is down —
+//! later. The issuer learns only what privacy rule 3 allows. Also the claim's status, the
+//! provider's list of claims, and the office's decision on claims held as possible duplicates.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use schein_proto::error::refusal;
 use schein_proto::money::Cents;
 use schein_proto::signed::{self, Kind};
 use schein_proto::v1::{
-    Category, ClaimRecord, ClaimState, ErrorReason, Outcome, ProviderKind, Receipt, RejectReason,
-    Scope, SettlementRecord, SubmitClaimRequest,
+    Category, ClaimRecord, ClaimState, ErrorReason, ListClaimsRequest, ListClaimsResponse,
+    ProviderKind, Scope, SettlementRecord, SubmitClaimRequest,
 };
 use schein_proto::voucher::claim_deadline;
-use schein_proto::{Day, KeyId, ShortCode};
+use schein_proto::{Day, KeyId};
 use sha2::Digest;
-use tokio::sync::watch;
-use tonic::Status;
 
-use crate::domain::verify::{IssuerStatus, Resolved, ResolvedVoucher, resolve};
-use crate::fees::CatalogueCategory;
+use super::outbox::deliver;
+use super::verify::{IssuerStatus, Resolved, ResolvedVoucher, resolve};
+use super::{Refusal, page};
+use crate::fees::{CatalogueCategory, FeeError};
 use crate::node::Node;
 use crate::pki::Identity;
 use crate::roster::Member;
-use crate::store::{Ceilings, ClaimKey, DueSettlement, NewClaim, Outgoing, StoreError};
+use crate::store::{ClaimKey, NewClaim, Outgoing, StoreError};
 
-/// Backoff of the outbox: doubling from half a second up to a minute.
-const FIRST_BACKOFF_MS: i64 = 500;
-const MAX_BACKOFF_MS: i64 = 60_000;
-/// How often the outbox looks for due records.
-const OUTBOX_TICK: Duration = Duration::from_millis(250);
-
-fn invalid(message: impl Into<String>) -> Status {
-    refusal(ErrorReason::InvalidArgument, message)
+/// Why a claim was refused before it was stored (nothing was), or a request about claims.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotClaimable(String),
+    #[error("{0}")]
+    IssuerUnreachable(String),
+    #[error("{0}")]
+    PeriodClosed(String),
+    #[error(transparent)]
+    FeeItem(FeeError),
+    #[error("{0}")]
+    OverCeiling(String),
+    #[error("this claim id was used before for a different claim; use a new claim id")]
+    ClaimIdReused,
+    #[error("there is no claim with this id")]
+    UnknownClaim,
+    #[error("this claim is not held for confirmation")]
+    NotHeld,
+    #[error(transparent)]
+    Store(StoreError),
 }
 
-fn not_claimable(message: impl Into<String>) -> Status {
-    refusal(ErrorReason::VoucherNotClaimable, message)
+impl From<StoreError> for ClaimError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::ClaimIdReused => ClaimError::ClaimIdReused,
+            StoreError::UnknownClaim => ClaimError::UnknownClaim,
+            StoreError::NotHeld => ClaimError::NotHeld,
+            other => ClaimError::Store(other),
+        }
+    }
+}
+
+impl Refusal for ClaimError {
+    fn reason(&self) -> ErrorReason {
+        match self {
+            ClaimError::Invalid(_) | ClaimError::NotHeld => ErrorReason::InvalidArgument,
+            ClaimError::NotClaimable(_) => ErrorReason::VoucherNotClaimable,
+            ClaimError::IssuerUnreachable(_) => ErrorReason::PeerUnreachable,
+            ClaimError::PeriodClosed(_) => ErrorReason::PeriodClosed,
+            ClaimError::FeeItem(_) => ErrorReason::FeeItem,
+            ClaimError::OverCeiling(_) => ErrorReason::OverCeiling,
+            ClaimError::ClaimIdReused => ErrorReason::ClaimIdReused,
+            ClaimError::UnknownClaim => ErrorReason::UnknownClaim,
+            ClaimError::Store(error) => error.reason(),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ClaimError {
+    ClaimError::Invalid(message.into())
+}
+
+fn not_claimable(message: impl Into<String>) -> ClaimError {
+    ClaimError::NotClaimable(message.into())
 }
 
 /// A new id under which the issuer will know a claim: random, so that it reveals nothing of the
@@ -49,7 +92,7 @@ fn new_settlement_id() -> String {
 /// Longest voucher code accepted in a claim.
 const MAX_CODE_LEN: usize = 2048;
 
-fn validate_claim_id(claim_id: &str) -> Result<(), Status> {
+fn validate_claim_id(claim_id: &str) -> Result<(), ClaimError> {
     let ok = (1..=64).contains(&claim_id.len())
         && claim_id
             .chars()
@@ -68,7 +111,7 @@ pub async fn submit(
     node: &Node,
     provider: &Identity,
     request: SubmitClaimRequest,
-) -> Result<ClaimRecord, Status> {
+) -> Result<ClaimRecord, ClaimError> {
     validate_claim_id(&request.claim_id)?;
     if request.code.len() > MAX_CODE_LEN {
         return Err(invalid("the code is far too long to be a voucher code"));
@@ -94,9 +137,7 @@ pub async fn submit(
     let resolved = match resolve(node, &request.code).await {
         Resolved::Voucher(resolved) => *resolved,
         Resolved::Invalid(message) => return Err(not_claimable(message)),
-        Resolved::Unreachable(message) => {
-            return Err(refusal(ErrorReason::PeerUnreachable, message));
-        }
+        Resolved::Unreachable(message) => return Err(ClaimError::IssuerUnreachable(message)),
     };
     let ResolvedVoucher {
         issuer,
@@ -144,14 +185,11 @@ pub async fn submit(
         .store
         .pair_closed_for_month(issuer.id(), service_month)?
     {
-        return Err(refusal(
-            ErrorReason::PeriodClosed,
-            format!(
-                "the period of {service_date} is closed in clearing between {} and {}; claims for it are no longer accepted",
-                node.name,
-                issuer.name()
-            ),
-        ));
+        return Err(ClaimError::PeriodClosed(format!(
+            "the period of {service_date} is closed in clearing between {} and {}; claims for it are no longer accepted",
+            node.name,
+            issuer.name()
+        )));
     }
     let catalogue_category = match category {
         Category::Medication => CatalogueCategory::Medication,
@@ -160,7 +198,7 @@ pub async fn submit(
     let amount = issuer
         .fee_schedule()
         .check(&request.items, catalogue_category)
-        .map_err(|e| refusal(ErrorReason::FeeItem, e.to_string()))?;
+        .map_err(ClaimError::FeeItem)?;
     check_ceilings(&issuer, category, amount, status.as_ref())?;
 
     let settlement_id = new_settlement_id();
@@ -187,13 +225,7 @@ pub async fn submit(
         )),
         None => Outgoing::Unsigned(record),
     };
-    let short_code = issuer
-        .entry
-        .prefix
-        .as_deref()
-        .and_then(|p| ShortCode::new(p, voucher.serial).ok())
-        .map(|c| c.to_string())
-        .unwrap_or_default();
+    let short_code = issuer.short_code(voucher.serial);
 
     // What makes two submissions the same claim: voucher, date, kind, category and items.
     let mut fingerprint = sha2::Sha256::new();
@@ -265,9 +297,9 @@ fn check_ceilings(
     category: Category,
     amount: i64,
     status: Option<&IssuerStatus>,
-) -> Result<(), Status> {
+) -> Result<(), ClaimError> {
     let limits = issuer.limits();
-    let over = |message: String| refusal(ErrorReason::OverCeiling, message);
+    let over = ClaimError::OverCeiling;
     if amount > limits.per_claim_cents {
         return Err(over(format!(
             "{} is more than {} pays for one claim ({}); bill the services in several claims, or ask the clearing office",
@@ -295,11 +327,15 @@ fn check_ceilings(
 
 /// Whether a service on `service_date` came before the voucher's revocation (a service on the
 /// day of the revocation does not: only days are known, and the safe side is the issuer's).
-fn served_before_revocation(service_date: Day, revoked_on: Option<Day>) -> bool {
+pub(crate) fn served_before_revocation(service_date: Day, revoked_on: Option<Day>) -> bool {
     revoked_on.is_none_or(|revoked| service_date < revoked)
 }
 
-fn sign_record(node: &Node, record: SettlementRecord, served_before_revocation: bool) -> Vec<u8> {
+pub(crate) fn sign_record(
+    node: &Node,
+    record: SettlementRecord,
+    served_before_revocation: bool,
+) -> Vec<u8> {
     let record = SettlementRecord {
         served_before_revocation,
         ..record
@@ -307,244 +343,67 @@ fn sign_record(node: &Node, record: SettlementRecord, served_before_revocation: 
     signed::seal(Kind::Settlement, &record, &node.signing_key)
 }
 
-/// The signed form of a claim's record: as stored, or — for a claim whose issuer could not be
-/// asked when it came in — signed now that the issuer says whether and since when the voucher
-/// is revoked, and stored before it is sent.
-async fn signed_settlement(
+/// One of `provider`'s claims.
+pub fn status(node: &Node, provider: &Identity, claim_id: &str) -> Result<ClaimRecord, ClaimError> {
+    let key = ClaimKey::new(&provider.name, claim_id);
+    node.store.claim(&key)?.ok_or(ClaimError::UnknownClaim)
+}
+
+/// A page of this node's claims that `keep` accepts, newest first.
+fn list(
     node: &Node,
-    key: &ClaimKey,
-    issuer: &Member,
-    settlement: Outgoing,
-) -> Result<Vec<u8>, DeliveryError> {
-    let record = match settlement {
-        Outgoing::Signed(bytes) => return Ok(bytes),
-        Outgoing::Unsigned(record) => record,
-    };
-    let serial = schein_proto::Serial::from_slice(&record.serial)
-        .map_err(|e| DeliveryError::Refused(e.to_string()))?;
-    let status = crate::domain::verify::issuer_status(node, issuer, serial)
-        .await
-        .ok_or_else(|| DeliveryError::Unasked(issuer.id().to_owned()))?;
-    let service_date = node
+    request: &ListClaimsRequest,
+    keep: impl Fn(&ClaimRecord) -> bool,
+) -> Result<ListClaimsResponse, ClaimError> {
+    let after = page::decode(&request.page_token).map_err(|e| invalid(e.to_string()))?;
+    let (claims, next) = node
         .store
-        .claim(key)?
-        .and_then(|claim| claim.service_date)
-        .map(Day::from)
-        .ok_or(StoreError::UnknownClaim)?;
-    let signed = sign_record(
-        node,
-        record,
-        served_before_revocation(service_date, status.revoked_on),
-    );
-    Ok(node.store.sign_settlement(key, signed).await?)
+        .list_claims(after, page::size(request.limit), keep)?;
+    Ok(ListClaimsResponse {
+        claims,
+        next_page_token: page::encode(next),
+    })
 }
 
-/// Why a settlement record was not delivered; it stays in the outbox.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("issuer '{0}' is not in the roster")]
-    UnknownIssuer(String),
-    #[error(transparent)]
-    Peer(#[from] crate::peers::PeerError),
-    #[error("the issuer's receipt is not valid: {0}")]
-    BadReceipt(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the issuer refused the record: {0}")]
-    Refused(String),
-    #[error("issuer '{0}' could not be asked about the voucher before the record is signed")]
-    Unasked(String),
-}
-
-/// Sends one settlement record to its issuer (or settles it here if this node is the issuer),
-/// checks the receipt, and records it.
-pub async fn deliver(
+/// A page of `provider`'s own claims (only those still pending, if asked).
+pub fn list_own(
     node: &Node,
-    key: &ClaimKey,
-    settlement_id: &str,
-    issuer_id: &str,
-    settlement: Outgoing,
-) -> Result<ClaimRecord, DeliveryError> {
-    let roster = node.roster();
-    let issuer = roster
-        .member(issuer_id)
-        .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
-    let signed_record = signed_settlement(node, key, issuer, settlement).await?;
-    let signed_record_copy = signed_record.clone();
-    let signed_receipt = if issuer.id() == node.id {
-        let record: SettlementRecord =
-            signed::peek(&signed_record).map_err(|e| DeliveryError::Refused(e.to_string()))?;
-        settle_here(node, &record)
-            .await
-            .map_err(|s| DeliveryError::Refused(s.message().to_owned()))?
-    } else {
-        node.peers.settle(issuer, signed_record).await?
-    };
-    let receipt = open_receipt(issuer, &signed_receipt)?;
-    let sent: SettlementRecord =
-        signed::peek(&signed_record_copy).map_err(|e| DeliveryError::BadReceipt(e.to_string()))?;
-    let matches = receipt.claim_id == settlement_id
-        && receipt.redeemer == node.id
-        && receipt.issuer == issuer.id()
-        && receipt.serial == sent.serial
-        && receipt.amount_cents == sent.amount_cents
-        && receipt.category == sent.category
-        && receipt.service_month == sent.service_month;
-    if !matches {
-        return Err(DeliveryError::BadReceipt(
-            "it does not match the record sent".into(),
-        ));
+    provider: &Identity,
+    request: &ListClaimsRequest,
+) -> Result<ListClaimsResponse, ClaimError> {
+    list(node, request, |claim| {
+        claim.provider == provider.name
+            && (!request.pending_only || claim.state == ClaimState::Pending as i32)
+    })
+}
+
+/// A page of the claims of this node's providers held as possible duplicates.
+pub fn list_held(
+    node: &Node,
+    request: &ListClaimsRequest,
+) -> Result<ListClaimsResponse, ClaimError> {
+    list(node, request, |claim| {
+        claim.state == ClaimState::Held as i32
+    })
+}
+
+/// The office's decision on a held claim: released for settlement (delivered at once if the
+/// issuer answers), or rejected as a duplicate.
+pub async fn decide_held(
+    node: &Node,
+    office: &Identity,
+    provider: &str,
+    claim_id: &str,
+    release: bool,
+) -> Result<ClaimRecord, ClaimError> {
+    let key = ClaimKey::new(provider, claim_id);
+    let record = node.store.decide_held(&key, release).await?;
+    tracing::info!(office = %office.name, release, "held claim decided");
+    if record.state == ClaimState::Pending as i32 {
+        let (settlement_id, settlement) = node.store.settlement_of(&key)?;
+        if let Ok(settled) = deliver(node, &key, &settlement_id, &record.issuer, settlement).await {
+            return Ok(settled);
+        }
     }
-    let message = receipt_message(issuer, &receipt);
-    let record = node
-        .store
-        .finish_claim(key, &signed_receipt, &receipt, message)
-        .await?;
-    tracing::info!(
-        issuer = issuer.id(),
-        outcome = Outcome::try_from(receipt.outcome)
-            .map(|o| o.as_str_name())
-            .unwrap_or("?"),
-        ledger_seq = receipt.ledger_seq,
-        "claim decided"
-    );
     Ok(record)
-}
-
-/// Checks a receipt's signature with the issuer's key from the roster, in use today.
-pub fn open_receipt(issuer: &Member, signed_receipt: &[u8]) -> Result<Receipt, DeliveryError> {
-    let bad = |e: &dyn std::fmt::Display| DeliveryError::BadReceipt(e.to_string());
-    let claimed: Receipt = signed::peek(signed_receipt).map_err(|e| bad(&e))?;
-    let key = issuer
-        .key_in_use(&KeyId(claimed.key_id), Day::today())
-        .map_err(|e| bad(&e))?;
-    signed::open(Kind::Receipt, signed_receipt, &key.public_key).map_err(|e| bad(&e))
-}
-
-fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
-    let left = receipt
-        .remaining_cap_cents
-        .map(|c| format!(" {} left under the voucher's cap.", Cents(c)))
-        .unwrap_or_default();
-    if receipt.outcome == Outcome::Accepted as i32 {
-        return format!(
-            "Settled: {} will pay {}.{left}",
-            issuer.name(),
-            Cents(receipt.amount_cents)
-        );
-    }
-    let why = match RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified) {
-        RejectReason::UnknownVoucher => "the issuing office has no record of this voucher".into(),
-        RejectReason::Revoked => "the voucher was revoked".into(),
-        RejectReason::Expired => "the service month lies outside the voucher's validity".into(),
-        RejectReason::DeadlinePassed => {
-            "the claim came later than 3 months after the voucher expired".into()
-        }
-        RejectReason::OverCap => format!(
-            "it would exceed the voucher's cap; only {} is left. The issuing office can approve a higher cap",
-            Cents(receipt.remaining_cap_cents.unwrap_or(0))
-        ),
-        RejectReason::Duplicate => "it duplicates an earlier claim".into(),
-        RejectReason::OverMedicationCeiling => {
-            "it would exceed what the issuing office pays for medication on one voucher".into()
-        }
-        RejectReason::OverClaimCeiling => {
-            "it is larger than the issuing office pays for one claim".into()
-        }
-        RejectReason::NotBoundProvider => {
-            "the emergency voucher was issued for a provider of another city".into()
-        }
-        RejectReason::OutOfScope => "the voucher does not cover this kind of care".into(),
-        RejectReason::PeriodClosed => {
-            "the period of the service month is closed in clearing".into()
-        }
-        RejectReason::Unspecified => "no reason given".into(),
-    };
-    format!("Rejected by {}: {why}.", issuer.name())
-}
-
-/// The issuer's side: decides on a settlement record whose sender has been checked.
-pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u8>, Status> {
-    let key = node.signing_key.clone();
-    let key_id = KeyId::of(&key.verifying_key()).0;
-    let signed_receipt = node
-        .store
-        .settle(&node.id, record, Day::today(), ceilings(node), |receipt| {
-            let receipt = Receipt {
-                key_id: key_id.clone(),
-                ..receipt.clone()
-            };
-            signed::seal(Kind::Receipt, &receipt, &key)
-        })
-        .await?;
-    Ok(signed_receipt)
-}
-
-/// The issuer's ceilings, from this node's own member entry (what it published).
-fn ceilings(node: &Node) -> Ceilings {
-    let limits = node.limits();
-    Ceilings {
-        medication_per_voucher_cents: limits.medication_per_voucher_cents,
-        per_claim_cents: limits.per_claim_cents,
-    }
-}
-
-/// Opens a settlement record sent by `redeemer` with that member's key.
-pub fn open_record(redeemer: &Member, signed_record: &[u8]) -> Result<SettlementRecord, Status> {
-    let bad = |what: String| refusal(ErrorReason::BadSignature, what);
-    let claimed: SettlementRecord = signed::peek(signed_record)
-        .map_err(|e| bad(format!("the settlement record cannot be read: {e}")))?;
-    let key = redeemer
-        .key_in_use(&KeyId(claimed.key_id), Day::today())
-        .map_err(|_| bad("the settlement record names a key its sender does not use".into()))?;
-    signed::open(Kind::Settlement, signed_record, &key.public_key)
-        .map_err(|e| bad(format!("the settlement record is not genuine: {e}")))
-}
-
-/// One delivery from the outbox; on failure, the next attempt is put off with backoff.
-async fn deliver_due(node: &Node, due: DueSettlement, now_ms: i64) {
-    let DueSettlement {
-        key,
-        settlement_id,
-        issuer,
-        settlement,
-        attempts,
-    } = due;
-    if let Err(error) = deliver(node, &key, &settlement_id, &issuer, settlement).await {
-        let attempts = attempts.saturating_add(1);
-        let backoff = FIRST_BACKOFF_MS
-            .saturating_mul(1_i64 << attempts.min(10))
-            .min(MAX_BACKOFF_MS);
-        tracing::info!(%issuer, attempts, backoff_ms = backoff, %error, "settlement deferred");
-        if let Err(error) = node
-            .store
-            .retry_later(&settlement_id, attempts, now_ms + backoff)
-        {
-            tracing::error!(%error, "updating the outbox failed");
-        }
-    }
-}
-
-/// Delivers what is due in the outbox until `stop` turns true.
-pub async fn run_outbox(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            () = tokio::time::sleep(OUTBOX_TICK) => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-        let due = match node.store.due_settlements(now_ms, 32) {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(%error, "reading the outbox failed");
-                continue;
-            }
-        };
-        // Concurrently, so that one unreachable issuer does not hold up the others.
-        let deliveries = due.into_iter().map(|due| deliver_due(&node, due, now_ms));
-        futures::future::join_all(deliveries).await;
-    }
 }

@@ -14,21 +14,51 @@
 
 use std::collections::BTreeMap;
 
-use schein_proto::error::refusal;
 use schein_proto::period::Period;
 use schein_proto::signed::{self, Kind};
 use schein_proto::v1::{
     ClaimAmount, ClearingResult, ClearingState, ErrorReason, PairClearing, PeriodStatement,
 };
 use schein_proto::{Day, KeyId};
-use tonic::Status;
 
+use super::Refusal;
 use crate::node::Node;
 use crate::roster::{Member, MemberKind};
 use crate::store::PairClose;
+use crate::store::StoreError;
+
+/// Why a clearing request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClearingError {
+    #[error("{0}")]
+    InvalidPeriod(String),
+    #[error("{0}")]
+    NotClosable(String),
+    #[error("{0}")]
+    AlreadyClosed(String),
+    #[error("{0}")]
+    NeedsSecondApproval(String),
+    #[error("you are not a member of this roster")]
+    NotAMember,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal for ClearingError {
+    fn reason(&self) -> ErrorReason {
+        match self {
+            ClearingError::InvalidPeriod(_) => ErrorReason::InvalidArgument,
+            ClearingError::NotClosable(_) => ErrorReason::PeriodNotClosable,
+            ClearingError::AlreadyClosed(_) => ErrorReason::AlreadyClosed,
+            ClearingError::NeedsSecondApproval(_) => ErrorReason::NeedsSecondApproval,
+            ClearingError::NotAMember => ErrorReason::UnknownIdentity,
+            ClearingError::Store(error) => error.reason(),
+        }
+    }
+}
 
 /// This node's statement of `period` for `peer`, signed.
-pub fn statement(node: &Node, peer: &str, period: Period) -> Result<Vec<u8>, Status> {
+pub fn statement(node: &Node, peer: &str, period: Period) -> Result<Vec<u8>, ClearingError> {
     let statement = PeriodStatement {
         period: period.to_string(),
         node: node.id.clone(),
@@ -41,11 +71,8 @@ pub fn statement(node: &Node, peer: &str, period: Period) -> Result<Vec<u8>, Sta
 }
 
 fn open_statement(peer: &Member, bytes: &[u8]) -> Result<PeriodStatement, String> {
-    let claimed: PeriodStatement = signed::peek(bytes).map_err(|e| e.to_string())?;
-    let key = peer
-        .key_in_use(&KeyId(claimed.key_id), Day::today())
-        .map_err(|e| e.to_string())?;
-    signed::open(Kind::Statement, bytes, &key.public_key).map_err(|e| e.to_string())
+    peer.open(bytes, Day::today())
+        .map_err(|e| format!("the statement {e}"))
 }
 
 fn total(amounts: &[ClaimAmount]) -> i64 {
@@ -81,7 +108,7 @@ fn differing(mine: &[ClaimAmount], theirs: &[ClaimAmount]) -> Vec<String> {
 
 /// The last day on which a claim on one of this node's vouchers valid in `period` could still
 /// be accepted; the period's last day if none of its vouchers was valid in it.
-pub fn own_deadline(node: &Node, period: Period) -> Result<Day, Status> {
+pub fn own_deadline(node: &Node, period: Period) -> Result<Day, ClearingError> {
     let last = last_day(period)?;
     Ok(node
         .store
@@ -90,21 +117,21 @@ pub fn own_deadline(node: &Node, period: Period) -> Result<Day, Status> {
         .max(last))
 }
 
-fn last_day(period: Period) -> Result<Day, Status> {
+fn last_day(period: Period) -> Result<Day, ClearingError> {
     period
         .last_day()
-        .ok_or_else(|| refusal(ErrorReason::InvalidArgument, "the period is out of range"))
+        .ok_or_else(|| ClearingError::InvalidPeriod("the period is out of range".into()))
 }
 
-fn not_closable(message: String) -> Status {
-    refusal(ErrorReason::PeriodNotClosable, message)
+fn not_closable(message: String) -> ClearingError {
+    ClearingError::NotClosable(message)
 }
 
 /// Refuses a period that has not begun: nothing in it can be cleared.
-fn refuse_future(period: Period, today: Day) -> Result<(), Status> {
+fn refuse_future(period: Period, today: Day) -> Result<(), ClearingError> {
     let first = period
         .first_day()
-        .ok_or_else(|| refusal(ErrorReason::InvalidArgument, "the period is out of range"))?;
+        .ok_or_else(|| ClearingError::InvalidPeriod("the period is out of range".into()))?;
     if first > today {
         return Err(not_closable(format!(
             "{period} has not begun (it begins on {first}); a future period never closes"
@@ -124,7 +151,7 @@ fn peers(node: &Node) -> Vec<Member> {
 
 /// What `period` looks like at this node now: the stored reconciliation where there is one,
 /// and for every other pair whether it was closed (by this node or by the peer).
-pub fn view(node: &Node, period: Period) -> Result<ClearingResult, Status> {
+pub fn view(node: &Node, period: Period) -> Result<ClearingResult, ClearingError> {
     let stored = node.store.clearing(period)?;
     let mut result = stored.clone().unwrap_or_else(|| ClearingResult {
         node: node.id.clone(),
@@ -182,17 +209,18 @@ pub fn view(node: &Node, period: Period) -> Result<ClearingResult, Status> {
 }
 
 /// The office identity `office` closes `period` with every peer (see the module's doc).
-pub async fn close(node: &Node, office: &str, period: Period) -> Result<ClearingResult, Status> {
+pub async fn close(
+    node: &Node,
+    office: &str,
+    period: Period,
+) -> Result<ClearingResult, ClearingError> {
     let today = Day::today();
     refuse_future(period, today)?;
     let before = view(node, period)?;
     if before.state == ClearingState::Closed as i32 {
-        return Err(refusal(
-            ErrorReason::AlreadyClosed,
-            format!(
-                "{period} is closed already with every member; `schein clearing show {period}` shows the result"
-            ),
-        ));
+        return Err(ClearingError::AlreadyClosed(format!(
+            "{period} is closed already with every member; `schein clearing show {period}` shows the result"
+        )));
     }
     let deadline = own_deadline(node, period)?;
     let resumed = node.store.pair_close(period, &node.id)?;
@@ -202,12 +230,9 @@ pub async fn close(node: &Node, office: &str, period: Period) -> Result<Clearing
         None if today <= deadline => match node.store.early_close_approver(period)? {
             Some(first) if first != office => true,
             Some(_) => {
-                return Err(refusal(
-                    ErrorReason::NeedsSecondApproval,
-                    format!(
-                        "you asked to close {period} early already; a second, different office identity must close it too"
-                    ),
-                ));
+                return Err(ClearingError::NeedsSecondApproval(format!(
+                    "you asked to close {period} early already; a second, different office identity must close it too"
+                )));
             }
             None => {
                 node.store.request_early_close(period, office).await?;
@@ -433,7 +458,7 @@ async fn deliver_pending(node: &Node, issuer: &str, period: Period) -> usize {
         }
     };
     let deliveries = pending.into_iter().map(|due| async move {
-        crate::domain::claim::deliver(
+        super::outbox::deliver(
             node,
             &due.key,
             &due.settlement_id,
@@ -456,7 +481,7 @@ pub async fn closed_by_peer(
     caller: &Member,
     period: Period,
     early: bool,
-) -> Result<(Vec<u8>, Day), Status> {
+) -> Result<(Vec<u8>, Day), ClearingError> {
     let today = Day::today();
     refuse_future(period, today)?;
     let deadline = own_deadline(node, period)?;
@@ -492,6 +517,14 @@ pub async fn closed_by_peer(
 }
 
 /// Reads a period from a request.
-pub fn parse_period(text: &str) -> Result<Period, Status> {
-    Period::parse(text).map_err(|e| refusal(ErrorReason::InvalidArgument, e.to_string()))
+pub fn parse_period(text: &str) -> Result<Period, ClearingError> {
+    Period::parse(text).map_err(|e| ClearingError::InvalidPeriod(e.to_string()))
+}
+
+/// The Statement and ClosePeriod calls of a member node `peer`: its member entry.
+pub fn member_of(node: &Node, peer: &crate::pki::Identity) -> Result<Member, ClearingError> {
+    node.roster()
+        .member(&peer.node)
+        .cloned()
+        .ok_or(ClearingError::NotAMember)
 }

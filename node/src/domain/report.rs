@@ -182,6 +182,41 @@ fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) ->
     out
 }
 
+/// Why a report was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    InvalidPeriod(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl super::Refusal for ReportError {
+    fn reason(&self) -> schein_proto::v1::ErrorReason {
+        match self {
+            ReportError::InvalidPeriod(_) => schein_proto::v1::ErrorReason::InvalidArgument,
+            ReportError::Store(error) => super::Refusal::reason(error),
+        }
+    }
+}
+
+/// The report for `period` (as text: 2026-Q4, 2026-11, 2026) that `reader` gets today: live
+/// figures for this node's office, which sees its claims one by one anyway; for funders, as of
+/// the end of the last complete week (privacy rule 4).
+pub fn for_reader(
+    node: &Node,
+    reader: &crate::pki::Identity,
+    period: &str,
+) -> Result<NodeReport, ReportError> {
+    let period = Period::parse(period).map_err(|e| ReportError::InvalidPeriod(e.to_string()))?;
+    tracing::info!(reader = %reader, %period, "report read");
+    let figures = match reader.role {
+        crate::pki::Role::Office => Figures::Live,
+        _ => Figures::Released,
+    };
+    Ok(build(node, period, Day::today(), figures)?)
+}
+
 /// The report of `node` for `period`, suppressed, with the figures a reader of `figures` gets
 /// on `today`.
 pub fn build(

@@ -57,6 +57,68 @@ impl Answers {
     }
 }
 
+/// Why a request to verify was refused (the vouchers' own answers are verdicts, not errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VerifyError(String);
+
+impl super::Refusal for VerifyError {
+    fn reason(&self) -> schein_proto::v1::ErrorReason {
+        schein_proto::v1::ErrorReason::InvalidArgument
+    }
+}
+
+/// Longest code text accepted; a full code is about 250 characters.
+pub const MAX_CODE_LEN: usize = 2048;
+
+/// One code and kind of care of a request, checked for size and a known scope; `which` names it
+/// in the message ("" for a single request, " at number 3" in a batch).
+fn asked<'r>(
+    request: &'r schein_proto::v1::VerifyVoucherRequest,
+    which: &str,
+) -> Result<(&'r str, Scope), VerifyError> {
+    if request.code.len() > MAX_CODE_LEN {
+        return Err(VerifyError(format!(
+            "the code{which} is far too long to be a voucher code"
+        )));
+    }
+    let scope = Scope::try_from(request.for_scope)
+        .map_err(|_| VerifyError(format!("unknown kind of care (for_scope){which}")))?;
+    Ok((request.code.as_str(), scope))
+}
+
+/// A provider's request to verify one voucher.
+pub async fn verify_request(
+    node: &Node,
+    provider: &Identity,
+    request: &schein_proto::v1::VerifyVoucherRequest,
+) -> Result<Verification, VerifyError> {
+    let (code, scope) = asked(request, "")?;
+    Ok(verify(node, provider, code, scope).await)
+}
+
+/// A provider's request to verify up to [`MAX_BATCH`] vouchers.
+pub async fn verify_requests(
+    node: &Node,
+    provider: &Identity,
+    request: &schein_proto::v1::VerifyVouchersRequest,
+) -> Result<schein_proto::v1::VerifyVouchersResponse, VerifyError> {
+    let vouchers = &request.vouchers;
+    if !(1..=MAX_BATCH).contains(&vouchers.len()) {
+        return Err(VerifyError(format!(
+            "send 1 to {MAX_BATCH} vouchers per request, not {}",
+            vouchers.len()
+        )));
+    }
+    let asked = vouchers
+        .iter()
+        .enumerate()
+        .map(|(i, v)| asked(v, &format!(" at number {}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let verifications = verify_many(node, provider, &asked).await;
+    Ok(schein_proto::v1::VerifyVouchersResponse { verifications })
+}
+
 /// Verifies `code` (full or short) for `provider`, optionally for one kind of care.
 pub async fn verify(
     node: &Node,

@@ -1,4 +1,6 @@
-//! The federation service: what member nodes ask this node as an issuer.
+//! The federation service: what member nodes ask this node — about its vouchers, to settle
+//! claims on them, to clear periods, about its member entry and providers. Each RPC authorises,
+//! calls the domain core, answers.
 
 use std::sync::Arc;
 
@@ -10,13 +12,11 @@ use schein_proto::v1::{
     StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
     VoucherStatusesResponse,
 };
-use schein_proto::{Day, Serial};
 use tonic::{Request, Response, Status};
 
 use super::authorize;
-use super::invalid_argument;
 use crate::domain::access::Operation;
-use crate::domain::verify::MAX_BATCH;
+use crate::domain::{clearing, members, settle, vouchers};
 use crate::node::Node;
 
 #[derive(Debug, Clone)]
@@ -28,22 +28,6 @@ impl FederationService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
-
-    /// This node's word as issuer on `serial`.
-    fn status_of(&self, serial: Serial) -> Result<VoucherStatusResponse, Status> {
-        Ok(match self.node.store.voucher(serial)? {
-            Some(stored) => VoucherStatusResponse {
-                known: true,
-                signed_voucher: stored.signed.to_bytes(),
-                revoked: stored.revoked_on.is_some(),
-                remaining_cap_cents: stored.remaining_cap_cents(),
-                revoked_on: stored.revoked_on.map(Into::into),
-                remaining_medication_cents: stored
-                    .remaining_medication_cents(self.node.limits().medication_per_voucher_cents),
-            },
-            None => VoucherStatusResponse::default(),
-        })
-    }
 }
 
 #[tonic::async_trait]
@@ -53,12 +37,9 @@ impl Federation for FederationService {
         request: Request<VoucherStatusRequest>,
     ) -> Result<Response<VoucherStatusResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::VoucherStatus)?;
-        let serial = Serial::from_slice(&request.get_ref().serial)
-            .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
-        let response = self.status_of(serial)?;
-        tracing::info!(peer = %peer.node, known = response.known, "voucher status asked");
-        tracing::debug!(tag = %self.node.log_tag(serial), "voucher status asked");
-        Ok(Response::new(response))
+        let asked = std::slice::from_ref(&request.get_ref().serial);
+        let mut statuses = vouchers::statuses(&self.node, &peer, asked)?;
+        Ok(Response::new(statuses.pop().unwrap_or_default()))
     }
 
     async fn voucher_statuses(
@@ -66,23 +47,7 @@ impl Federation for FederationService {
         request: Request<VoucherStatusesRequest>,
     ) -> Result<Response<VoucherStatusesResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::VoucherStatuses)?;
-        let serials = &request.get_ref().serials;
-        if serials.len() > MAX_BATCH {
-            return Err(invalid_argument(format!(
-                "at most {MAX_BATCH} serials per request, not {}",
-                serials.len()
-            )));
-        }
-        let statuses = serials
-            .iter()
-            .map(|bytes| {
-                let serial = Serial::from_slice(bytes)
-                    .map_err(|_| invalid_argument("a serial has 10 bytes"))?;
-                self.status_of(serial)
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
-        let known = statuses.iter().filter(|s| s.known).count();
-        tracing::info!(peer = %peer.node, asked = statuses.len(), known, "voucher statuses asked");
+        let statuses = vouchers::statuses(&self.node, &peer, &request.get_ref().serials)?;
         Ok(Response::new(VoucherStatusesResponse { statuses }))
     }
 
@@ -91,14 +56,13 @@ impl Federation for FederationService {
         request: Request<MemberEntryRequest>,
     ) -> Result<Response<Member>, Status> {
         authorize(&request, &self.node, Operation::MemberEntry)?;
-        let roster = self.node.roster();
-        let me = roster.member(&self.node.id).ok_or_else(|| {
+        let entry = members::member_entry(&self.node).ok_or_else(|| {
             refusal(
-                ErrorReason::Unspecified,
+                ErrorReason::Internal,
                 "this node is missing from its own roster",
             )
         })?;
-        Ok(Response::new(me.to_proto()))
+        Ok(Response::new(entry))
     }
 
     async fn settle(
@@ -106,23 +70,19 @@ impl Federation for FederationService {
         request: Request<SettleRequest>,
     ) -> Result<Response<SettleResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::Settle)?;
-        let roster = self.node.roster();
-        let redeemer = roster.member(&peer.node).ok_or_else(|| {
-            refusal(
-                ErrorReason::UnknownIdentity,
-                "you are not a member of this roster",
-            )
-        })?;
-        let record = crate::domain::claim::open_record(redeemer, &request.get_ref().signed_record)?;
-        if record.redeemer != peer.node {
-            tracing::warn!(peer = %peer.node, "refused: settlement record of another node");
-            return Err(refusal(
-                ErrorReason::WrongNode,
-                "a node may only send its own settlement records",
-            ));
-        }
-        let signed_receipt = crate::domain::claim::settle_here(&self.node, &record).await?;
+        let signed_receipt =
+            settle::settle(&self.node, &peer, &request.get_ref().signed_record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
+    }
+
+    async fn statement(
+        &self,
+        request: Request<StatementRequest>,
+    ) -> Result<Response<StatementResponse>, Status> {
+        let peer = authorize(&request, &self.node, Operation::Statement)?;
+        let period = clearing::parse_period(&request.get_ref().period)?;
+        let signed_statement = clearing::statement(&self.node, &peer.node, period)?;
+        Ok(Response::new(StatementResponse { signed_statement }))
     }
 
     async fn close_period(
@@ -130,18 +90,11 @@ impl Federation for FederationService {
         request: Request<ClosePeriodRequest>,
     ) -> Result<Response<ClosePeriodResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::ClosePeriod)?;
-        let roster = self.node.roster();
-        let caller = roster.member(&peer.node).ok_or_else(|| {
-            refusal(
-                ErrorReason::UnknownIdentity,
-                "you are not a member of this roster",
-            )
-        })?;
-        let request = request.into_inner();
-        let period = crate::domain::clearing::parse_period(&request.period)?;
+        let caller = clearing::member_of(&self.node, &peer)?;
+        let ClosePeriodRequest { period, early } = request.get_ref();
+        let period = clearing::parse_period(period)?;
         let (signed_statement, deadline) =
-            crate::domain::clearing::closed_by_peer(&self.node, caller, period, request.early)
-                .await?;
+            clearing::closed_by_peer(&self.node, &caller, period, *early).await?;
         Ok(Response::new(ClosePeriodResponse {
             signed_statement,
             deadline: Some(deadline.into()),
@@ -153,28 +106,12 @@ impl Federation for FederationService {
         request: Request<ProviderKnownRequest>,
     ) -> Result<Response<ProviderKnownResponse>, Status> {
         authorize(&request, &self.node, Operation::ProviderKnown)?;
-        let name = &request.get_ref().name;
-        if crate::pki::validate_name(name).is_err() {
-            return Ok(Response::new(ProviderKnownResponse { known: false }));
-        }
-        let known = crate::enrolled::provider_known(&self.node.base_dir, name, Day::today())
-            .map_err(|error| {
-                tracing::error!(%error, "reading the register of identities failed");
-                refusal(
-                    ErrorReason::Internal,
-                    "this node cannot read its register of identities",
-                )
-            })?;
+        let known = members::provider_known(&self.node, &request.get_ref().name).map_err(|_| {
+            refusal(
+                ErrorReason::Internal,
+                "this node cannot read its register of identities",
+            )
+        })?;
         Ok(Response::new(ProviderKnownResponse { known }))
-    }
-
-    async fn statement(
-        &self,
-        request: Request<StatementRequest>,
-    ) -> Result<Response<StatementResponse>, Status> {
-        let peer = authorize(&request, &self.node, Operation::Statement)?;
-        let period = crate::domain::clearing::parse_period(&request.get_ref().period)?;
-        let signed_statement = crate::domain::clearing::statement(&self.node, &peer.node, period)?;
-        Ok(Response::new(StatementResponse { signed_statement }))
     }
 }

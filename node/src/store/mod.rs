@@ -22,10 +22,11 @@ mod settle;
 
 pub use aggregates::{Aggregate, cell_name};
 
+pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
 pub use clearing::PairClose;
 pub use ledger::LedgerHead;
-pub use settle::{CapApproval, Ceilings, SettleError};
+pub use settle::{CapApproval, SettleError};
 
 use prost::Message;
 use schein_proto::v1::RevocationReason;

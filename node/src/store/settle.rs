@@ -5,22 +5,15 @@
 use prost::Message;
 use schein_proto::money::MAX_CENTS;
 use schein_proto::v1::{
-    CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, Scope, SettlementRecord,
+    CapRaised, Category, LedgerEvent, Outcome, Receipt, RejectReason, SettlementRecord,
     ledger_event,
 };
-use schein_proto::voucher::claim_deadline;
 use schein_proto::{Day, Serial};
 use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, clearing, corrupt, ledger};
-
-/// What the issuer pays at most (its member entry's limits), as the settle decision needs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ceilings {
-    pub medication_per_voucher_cents: i64,
-    pub per_claim_cents: i64,
-}
+use crate::domain::settle::{Ceilings, decide};
 
 /// A settlement record that cannot be decided on at all; nothing is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -311,85 +304,6 @@ impl Store {
     }
 }
 
-/// The rules of flow 4 for one voucher, in order: the voucher as presented, the emergency
-/// voucher's bound provider, revocation (services before its day are still paid), scope,
-/// service month within validity, deadline by the day the redeemer accepted the claim, the
-/// ceiling per claim, and the cap (treatment) or the medication ceiling (medication).
-fn decide(
-    stored: &StoredVoucher,
-    record: &SettlementRecord,
-    category: Category,
-    today: Day,
-    ceilings: Ceilings,
-) -> Result<(), RejectReason> {
-    let voucher = &stored.voucher;
-    // What R was shown must be the voucher stored here: a leaked key cannot mint variants.
-    let stored_hash: [u8; 32] = sha2::Sha256::digest(stored.signed.to_bytes()).into();
-    if record.voucher_hash != stored_hash {
-        return Err(RejectReason::UnknownVoucher);
-    }
-    // The redeemer does not say which provider claims (privacy rule 3), only which node: an
-    // emergency voucher settles only for its bound provider's node.
-    if let Some(bound) = &voucher.bound_provider
-        && bound.split_once('/').map(|(node, _)| node) != Some(record.redeemer.as_str())
-    {
-        return Err(RejectReason::NotBoundProvider);
-    }
-    if let Some(revoked_on) = stored.revoked_on {
-        // The redeemer vouches (signed) that the service came before the revocation day; a
-        // service month after the revocation's month cannot have.
-        let plausible = revoked_on
-            .month()
-            .is_some_and(|revoked| record.service_month <= revoked);
-        if !(record.served_before_revocation && plausible) {
-            return Err(RejectReason::Revoked);
-        }
-    }
-    if category == Category::Medication && !voucher.covers(Scope::Medication) {
-        return Err(RejectReason::OutOfScope);
-    }
-    let first = voucher.valid_from.month().unwrap_or(i32::MAX);
-    let last = voucher.valid_until.month().unwrap_or(i32::MIN);
-    if !(first..=last).contains(&record.service_month) {
-        return Err(RejectReason::Expired);
-    }
-    if accepted_on(record, today) > claim_deadline(voucher.valid_until) {
-        return Err(RejectReason::DeadlinePassed);
-    }
-    if record.amount_cents > ceilings.per_claim_cents {
-        return Err(RejectReason::OverClaimCeiling);
-    }
-    match category {
-        Category::Medication => {
-            if stored.medication_cents + record.amount_cents > ceilings.medication_per_voucher_cents
-            {
-                return Err(RejectReason::OverMedicationCeiling);
-            }
-        }
-        _ => {
-            if let Some(cap) = stored.cap_cents
-                && stored.claimed_cents + record.amount_cents > cap
-            {
-                return Err(RejectReason::OverCap);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The day the redeemer accepted the claim, as its signed record says, if that is plausible:
-/// not before the service month began and not after today (a day of clock skew allowed).
-/// Otherwise, and for records without it, today: the issuer's own clock.
-fn accepted_on(record: &SettlementRecord, today: Day) -> Day {
-    let earliest = Day::first_of_month(record.service_month);
-    let latest = today.checked_add_days(1).unwrap_or(today);
-    record
-        .accepted_on
-        .map(Day::from)
-        .filter(|day| earliest.is_some_and(|first| first <= *day) && *day <= latest)
-        .unwrap_or(today)
-}
-
 #[cfg(test)]
 mod tests {
     //! The issuer's rules against a real store: each test settles records on vouchers made for it
@@ -397,7 +311,7 @@ mod tests {
 
     use ed25519_dalek::SigningKey;
     use schein_proto::SignedVoucher;
-    use schein_proto::v1::RevocationReason;
+    use schein_proto::v1::{RevocationReason, Scope};
     use schein_proto::voucher::new_body;
 
     use super::*;
