@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use schein_node::domain::report::{AsOf, Heading, compose};
-use schein_node::store::{Aggregate, StoreError, cell_name};
+use schein_node::store::{Aggregate, StoreError};
 use schein_proto::Day;
 use schein_proto::period::Period;
 use schein_proto::v1::{NodeReport, RejectReason, ReportCell};
@@ -133,7 +133,10 @@ fn reports(cells: &Cells, cities: &[String]) -> Vec<NodeReport> {
                 None => (measure.as_str(), None),
             };
             (
-                cell_name(metric, *period, dim),
+                match dim {
+                    Some(dim) => format!("{metric}/{period}/{dim}"),
+                    None => format!("{metric}/{period}"),
+                },
                 Aggregate {
                     count: t.count,
                     vouchers: t.vouchers.len() as u64,

@@ -16,9 +16,81 @@ use schein_proto::v1::{
 
 use crate::node::Node;
 use crate::roster::MemberKind;
-use crate::store::{Aggregate, Store, StoreError, cell_name};
+use crate::store::{Aggregate, Store, StoreError};
 
-const CATEGORIES: [&str; 3] = ["treatment", "medication", "emergency"];
+/// What a report counts. The store names the cells it counts an event in through this, inside
+/// the event's transaction, and the report reads them through it: a new measure is a variant
+/// here, its count where its event is stored, and its line in [`compose`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure<'a> {
+    /// Vouchers issued.
+    Issued,
+    /// Claims settled (accepted by this node as issuer).
+    Settled,
+    /// Claims settled, by what they cost.
+    Cost(CostKind),
+    /// Claims settled, by the city where the voucher was used.
+    Flow(&'a str),
+    /// Claims rejected, by reason.
+    Rejected(RejectReason),
+}
+
+/// What a settled claim cost: treatment under the cap, medication outside it, or the emergency
+/// pot (an emergency voucher's claims, whatever their category).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostKind {
+    Treatment,
+    Medication,
+    Emergency,
+}
+
+impl CostKind {
+    pub const ALL: [CostKind; 3] = [
+        CostKind::Treatment,
+        CostKind::Medication,
+        CostKind::Emergency,
+    ];
+
+    /// A claim's kind: an emergency voucher's claims are the emergency pot's, counted once there.
+    pub fn of(emergency: bool, category: schein_proto::v1::Category) -> Self {
+        match (emergency, category) {
+            (true, _) => CostKind::Emergency,
+            (false, schein_proto::v1::Category::Medication) => CostKind::Medication,
+            (false, _) => CostKind::Treatment,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            CostKind::Treatment => "treatment",
+            CostKind::Medication => "medication",
+            CostKind::Emergency => "emergency",
+        }
+    }
+}
+
+impl Measure<'_> {
+    /// The measure's name, the same in every period: what disclosure control hides.
+    pub fn key(&self) -> String {
+        match self {
+            Measure::Issued => "issued".into(),
+            Measure::Settled => "settled".into(),
+            Measure::Cost(kind) => format!("category/{}", kind.name()),
+            Measure::Flow(redeemer) => format!("flow/{redeemer}"),
+            Measure::Rejected(reason) => format!("rejected/{}", reason.as_str_name()),
+        }
+    }
+
+    /// The name of the measure's cell in `period`: `metric/period[/dimension]`.
+    pub fn cell(&self, period: Period) -> String {
+        let key = self.key();
+        match key.split_once('/') {
+            Some((metric, dimension)) => format!("{metric}/{period}/{dimension}"),
+            None => format!("{key}/{period}"),
+        }
+    }
+}
+
 /// The issuer's reasons (duplicates are decided at the redeemer; closed periods are not
 /// counted, as a closed period's counters must not change). Every one is listed in a report,
 /// with count 0 too, so that a suppressed reason does not say "at least one".
@@ -111,21 +183,21 @@ fn load(
     period: Period,
     redeemers: &[String],
 ) -> Result<PeriodCells, StoreError> {
-    let get = |metric: &str, dim: Option<&str>| read(&cell_name(metric, period, dim));
+    let get = |measure: Measure<'_>| read(&measure.cell(period));
     Ok(PeriodCells {
-        issued: get("issued", None)?,
-        settled: get("settled", None)?,
-        categories: CATEGORIES
+        issued: get(Measure::Issued)?,
+        settled: get(Measure::Settled)?,
+        categories: CostKind::ALL
             .iter()
-            .map(|c| get("category", Some(c)))
+            .map(|kind| get(Measure::Cost(*kind)))
             .collect::<Result<_, _>>()?,
         rejected: REASONS
             .iter()
-            .map(|r| get("rejected", Some(r.as_str_name())))
+            .map(|reason| get(Measure::Rejected(*reason)))
             .collect::<Result<_, _>>()?,
         flows: redeemers
             .iter()
-            .map(|r| get("flow", Some(r)))
+            .map(|redeemer| get(Measure::Flow(redeemer)))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -137,16 +209,19 @@ fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) ->
     // Vouchers issued and the rejected cells have no published total: primary suppression is
     // enough (their periods' sums hold between hidden cells only).
     if cell(cells.issued).sensitive() {
-        out.insert("issued".into());
+        out.insert(Measure::Issued.key());
     }
     for (reason, a) in REASONS.iter().zip(&cells.rejected) {
         if cell(*a).sensitive() {
-            out.insert(format!("rejected/{}", reason.as_str_name()));
+            out.insert(Measure::Rejected(*reason).key());
         }
     }
     let names: [Vec<String>; 2] = [
-        CATEGORIES.iter().map(|c| format!("category/{c}")).collect(),
-        redeemers.iter().map(|r| format!("flow/{r}")).collect(),
+        CostKind::ALL
+            .iter()
+            .map(|k| Measure::Cost(*k).key())
+            .collect(),
+        redeemers.iter().map(|r| Measure::Flow(r).key()).collect(),
     ];
     let group = |parts: &[Aggregate], names: &[String]| -> Vec<Cell> {
         parts
@@ -160,7 +235,7 @@ fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) ->
     };
     let mut breakdown = Breakdown {
         total: Cell {
-            hidden: out.contains("settled"),
+            hidden: out.contains(&Measure::Settled.key()),
             ..cell(cells.settled)
         },
         groups: vec![
@@ -170,7 +245,7 @@ fn hide_in_period(cells: &PeriodCells, hidden: &Hidden, redeemers: &[String]) ->
     };
     breakdown.suppress();
     if breakdown.total.hidden {
-        out.insert("settled".into());
+        out.insert(Measure::Settled.key());
     }
     for (parts, names) in breakdown.groups.iter().zip(&names) {
         for (part, name) in parts.iter().zip(names) {
@@ -242,10 +317,10 @@ pub fn build(
         .collect();
     for dim in node
         .store
-        .dimensions(&format!("flow/{}/", Period::Year(year)))?
+        .dimensions(&Measure::Flow("").cell(Period::Year(year)))?
     {
         if !redeemers.contains(&dim)
-            && read(&cell_name("flow", Period::Year(year), Some(&dim)))?.count > 0
+            && read(&Measure::Flow(&dim).cell(Period::Year(year)))?.count > 0
         {
             redeemers.push(dim);
         }
@@ -258,7 +333,7 @@ pub fn build(
     compose(&heading, &redeemers, period, as_of, read)
 }
 
-/// The report for `period` from cells read by name ([`cell_name`]) with `read`, all as of the
+/// The report for `period` from cells read by name ([`Measure::cell`]) with `read`, all as of the
 /// same moment `as_of`, with a column for each of `redeemers`.
 ///
 /// Counts add up across periods (the months make their quarter, the quarters their year), so
@@ -297,7 +372,7 @@ pub fn compose(
         .unwrap_or(periods.len() - 1);
     let cells = &all[index];
     let spent = all[periods.len() - 1].settled;
-    let settled_hidden = hidden.contains("settled");
+    let settled_hidden = hidden.contains(&Measure::Settled.key());
     let budget = heading.annual_budget_cents;
     // The forecast is the spend times a known factor: it is published only with the spend.
     let forecast = (!settled_hidden).then(|| forecast(spent.amount_cents, year, as_of.last_day()));
@@ -306,7 +381,10 @@ pub fn compose(
         node: heading.node.clone(),
         node_name: heading.node_name.clone(),
         period: period.to_string(),
-        issued: Some(report_cell(cells.issued, hidden.contains("issued"))),
+        issued: Some(report_cell(
+            cells.issued,
+            hidden.contains(&Measure::Issued.key()),
+        )),
         claimed_vouchers: Some(report_cell(
             Aggregate {
                 count: cells.settled.vouchers,
@@ -323,18 +401,18 @@ pub fn compose(
                 reason: *reason as i32,
                 cell: Some(report_cell(
                     *a,
-                    hidden.contains(&format!("rejected/{}", reason.as_str_name())),
+                    hidden.contains(&Measure::Rejected(*reason).key()),
                 )),
             })
             .collect(),
-        categories: CATEGORIES
+        categories: CostKind::ALL
             .iter()
             .zip(&cells.categories)
-            .map(|(name, a)| CategoryCell {
-                category: (*name).to_owned(),
+            .map(|(kind, a)| CategoryCell {
+                category: kind.name().to_owned(),
                 cell: Some(report_cell(
                     *a,
-                    hidden.contains(&format!("category/{name}")),
+                    hidden.contains(&Measure::Cost(*kind).key()),
                 )),
             })
             .collect(),
@@ -345,7 +423,7 @@ pub fn compose(
                 redeemer: redeemer.clone(),
                 cell: Some(report_cell(
                     *a,
-                    hidden.contains(&format!("flow/{redeemer}")),
+                    hidden.contains(&Measure::Flow(redeemer).key()),
                 )),
             })
             .collect(),

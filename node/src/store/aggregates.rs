@@ -22,6 +22,7 @@ use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{Store, StoreError, corrupt};
+use crate::domain::report::Measure;
 
 /// The numbers of one cell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,14 +135,6 @@ impl StoredCell {
     }
 }
 
-/// The name of a cell.
-pub fn cell_name(metric: &str, period: Period, dimension: Option<&str>) -> String {
-    match dimension {
-        Some(d) => format!("{metric}/{period}/{d}"),
-        None => format!("{metric}/{period}"),
-    }
-}
-
 /// Where a voucher's "counted in this cell before" marks live.
 pub(super) enum Counted<'a> {
     /// In the voucher's state record (its `counted_in`); the caller writes the record.
@@ -190,15 +183,14 @@ fn cell_hash(cell: &str) -> u64 {
 pub(super) fn count(
     aggregates: &TransactionalTree,
     counted: &mut Counted<'_>,
-    metric: &str,
-    dimension: Option<&str>,
+    measure: Measure<'_>,
     month: i32,
     amount_cents: i64,
     today: Day,
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
     let week = week_of(today);
     for period in Period::containing(month) {
-        let name = cell_name(metric, period, dimension);
+        let name = measure.cell(period);
         let mut cell = match aggregates.get(name.as_bytes())? {
             Some(bytes) => {
                 StoredCell::decode(&bytes).map_err(ConflictableTransactionError::Abort)?

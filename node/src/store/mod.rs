@@ -20,7 +20,7 @@ mod group_commit;
 mod ledger;
 mod settle;
 
-pub use aggregates::{Aggregate, cell_name};
+pub use aggregates::Aggregate;
 
 pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
@@ -243,8 +243,7 @@ impl Store {
             aggregates::count(
                 aggregates,
                 &mut counted,
-                "issued",
-                None,
+                crate::domain::report::Measure::Issued,
                 month,
                 0,
                 issued_on,
@@ -489,6 +488,7 @@ mod tests {
     /// this node never issued too (its marks live in their own tree, not in a state record).
     #[tokio::test]
     async fn distinct_vouchers_are_counted_once_per_cell() {
+        use crate::domain::report::Measure;
         use schein_proto::period::Period;
         use schein_proto::v1::{Category, Receipt, SettlementRecord};
         use sha2::Digest;
@@ -529,22 +529,18 @@ mod tests {
                 .unwrap();
         }
         for period in Period::containing(month) {
-            let settled = store
-                .aggregate(&cell_name("settled", period, None))
-                .unwrap();
+            let settled = store.aggregate(&Measure::Settled.cell(period)).unwrap();
             assert_eq!(
                 (settled.count, settled.vouchers, settled.amount_cents),
                 (2, 1, 200)
             );
             let rejected = store
-                .aggregate(&cell_name(
-                    "rejected",
-                    period,
-                    Some(schein_proto::v1::RejectReason::UnknownVoucher.as_str_name()),
-                ))
+                .aggregate(
+                    &Measure::Rejected(schein_proto::v1::RejectReason::UnknownVoucher).cell(period),
+                )
                 .unwrap();
             assert_eq!((rejected.count, rejected.vouchers), (2, 1), "{period}");
-            let issued = store.aggregate(&cell_name("issued", period, None)).unwrap();
+            let issued = store.aggregate(&Measure::Issued.cell(period)).unwrap();
             assert_eq!((issued.count, issued.vouchers), (1, 1));
         }
     }

@@ -13,6 +13,7 @@ use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, clearing, corrupt, ledger};
+use crate::domain::report::{CostKind, Measure};
 use crate::domain::settle::{Ceilings, decide};
 
 /// A settlement record that cannot be decided on at all; nothing is stored.
@@ -151,26 +152,19 @@ impl Store {
                                 receipt.remaining_cap_cents = stored
                                     .cap_cents
                                     .map(|cap| cap - voucher_state.claimed_cents);
-                                // The emergency pot is the `category/…/emergency`
-                                // aggregate: counted once, there.
-                                let kind = match (stored.voucher.emergency, category) {
-                                    (true, _) => "emergency",
-                                    (false, Category::Medication) => "medication",
-                                    (false, _) => "treatment",
-                                };
+                                let kind = CostKind::of(stored.voucher.emergency, category);
                                 let amount = record.amount_cents;
                                 let mut counted =
                                     aggregates::Counted::InState(&mut voucher_state.counted_in);
-                                for (metric, dimension) in [
-                                    ("settled", None),
-                                    ("category", Some(kind)),
-                                    ("flow", Some(record.redeemer.as_str())),
+                                for measure in [
+                                    Measure::Settled,
+                                    Measure::Cost(kind),
+                                    Measure::Flow(&record.redeemer),
                                 ] {
                                     aggregates::count(
                                         aggregates,
                                         &mut counted,
-                                        metric,
-                                        dimension,
+                                        measure,
                                         month,
                                         amount,
                                         today,
@@ -184,9 +178,8 @@ impl Store {
                 if receipt.outcome == Outcome::Rejected as i32
                     && receipt.reason != RejectReason::PeriodClosed as i32
                 {
-                    let reason = RejectReason::try_from(receipt.reason)
-                        .unwrap_or(RejectReason::Unspecified)
-                        .as_str_name();
+                    let reason =
+                        RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified);
                     let mut counted = match &mut voucher {
                         Some((_, _, voucher_state)) => {
                             aggregates::Counted::InState(&mut voucher_state.counted_in)
@@ -196,8 +189,7 @@ impl Store {
                     aggregates::count(
                         aggregates,
                         &mut counted,
-                        "rejected",
-                        Some(reason),
+                        Measure::Rejected(reason),
                         month,
                         0,
                         today,
