@@ -193,3 +193,210 @@ pub fn accepted_on(record: &SettlementRecord, today: Day) -> Day {
         .filter(|day| earliest.is_some_and(|first| first <= *day) && *day <= latest)
         .unwrap_or(today)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The decision alone, without a node or a store: every rule against a model of the rules,
+    //! for random vouchers, records and days.
+
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+    use schein_proto::v1::{Category, RevocationReason, Scope, SettlementRecord};
+    use schein_proto::voucher::new_body;
+    use schein_proto::{Day, Serial, SignedVoucher};
+    use sha2::Digest;
+
+    use super::*;
+
+    const BASE: i32 = 20_500; // 2026-02-16
+
+    struct Case {
+        stored: StoredVoucher,
+        record: SettlementRecord,
+        category: Category,
+        today: Day,
+        ceilings: Ceilings,
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        validity: (i32, i32),
+        medication_scope: bool,
+        bound: Option<&str>,
+        (claimed, medication, cap): (i64, i64, Option<i64>),
+        revoked_on: Option<i32>,
+        (category, amount, served, accepted, before_revocation, redeemer): (
+            Category,
+            i64,
+            i32,
+            i32,
+            bool,
+            &str,
+        ),
+        today: i32,
+        ceilings: Ceilings,
+    ) -> Case {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let day = |offset: i32| Day::from_days_since_epoch(BASE + offset);
+        let scope: &[Scope] = if medication_scope {
+            &[Scope::Medication]
+        } else {
+            &[]
+        };
+        let mut body = new_body(
+            "leipzig",
+            Serial::from_bytes([1; 10]),
+            &key.verifying_key(),
+            day(validity.0),
+            day(validity.1),
+            scope,
+            cap,
+        );
+        if let Some(bound) = bound {
+            body.emergency = true;
+            body.bound_provider = bound.into();
+        }
+        let signed = SignedVoucher::sign(&body, &key);
+        let voucher = signed.decode_own().expect("own voucher");
+        let stored = StoredVoucher {
+            voucher,
+            issued_on: day(validity.0),
+            revoked_on: revoked_on.map(day),
+            revocation_reason: RevocationReason::Unspecified,
+            claimed_cents: claimed,
+            medication_cents: medication,
+            cap_cents: cap,
+            pending_cap_cents: None,
+            signed: signed.clone(),
+        };
+        let record = SettlementRecord {
+            amount_cents: amount,
+            category: category as i32,
+            service_month: day(served).month().expect("a month"),
+            redeemer: redeemer.into(),
+            voucher_hash: sha2::Sha256::digest(signed.to_bytes()).to_vec(),
+            accepted_on: Some(day(accepted).into()),
+            served_before_revocation: before_revocation,
+            ..Default::default()
+        };
+        Case {
+            stored,
+            record,
+            category,
+            today: day(today),
+            ceilings,
+        }
+    }
+
+    fn decision(c: &Case) -> Result<(), RejectReason> {
+        decide(&c.stored, &c.record, c.category, c.today, c.ceilings)
+    }
+
+    /// The rules, written out once more as a model.
+    fn model(c: &Case) -> Result<(), RejectReason> {
+        let v = &c.stored.voucher;
+        if let Some(bound) = &v.bound_provider
+            && !bound.starts_with(&format!("{}/", c.record.redeemer))
+        {
+            return Err(RejectReason::NotBoundProvider);
+        }
+        if let Some(revoked) = c.stored.revoked_on
+            && !(c.record.served_before_revocation
+                && c.record.service_month <= revoked.month().expect("a month"))
+        {
+            return Err(RejectReason::Revoked);
+        }
+        if c.category == Category::Medication && !v.covers(Scope::Medication) {
+            return Err(RejectReason::OutOfScope);
+        }
+        let month = c.record.service_month;
+        if month < v.valid_from.month().expect("a month")
+            || month > v.valid_until.month().expect("a month")
+        {
+            return Err(RejectReason::Expired);
+        }
+        let accepted: Day = c.record.accepted_on.expect("accepted").into();
+        let believed = Day::first_of_month(month).expect("a day") <= accepted
+            && accepted <= c.today.checked_add_days(1).expect("a day");
+        let judged = if believed { accepted } else { c.today };
+        if judged > claim_deadline(v.valid_until) {
+            return Err(RejectReason::DeadlinePassed);
+        }
+        if c.record.amount_cents > c.ceilings.per_claim_cents {
+            return Err(RejectReason::OverClaimCeiling);
+        }
+        match c.category {
+            Category::Medication => {
+                if c.stored.medication_cents + c.record.amount_cents
+                    > c.ceilings.medication_per_voucher_cents
+                {
+                    return Err(RejectReason::OverMedicationCeiling);
+                }
+            }
+            _ => {
+                if let Some(cap) = c.stored.cap_cents
+                    && c.stored.claimed_cents + c.record.amount_cents > cap
+                {
+                    return Err(RejectReason::OverCap);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    const CEILINGS: Ceilings = Ceilings {
+        medication_per_voucher_cents: 50_000,
+        per_claim_cents: 250_000,
+    };
+
+    #[test]
+    fn a_voucher_re_signed_under_a_real_serial_is_not_the_stored_one() {
+        let mut c = case(
+            (0, 90),
+            false,
+            None,
+            (0, 0, Some(50_000)),
+            None,
+            (Category::Treatment, 466, 10, 10, false, "dresden"),
+            10,
+            CEILINGS,
+        );
+        assert_eq!(decision(&c), Ok(()));
+        c.record.voucher_hash[0] ^= 1;
+        assert_eq!(decision(&c), Err(RejectReason::UnknownVoucher));
+    }
+
+    proptest! {
+        #[test]
+        fn the_decision_follows_the_rules(
+            from in 0i32..60,
+            length in 0i32..200,
+            medication_scope in any::<bool>(),
+            bound in prop_oneof![Just(None), Just(Some("dresden/klinikum")), Just(Some("chemnitz/klinikum"))],
+            claimed in 0i64..60_000,
+            medication in 0i64..60_000,
+            cap in prop_oneof![Just(None), (1i64..100_000).prop_map(Some)],
+            revoked in prop_oneof![Just(None), (0i32..300).prop_map(Some)],
+            medication_claim in any::<bool>(),
+            amount in 1i64..300_000,
+            served in -30i32..300,
+            accepted_after in -40i32..200,
+            before_revocation in any::<bool>(),
+            today_after in -5i32..200,
+        ) {
+            let category = if medication_claim { Category::Medication } else { Category::Treatment };
+            let accepted = served + accepted_after;
+            let c = case(
+                (from, from + length),
+                medication_scope,
+                bound,
+                (claimed, medication, cap),
+                revoked,
+                (category, amount, served, accepted, before_revocation, "dresden"),
+                accepted + today_after,
+                CEILINGS,
+            );
+            prop_assert_eq!(decision(&c), model(&c));
+        }
+    }
+}
