@@ -907,7 +907,9 @@ async fn store_settle(secs: f64) -> Result<(), Error> {
                     served_before_revocation: false,
                 };
                 store
-                    .settle("leipzig", &record, today, common::CEILINGS, &*sign)
+                    .settle("leipzig", &record, today, common::CEILINGS, move |r| {
+                        sign(r)
+                    })
                     .await
                     .is_ok()
             }

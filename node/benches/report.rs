@@ -39,7 +39,7 @@ async fn main() -> Result<(), common::Error> {
         let (_, config) = common::lone_node(dir.path())?;
         let store = Store::open_for_bulk_load(&config.data_dir)?;
         let key_id = KeyId::of(&config.signing_key.verifying_key()).0;
-        let sign = common::receipt_signer(&config.signing_key);
+        let sign = std::sync::Arc::new(common::receipt_signer(&config.signing_key));
         let today = Day::today();
         let month = today.month().unwrap_or_default();
 
@@ -65,7 +65,10 @@ async fn main() -> Result<(), common::Error> {
                     served_before_revocation: false,
                 };
                 store
-                    .settle("leipzig", &record, today, common::CEILINGS, &sign)
+                    .settle("leipzig", &record, today, common::CEILINGS, {
+                        let sign = sign.clone();
+                        move |r| sign(r)
+                    })
                     .await?;
             }
         }

@@ -103,7 +103,7 @@ pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u
             record,
             Day::today(),
             Ceilings::of(node),
-            |receipt| {
+            move |receipt| {
                 let receipt = Receipt {
                     key_id: key_id.clone(),
                     ..receipt.clone()

@@ -11,7 +11,7 @@ use schein_proto::v1::{
 };
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::{Store, StoreError, corrupt, ledger};
+use super::{Store, StoreError, corrupt, ledger, writer};
 
 /// Where a claim is kept: provider ‖ 0 ‖ the provider's claim id. Claim ids are the
 /// provider's own, so two providers may use the same one.
@@ -150,80 +150,143 @@ fn record_of(entry: ClaimEntry) -> Result<ClaimRecord, StoreError> {
     entry.record.ok_or_else(|| corrupt("claim without record"))
 }
 
+/// Stores a claim inside the writer's transaction (see [`Store::submit_claim`]).
+pub(super) fn submit_in(
+    tx: &writer::Tx<'_>,
+    claim: &NewClaim,
+    sequence: u64,
+) -> Result<(ClaimRecord, bool), ConflictableTransactionError<StoreError>> {
+    if let Some(existing) = tx.claims.get(&claim.key.0)? {
+        let existing = decode_entry(&existing).map_err(ConflictableTransactionError::Abort)?;
+        if existing.fingerprint != claim.fingerprint {
+            return abort(StoreError::ClaimIdReused);
+        }
+        return Ok((
+            record_of(existing).map_err(ConflictableTransactionError::Abort)?,
+            false,
+        ));
+    }
+    let mut duplicate = false;
+    for key in &claim.duplicate_keys {
+        match tx.claim_items.get(key.as_slice())? {
+            Some(other) if other.as_ref() != claim.key.0.as_slice() => duplicate = true,
+            _ => {}
+        }
+    }
+    let mut record = claim.record.clone();
+    if duplicate {
+        record.state = ClaimState::Held as i32;
+        record.message = "Held: the same service on the same voucher was claimed before under another claim id. The clearing office will confirm or reject it.".into();
+    } else {
+        record.state = ClaimState::Pending as i32;
+        record.message = "Stored; waiting for the issuing office's receipt.".into();
+        let entry = OutboxEntry {
+            claim_key: claim.key.0.clone(),
+            issuer: record.issuer.clone(),
+            attempts: 0,
+            next_attempt_ms: 0,
+        };
+        tx.outbox
+            .insert(claim.settlement_id.as_bytes(), entry.encode_to_vec())?;
+    }
+    for key in &claim.duplicate_keys {
+        if tx.claim_items.get(key.as_slice())?.is_none() {
+            tx.claim_items
+                .insert(key.as_slice(), claim.key.0.as_slice())?;
+        }
+    }
+    let (signed_record, unsigned_record) = match &claim.settlement {
+        Outgoing::Signed(bytes) => (bytes.clone(), None),
+        Outgoing::Unsigned(record) => (Vec::new(), Some(record.clone())),
+    };
+    let entry = ClaimEntry {
+        record: Some(record.clone()),
+        settlement_id: claim.settlement_id.clone(),
+        signed_record,
+        fingerprint: claim.fingerprint.clone(),
+        sequence,
+        duplicate_keys: claim.duplicate_keys.clone(),
+        unsigned_record,
+    };
+    tx.claims
+        .insert(claim.key.0.as_slice(), entry.encode_to_vec())?;
+    tx.claim_order
+        .insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
+    Ok((record, true))
+}
+
+/// Records a receipt inside the writer's transaction (see [`Store::finish_claim`]).
+pub(super) fn finish_in(
+    tx: &writer::Tx<'_>,
+    key: &ClaimKey,
+    signed_receipt: &[u8],
+    receipt: &Receipt,
+    message: &str,
+) -> Result<ClaimRecord, ConflictableTransactionError<StoreError>> {
+    let bytes = tx
+        .claims
+        .get(&key.0)?
+        .ok_or(ConflictableTransactionError::Abort(
+            StoreError::UnknownClaim,
+        ))?;
+    let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+    let mut record = entry
+        .record
+        .clone()
+        .ok_or(ConflictableTransactionError::Abort(corrupt(
+            "claim without record",
+        )))?;
+    if record.state != ClaimState::Pending as i32 {
+        return Ok(record);
+    }
+    let accepted = receipt.outcome == Outcome::Accepted as i32;
+    record.state = if accepted {
+        ClaimState::Settled
+    } else {
+        ClaimState::Rejected
+    } as i32;
+    record.reason = receipt.reason;
+    record.message = message.to_owned();
+    record.remaining_cap_cents = receipt.remaining_cap_cents;
+    record.receipt = signed_receipt.to_vec();
+    record.issuer_ledger_seq = receipt.ledger_seq;
+    if !accepted {
+        release_duplicate_keys(tx.claim_items, key, &entry.duplicate_keys)?;
+    }
+    entry.record = Some(record.clone());
+    tx.claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+    tx.outbox.remove(entry.settlement_id.as_bytes())?;
+    let event = LedgerEvent {
+        event: Some(ledger_event::Event::ReceivedReceipt(
+            signed_receipt.to_vec(),
+        )),
+    };
+    ledger::append(tx.ledger, tx.meta, &event)?;
+    Ok(record)
+}
+
 impl Store {
-    /// Stores a new claim with its outbox entry (or holds it as a possible duplicate). A claim
-    /// id seen before returns the stored claim if the request is the same, and
-    /// [`StoreError::ClaimIdReused`] if it differs. Returns the claim and whether it is new.
+    /// Stores a new claim with its outbox entry (or holds it as a possible duplicate), durably,
+    /// through the store's writer. A claim id seen before returns the stored claim if the
+    /// request is the same, and [`StoreError::ClaimIdReused`] if it differs. Returns the claim
+    /// and whether it is new.
     pub async fn submit_claim(&self, claim: NewClaim) -> Result<(ClaimRecord, bool), StoreError> {
         let sequence = self.db.generate_id()?;
-        let trees = (
-            &self.claims,
-            &self.claim_order,
-            &self.outbox,
-            &self.claim_items,
-        );
-        let writing = self.writer.lock().await;
-        let (record, created) = trees.transaction(|(claims, order, outbox, items)| {
-            if let Some(existing) = claims.get(&claim.key.0)? {
-                let existing = decode_entry(&existing).map_err(ConflictableTransactionError::Abort)?;
-                if existing.fingerprint != claim.fingerprint {
-                    return abort(StoreError::ClaimIdReused);
-                }
-                return Ok((record_of(existing).map_err(ConflictableTransactionError::Abort)?, false));
-            }
-            let mut duplicate = false;
-            for key in &claim.duplicate_keys {
-                match items.get(key.as_slice())? {
-                    Some(other) if other.as_ref() != claim.key.0.as_slice() => duplicate = true,
-                    _ => {}
-                }
-            }
-            let mut record = claim.record.clone();
-            if duplicate {
-                record.state = ClaimState::Held as i32;
-                record.message = "Held: the same service on the same voucher was claimed before under another claim id. The clearing office will confirm or reject it.".into();
-            } else {
-                record.state = ClaimState::Pending as i32;
-                record.message = "Stored; waiting for the issuing office's receipt.".into();
-                let entry = OutboxEntry {
-                    claim_key: claim.key.0.clone(),
-                    issuer: record.issuer.clone(),
-                    attempts: 0,
-                    next_attempt_ms: 0,
-                };
-                outbox.insert(claim.settlement_id.as_bytes(), entry.encode_to_vec())?;
-            }
-            for key in &claim.duplicate_keys {
-                if items.get(key.as_slice())?.is_none() {
-                    items.insert(key.as_slice(), claim.key.0.as_slice())?;
-                }
-            }
-            let (signed_record, unsigned_record) = match &claim.settlement {
-                Outgoing::Signed(bytes) => (bytes.clone(), None),
-                Outgoing::Unsigned(record) => (Vec::new(), Some(record.clone())),
-            };
-            let entry = ClaimEntry {
-                record: Some(record.clone()),
-                settlement_id: claim.settlement_id.clone(),
-                signed_record,
-                fingerprint: claim.fingerprint.clone(),
+        match self
+            .writer
+            .apply(writer::Change::Submit {
+                claim: Box::new(claim),
                 sequence,
-                duplicate_keys: claim.duplicate_keys.clone(),
-                unsigned_record,
-            };
-            claims.insert(claim.key.0.as_slice(), entry.encode_to_vec())?;
-            order.insert(&sequence.to_be_bytes(), claim.key.0.as_slice())?;
-            Ok((record, true))
-        })?;
-        drop(writing);
-        // Also for a claim found stored: a concurrent first submission may not be on disk yet,
-        // and nothing may be acknowledged before it is. A flush with nothing to write is cheap.
-        self.commit().await?;
-        Ok((record, created))
+            })
+            .await?
+        {
+            writer::Done::Submitted(record, created) => Ok((record, created)),
+            _ => Err(corrupt("the writer answered a claim with something else")),
+        }
     }
 
-    /// Records the issuer's receipt for a claim: final state, out of the outbox, into the
-    /// ledger. A claim that is final already is left as it is (the receipt came twice).
+    /// Records the issuer's receipt for a claim, durably: final state, out of the outbox, into
+    /// the ledger. A claim that is final already is left as it is (the receipt came twice).
     pub async fn finish_claim(
         &self,
         key: &ClaimKey,
@@ -231,58 +294,16 @@ impl Store {
         receipt: &Receipt,
         message: String,
     ) -> Result<ClaimRecord, StoreError> {
-        let trees = (
-            &self.claims,
-            &self.outbox,
-            &self.claim_items,
-            &self.ledger,
-            &self.meta,
-        );
-        let writing = self.writer.lock().await;
-        let record = trees.transaction(|(claims, outbox, items, ledger_tree, meta)| {
-            let bytes = claims
-                .get(&key.0)?
-                .ok_or(ConflictableTransactionError::Abort(
-                    StoreError::UnknownClaim,
-                ))?;
-            let mut entry = decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
-            let mut record = entry
-                .record
-                .clone()
-                .ok_or(ConflictableTransactionError::Abort(corrupt(
-                    "claim without record",
-                )))?;
-            if record.state != ClaimState::Pending as i32 {
-                return Ok(record);
-            }
-            let accepted = receipt.outcome == Outcome::Accepted as i32;
-            record.state = if accepted {
-                ClaimState::Settled
-            } else {
-                ClaimState::Rejected
-            } as i32;
-            record.reason = receipt.reason;
-            record.message = message.clone();
-            record.remaining_cap_cents = receipt.remaining_cap_cents;
-            record.receipt = signed_receipt.to_vec();
-            record.issuer_ledger_seq = receipt.ledger_seq;
-            if !accepted {
-                release_duplicate_keys(items, key, &entry.duplicate_keys)?;
-            }
-            entry.record = Some(record.clone());
-            claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
-            outbox.remove(entry.settlement_id.as_bytes())?;
-            let event = LedgerEvent {
-                event: Some(ledger_event::Event::ReceivedReceipt(
-                    signed_receipt.to_vec(),
-                )),
-            };
-            ledger::append(ledger_tree, meta, &event)?;
-            Ok(record)
-        })?;
-        drop(writing);
-        self.commit().await?;
-        Ok(record)
+        let change = writer::Change::Finish {
+            key: key.clone(),
+            signed_receipt: signed_receipt.to_vec(),
+            receipt: receipt.clone(),
+            message,
+        };
+        match self.writer.apply(change).await? {
+            writer::Done::Finished(record) => Ok(record),
+            _ => Err(corrupt("the writer answered a receipt with something else")),
+        }
     }
 
     /// The claim stored under `key`.
@@ -308,7 +329,6 @@ impl Store {
         key: &ClaimKey,
         signed_record: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
-        let writing = self.writer.lock().await;
         let stored = self.claims.transaction(|claims| {
             let bytes = claims
                 .get(&key.0)?
@@ -324,7 +344,6 @@ impl Store {
             claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
             Ok(signed_record.clone())
         })?;
-        drop(writing);
         self.commit().await?;
         Ok(stored)
     }

@@ -19,6 +19,7 @@ mod clearing;
 mod group_commit;
 mod ledger;
 mod settle;
+mod writer;
 
 pub use aggregates::Aggregate;
 
@@ -32,7 +33,7 @@ use prost::Message;
 use schein_proto::v1::RevocationReason;
 use schein_proto::voucher::VerifiedVoucher;
 use schein_proto::{Day, Serial, SignedVoucher};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// The signed voucher as the office issued it. Never changes.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -149,6 +150,22 @@ pub type ListCursor = u64;
 /// read the whole store; the caller continues from the cursor it gets back.
 pub(crate) const MAX_SCAN: usize = 10_000;
 
+/// The trees of the store, in the order the writer's transactions see them ([`writer::Tx`]).
+const TREES: [&str; 12] = [
+    "issued",
+    "voucher_state",
+    "issue_order",
+    "settlements",
+    "claims",
+    "claim_order",
+    "outbox",
+    "claim_items",
+    "ledger",
+    "meta",
+    "aggregates",
+    "aggregate_seen",
+];
+
 /// The node's storage.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -164,13 +181,10 @@ pub struct Store {
     ledger: sled::Tree,
     meta: sled::Tree,
     aggregates: sled::Tree,
-    aggregate_seen: sled::Tree,
-    /// Flushes shared by concurrent changes.
+    /// Flushes shared by concurrent changes outside the writer.
     group: std::sync::Arc<group_commit::GroupCommit>,
-    /// Held around the frequent write transactions (issue, claim, settle, receipt): sled's
-    /// transactions share a process-wide lock, and tasks queued here wait without blocking a
-    /// worker thread on it.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Applies the frequent changes (issue, settle, claim, receipt) in batches.
+    writer: std::sync::Arc<writer::Writer>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
     durable: bool,
@@ -183,25 +197,47 @@ fn corrupt(what: &str) -> StoreError {
 impl Store {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &std::path::Path, durable: bool) -> Result<Self, StoreError> {
         // No background flushing: durability comes from the explicit flush before each answer,
         // and tests that kill a node can only pass if that flush is there.
         let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        let trees: Vec<sled::Tree> = TREES
+            .iter()
+            .map(|name| db.open_tree(name))
+            .collect::<Result<_, _>>()?;
+        let writer = writer::Writer::start(db.clone(), trees.clone(), durable)?;
+        let [
+            issued,
+            state,
+            order,
+            settlements,
+            claims,
+            claim_order,
+            outbox,
+            claim_items,
+            ledger,
+            meta,
+            aggregates,
+            _aggregate_seen,
+        ]: [sled::Tree; 12] = trees.try_into().map_err(|_| corrupt("the store's trees"))?;
         let store = Self {
-            issued: db.open_tree("issued")?,
-            state: db.open_tree("voucher_state")?,
-            order: db.open_tree("issue_order")?,
-            settlements: db.open_tree("settlements")?,
-            claims: db.open_tree("claims")?,
-            claim_order: db.open_tree("claim_order")?,
-            outbox: db.open_tree("outbox")?,
-            claim_items: db.open_tree("claim_items")?,
-            ledger: db.open_tree("ledger")?,
-            meta: db.open_tree("meta")?,
-            aggregates: db.open_tree("aggregates")?,
-            aggregate_seen: db.open_tree("aggregate_seen")?,
+            issued,
+            state,
+            order,
+            settlements,
+            claims,
+            claim_order,
+            outbox,
+            claim_items,
+            ledger,
+            meta,
+            aggregates,
             group: Default::default(),
-            writer: Default::default(),
-            durable: true,
+            writer: std::sync::Arc::new(writer),
+            durable,
             db,
         };
         store.index_validity()?;
@@ -214,7 +250,6 @@ impl Store {
         let voucher = signed
             .decode_own()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let serial = voucher.serial;
         let sequence = self.db.generate_id()?;
         let issued = IssuedRecord {
             signed_voucher: signed.to_bytes(),
@@ -225,37 +260,18 @@ impl Store {
         let month = issued_on
             .month()
             .ok_or_else(|| corrupt("issue day out of range"))?;
-        let trees = (
-            &self.issued,
-            &self.state,
-            &self.order,
-            &self.aggregates,
-            &self.meta,
-        );
-        let writing = self.writer.lock().await;
-        trees.transaction(|(issued_tree, state_tree, order_tree, aggregates, meta)| {
-            if issued_tree.get(serial.as_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
-            }
-            clearing::note_validity(meta, voucher.valid_from, voucher.valid_until)?;
-            let mut state = StateRecord::default();
-            let mut counted = aggregates::Counted::InState(&mut state.counted_in);
-            aggregates::count(
-                aggregates,
-                &mut counted,
-                crate::domain::report::Measure::Issued,
+        self.writer
+            .apply(writer::Change::Issue {
+                serial: voucher.serial,
+                issued,
+                sequence,
                 month,
-                0,
-                issued_on,
-            )?;
-            issued_tree.insert(serial.as_bytes(), issued.as_slice())?;
-            state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
-            order_tree.insert(&sequence.to_be_bytes(), serial.as_bytes())?;
-            Ok(())
-        })?;
-        drop(writing);
-        self.commit().await?;
-        Ok(())
+                valid_from: voucher.valid_from,
+                valid_until: voucher.valid_until,
+                today: issued_on,
+            })
+            .await
+            .map(drop)
     }
 
     /// Marks a voucher revoked on `day`.
@@ -369,10 +385,7 @@ impl Store {
     /// A store that does not flush after each change: only for filling a store in bulk (the
     /// report benchmark), never for a node. [`Store::flush`] writes everything at the end.
     pub fn open_for_bulk_load(path: &std::path::Path) -> Result<Self, StoreError> {
-        Ok(Self {
-            durable: false,
-            ..Self::open(path)?
-        })
+        Self::open_with(path, false)
     }
 
     /// Makes the changes so far durable before a method answers; concurrent callers share
@@ -389,6 +402,38 @@ impl Store {
         self.db.flush_async().await?;
         Ok(())
     }
+}
+
+/// Stores a newly signed voucher inside the writer's transaction, with its state, its place in
+/// the issue order, its validity for the clearing deadline and its report counter.
+fn issue_in(
+    tx: &writer::Tx<'_>,
+    serial: Serial,
+    issued: &[u8],
+    sequence: u64,
+    month: i32,
+    (valid_from, valid_until): (Day, Day),
+    today: Day,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if tx.issued.get(serial.as_bytes())?.is_some() {
+        return Err(ConflictableTransactionError::Abort(StoreError::SerialTaken));
+    }
+    clearing::note_validity(tx.meta, valid_from, valid_until)?;
+    let mut state = StateRecord::default();
+    let mut counted = aggregates::Counted::InState(&mut state.counted_in);
+    aggregates::count(
+        tx.aggregates,
+        &mut counted,
+        crate::domain::report::Measure::Issued,
+        month,
+        0,
+        today,
+    )?;
+    tx.issued.insert(serial.as_bytes(), issued)?;
+    tx.state.insert(serial.as_bytes(), state.encode_to_vec())?;
+    tx.order
+        .insert(&sequence.to_be_bytes(), serial.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

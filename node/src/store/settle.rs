@@ -12,7 +12,9 @@ use schein_proto::{Day, Serial};
 use sha2::Digest;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::{StateRecord, Store, StoreError, StoredVoucher, aggregates, clearing, corrupt, ledger};
+use super::{
+    StateRecord, Store, StoreError, StoredVoucher, aggregates, clearing, corrupt, ledger, writer,
+};
 use crate::domain::report::{CostKind, Measure};
 use crate::domain::settle::{Ceilings, decide};
 
@@ -45,183 +47,33 @@ fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreEr
 
 impl Store {
     /// Decides on `record` for this node as issuer `issuer`, on `today`: stores the decision,
-    /// its ledger entry and the updated voucher state in one transaction, flushes, and returns
-    /// the signed receipt. `sign` seals a receipt with the node's key.
+    /// its ledger entry and the updated voucher state in one transaction (with whatever else the
+    /// writer applies at the same time), flushes, and returns the signed receipt. `sign` seals a
+    /// receipt with the node's key. The same record again gets the original receipt, byte for
+    /// byte; another record under the same claim id is refused.
     pub async fn settle(
         &self,
         issuer: &str,
         record: &SettlementRecord,
         today: Day,
         ceilings: Ceilings,
-        sign: impl Fn(&Receipt) -> Vec<u8>,
+        sign: impl Fn(&Receipt) -> Vec<u8> + Send + Sync + 'static,
     ) -> Result<Vec<u8>, StoreError> {
-        if !(1..=MAX_CENTS).contains(&record.amount_cents) {
-            return Err(SettleError::InvalidRecord("the amount is out of range".into()).into());
+        let category = check_record(record)?;
+        let change = writer::Change::Settle {
+            issuer: issuer.to_owned(),
+            record: record.clone(),
+            category,
+            today,
+            ceilings,
+            sign: std::sync::Arc::new(sign),
+        };
+        match self.writer.apply(change).await? {
+            writer::Done::Settled(receipt) => Ok(receipt),
+            _ => Err(corrupt(
+                "the writer answered a settlement with something else",
+            )),
         }
-        let category = Category::try_from(record.category)
-            .ok()
-            .filter(|c| *c != Category::Unspecified)
-            .ok_or_else(|| SettleError::InvalidRecord("unknown category".into()))?;
-        if record.claim_id.is_empty() || record.claim_id.len() > 64 {
-            return Err(
-                SettleError::InvalidRecord("the claim id is missing or too long".into()).into(),
-            );
-        }
-        let plausible_month = (200_001..=299_912).contains(&record.service_month)
-            && (1..=12).contains(&(record.service_month % 100));
-        if !plausible_month {
-            return Err(
-                SettleError::InvalidRecord("the service month is not a month".into()).into(),
-            );
-        }
-        let serial = Serial::from_slice(&record.serial)
-            .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
-        let key = settlement_key(&record.redeemer, &record.claim_id);
-        let record_hash: [u8; 32] = sha2::Sha256::digest(record.encode_to_vec()).into();
-        let trees = (
-            &self.settlements,
-            &self.issued,
-            &self.state,
-            &self.ledger,
-            &self.meta,
-            &self.aggregates,
-            &self.aggregate_seen,
-        );
-        let writing = self.writer.lock().await;
-        let receipt = trees.transaction(
-            |(settlements, issued, state, ledger_tree, meta, aggregates, seen)| {
-                if let Some(existing) = settlements.get(&key)? {
-                    // The same claim again: the original receipt, byte for byte. Another claim
-                    // under the same id is refused.
-                    let (hash, receipt) = existing.split_at(existing.len().min(32));
-                    if hash != record_hash {
-                        return abort(StoreError::ClaimIdReused);
-                    }
-                    return Ok(receipt.to_vec());
-                }
-                let mut receipt = Receipt {
-                    claim_id: record.claim_id.clone(),
-                    serial: record.serial.clone(),
-                    issuer: issuer.to_owned(),
-                    redeemer: record.redeemer.clone(),
-                    amount_cents: record.amount_cents,
-                    category: category as i32,
-                    service_month: record.service_month,
-                    outcome: Outcome::Rejected as i32,
-                    decided_month: today.month().unwrap_or_default(),
-                    ..Default::default()
-                };
-                let mut voucher = match (record.issuer == issuer, issued.get(serial.as_bytes())?) {
-                    (true, Some(issued_bytes)) => {
-                        let state_bytes = state.get(serial.as_bytes())?.ok_or(
-                            ConflictableTransactionError::Abort(corrupt("voucher without state")),
-                        )?;
-                        let voucher_state =
-                            StateRecord::decode(state_bytes.as_ref()).map_err(|_| {
-                                ConflictableTransactionError::Abort(corrupt("voucher state"))
-                            })?;
-                        Some((
-                            Store::assemble(&issued_bytes, &state_bytes)
-                                .map_err(ConflictableTransactionError::Abort)?,
-                            voucher_state.clone(),
-                            voucher_state,
-                        ))
-                    }
-                    _ => None,
-                };
-                let month = record.service_month;
-                match &mut voucher {
-                    None => receipt.reason = RejectReason::UnknownVoucher as i32,
-                    Some((stored, _, voucher_state)) => {
-                        let decision = if clearing::closed_in(meta, &record.redeemer, month)? {
-                            Err(RejectReason::PeriodClosed)
-                        } else {
-                            decide(stored, record, category, today, ceilings)
-                        };
-                        receipt.remaining_cap_cents = stored.remaining_cap_cents();
-                        match decision {
-                            Err(reason) => receipt.reason = reason as i32,
-                            Ok(()) => {
-                                receipt.outcome = Outcome::Accepted as i32;
-                                match category {
-                                    Category::Medication => {
-                                        voucher_state.medication_cents += record.amount_cents
-                                    }
-                                    _ => voucher_state.claimed_cents += record.amount_cents,
-                                }
-                                receipt.remaining_cap_cents = stored
-                                    .cap_cents
-                                    .map(|cap| cap - voucher_state.claimed_cents);
-                                let kind = CostKind::of(stored.voucher.emergency, category);
-                                let amount = record.amount_cents;
-                                let mut counted =
-                                    aggregates::Counted::InState(&mut voucher_state.counted_in);
-                                for measure in [
-                                    Measure::Settled,
-                                    Measure::Cost(kind),
-                                    Measure::Flow(&record.redeemer),
-                                ] {
-                                    aggregates::count(
-                                        aggregates,
-                                        &mut counted,
-                                        measure,
-                                        month,
-                                        amount,
-                                        today,
-                                    )?;
-                                }
-                            }
-                        }
-                    }
-                }
-                // A closed period's counters stay as they were when it closed.
-                if receipt.outcome == Outcome::Rejected as i32
-                    && receipt.reason != RejectReason::PeriodClosed as i32
-                {
-                    let reason =
-                        RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified);
-                    let mut counted = match &mut voucher {
-                        Some((_, _, voucher_state)) => {
-                            aggregates::Counted::InState(&mut voucher_state.counted_in)
-                        }
-                        None => aggregates::Counted::Unknown(seen, &serial),
-                    };
-                    aggregates::count(
-                        aggregates,
-                        &mut counted,
-                        Measure::Rejected(reason),
-                        month,
-                        0,
-                        today,
-                    )?;
-                }
-                // The sums, or the cells the voucher is counted in, may have changed.
-                if let Some((_, before, after)) = &voucher
-                    && before != after
-                {
-                    state.insert(serial.as_bytes(), after.encode_to_vec())?;
-                }
-                // The receipt names its own ledger position: reserve it, then record the signed
-                // receipt under it.
-                let head = ledger::head_in(meta)?;
-                receipt.ledger_seq = head.seq + 1;
-                let signed = sign(&receipt);
-                let event = LedgerEvent {
-                    event: Some(ledger_event::Event::Receipt(signed.clone())),
-                };
-                let seq = ledger::append(ledger_tree, meta, &event)?;
-                if seq != receipt.ledger_seq {
-                    return abort(corrupt("ledger sequence moved during settlement"));
-                }
-                let mut value = record_hash.to_vec();
-                value.extend_from_slice(&signed);
-                settlements.insert(key.as_slice(), value)?;
-                Ok(signed)
-            },
-        )?;
-        drop(writing);
-        self.commit().await?;
-        Ok(receipt)
     }
 
     /// One office identity's approval of `new_cap` for `serial`. At or below `threshold` it
@@ -294,6 +146,172 @@ impl Store {
             CapApproval::Pending(stored)
         })
     }
+}
+
+/// What a record must be before it can be decided on at all; its category.
+fn check_record(record: &SettlementRecord) -> Result<Category, StoreError> {
+    if !(1..=MAX_CENTS).contains(&record.amount_cents) {
+        return Err(SettleError::InvalidRecord("the amount is out of range".into()).into());
+    }
+    let category = Category::try_from(record.category)
+        .ok()
+        .filter(|c| *c != Category::Unspecified)
+        .ok_or_else(|| SettleError::InvalidRecord("unknown category".into()))?;
+    if record.claim_id.is_empty() || record.claim_id.len() > 64 {
+        return Err(
+            SettleError::InvalidRecord("the claim id is missing or too long".into()).into(),
+        );
+    }
+    let plausible_month = (200_001..=299_912).contains(&record.service_month)
+        && (1..=12).contains(&(record.service_month % 100));
+    if !plausible_month {
+        return Err(SettleError::InvalidRecord("the service month is not a month".into()).into());
+    }
+    Serial::from_slice(&record.serial)
+        .map_err(|_| SettleError::InvalidRecord("a serial has 10 bytes".into()))?;
+    Ok(category)
+}
+
+/// Decides on `record` inside the writer's transaction (see [`Store::settle`]).
+pub(super) fn settle_in(
+    tx: &writer::Tx<'_>,
+    issuer: &str,
+    record: &SettlementRecord,
+    category: Category,
+    today: Day,
+    ceilings: Ceilings,
+    sign: &dyn Fn(&Receipt) -> Vec<u8>,
+) -> Result<Vec<u8>, ConflictableTransactionError<StoreError>> {
+    let serial = Serial::from_slice(&record.serial)
+        .map_err(|_| ConflictableTransactionError::Abort(corrupt("a checked serial")))?;
+    let key = settlement_key(&record.redeemer, &record.claim_id);
+    let record_hash: [u8; 32] = sha2::Sha256::digest(record.encode_to_vec()).into();
+    if let Some(existing) = tx.settlements.get(&key)? {
+        // The same claim again: the original receipt, byte for byte. Another claim
+        // under the same id is refused.
+        let (hash, receipt) = existing.split_at(existing.len().min(32));
+        if hash != record_hash {
+            return abort(StoreError::ClaimIdReused);
+        }
+        return Ok(receipt.to_vec());
+    }
+    let mut receipt = Receipt {
+        claim_id: record.claim_id.clone(),
+        serial: record.serial.clone(),
+        issuer: issuer.to_owned(),
+        redeemer: record.redeemer.clone(),
+        amount_cents: record.amount_cents,
+        category: category as i32,
+        service_month: record.service_month,
+        outcome: Outcome::Rejected as i32,
+        decided_month: today.month().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut voucher = match (record.issuer == issuer, tx.issued.get(serial.as_bytes())?) {
+        (true, Some(issued_bytes)) => {
+            let state_bytes =
+                tx.state
+                    .get(serial.as_bytes())?
+                    .ok_or(ConflictableTransactionError::Abort(corrupt(
+                        "voucher without state",
+                    )))?;
+            let voucher_state = StateRecord::decode(state_bytes.as_ref())
+                .map_err(|_| ConflictableTransactionError::Abort(corrupt("voucher state")))?;
+            Some((
+                Store::assemble(&issued_bytes, &state_bytes)
+                    .map_err(ConflictableTransactionError::Abort)?,
+                voucher_state.clone(),
+                voucher_state,
+            ))
+        }
+        _ => None,
+    };
+    let month = record.service_month;
+    match &mut voucher {
+        None => receipt.reason = RejectReason::UnknownVoucher as i32,
+        Some((stored, _, voucher_state)) => {
+            let decision = if clearing::closed_in(tx.meta, &record.redeemer, month)? {
+                Err(RejectReason::PeriodClosed)
+            } else {
+                decide(stored, record, category, today, ceilings)
+            };
+            receipt.remaining_cap_cents = stored.remaining_cap_cents();
+            match decision {
+                Err(reason) => receipt.reason = reason as i32,
+                Ok(()) => {
+                    receipt.outcome = Outcome::Accepted as i32;
+                    match category {
+                        Category::Medication => {
+                            voucher_state.medication_cents += record.amount_cents
+                        }
+                        _ => voucher_state.claimed_cents += record.amount_cents,
+                    }
+                    receipt.remaining_cap_cents = stored
+                        .cap_cents
+                        .map(|cap| cap - voucher_state.claimed_cents);
+                    let kind = CostKind::of(stored.voucher.emergency, category);
+                    let amount = record.amount_cents;
+                    let mut counted = aggregates::Counted::InState(&mut voucher_state.counted_in);
+                    for measure in [
+                        Measure::Settled,
+                        Measure::Cost(kind),
+                        Measure::Flow(&record.redeemer),
+                    ] {
+                        aggregates::count(
+                            tx.aggregates,
+                            &mut counted,
+                            measure,
+                            month,
+                            amount,
+                            today,
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    // A closed period's counters stay as they were when it closed.
+    if receipt.outcome == Outcome::Rejected as i32
+        && receipt.reason != RejectReason::PeriodClosed as i32
+    {
+        let reason = RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified);
+        let mut counted = match &mut voucher {
+            Some((_, _, voucher_state)) => {
+                aggregates::Counted::InState(&mut voucher_state.counted_in)
+            }
+            None => aggregates::Counted::Unknown(tx.aggregate_seen, &serial),
+        };
+        aggregates::count(
+            tx.aggregates,
+            &mut counted,
+            Measure::Rejected(reason),
+            month,
+            0,
+            today,
+        )?;
+    }
+    // The sums, or the cells the voucher is counted in, may have changed.
+    if let Some((_, before, after)) = &voucher
+        && before != after
+    {
+        tx.state.insert(serial.as_bytes(), after.encode_to_vec())?;
+    }
+    // The receipt names its own ledger position: reserve it, then record the signed
+    // receipt under it.
+    let head = ledger::head_in(tx.meta)?;
+    receipt.ledger_seq = head.seq + 1;
+    let signed = sign(&receipt);
+    let event = LedgerEvent {
+        event: Some(ledger_event::Event::Receipt(signed.clone())),
+    };
+    let seq = ledger::append(tx.ledger, tx.meta, &event)?;
+    if seq != receipt.ledger_seq {
+        return abort(corrupt("ledger sequence moved during settlement"));
+    }
+    let mut value = record_hash.to_vec();
+    value.extend_from_slice(&signed);
+    tx.settlements.insert(key.as_slice(), value)?;
+    Ok(signed)
 }
 
 #[cfg(test)]
