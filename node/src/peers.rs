@@ -1,6 +1,7 @@
 //! The federation client: this node's calls to other members, over mutual TLS with the node's
 //! own certificate, trusting for each peer only that peer's CA. Connections are made lazily and
-//! reused; a peer that is down costs one connect timeout, never a hang.
+//! reused; a peer that is down costs one connect timeout, never a hang. Settlement records for
+//! one issuer that wait at the same time travel together in one `SettleBatch` call.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,9 +10,11 @@ use std::time::Duration;
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::{
-    ClosePeriodRequest, ClosePeriodResponse, ProviderKnownRequest, SettleRequest, StatementRequest,
-    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, ProviderKnownRequest, SettleBatchRequest,
+    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
+    VoucherStatusesRequest,
 };
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pki::CertifiedKey;
@@ -36,7 +39,15 @@ struct CachedChannel {
     endpoint: String,
     ca_cert: String,
     channel: Channel,
+    /// Settlement records waiting to go to this member in the next batch.
+    settle_queue: Option<mpsc::UnboundedSender<PendingRecord>>,
 }
+
+/// A record on its way to its issuer, and who waits for the answer.
+type PendingRecord = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, PeerError>>);
+
+/// Most records sent in one `SettleBatch` call: well inside a message's size limit.
+const SETTLE_BATCH: usize = 128;
 
 /// Connections to the other members.
 pub struct Peers {
@@ -106,9 +117,42 @@ impl Peers {
                 endpoint,
                 ca_cert: member.entry.ca_cert.clone(),
                 channel: channel.clone(),
+                settle_queue: None,
             },
         );
         Ok(channel)
+    }
+
+    /// The queue of records for `member`, with the task that sends them in batches: started on
+    /// first use, and again with a new channel when the member's endpoint or CA changed.
+    fn settle_queue(
+        &self,
+        member: &Member,
+    ) -> Result<mpsc::UnboundedSender<PendingRecord>, PeerError> {
+        let channel = self.channel(member)?;
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cached = channels
+            .get_mut(member.id())
+            .ok_or_else(|| PeerError::NoEndpoint(member.id().to_owned()))?;
+        if let Some(queue) = &cached.settle_queue
+            && !queue.is_closed()
+        {
+            return Ok(queue.clone());
+        }
+        let (queue, pending) = mpsc::unbounded_channel();
+        let client =
+            FederationClient::new(channel).max_decoding_message_size(self.max_message_bytes);
+        tokio::spawn(send_batches(
+            member.id().to_owned(),
+            client,
+            self.call_bound(),
+            pending,
+        ));
+        cached.settle_queue = Some(queue.clone());
+        Ok(queue)
     }
 
     fn client(&self, member: &Member) -> Result<FederationClient<Channel>, PeerError> {
@@ -155,16 +199,24 @@ impl Peers {
     }
 
     /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.
+    /// Records for the same issuer that wait at the same time go in one `SettleBatch` call, which
+    /// the issuer decides in one transaction; each answer is the one `Settle` would give.
     pub async fn settle(
         &self,
         member: &Member,
         signed_record: Vec<u8>,
     ) -> Result<Vec<u8>, PeerError> {
-        let mut client = self.client(member)?;
-        let call = client.settle(SettleRequest { signed_record });
-        self.bounded(member, call)
-            .await
-            .map(|response| response.signed_receipt)
+        let (answer, answered) = oneshot::channel();
+        let stopped = || PeerError::Call {
+            member: member.id().to_owned(),
+            status: Box::new(tonic::Status::unavailable(
+                "the delivery to this member stopped",
+            )),
+        };
+        self.settle_queue(member)?
+            .send((signed_record, answer))
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 
     /// Awaits a call within twice the peer timeout (the channel's own timeout covers the call;
@@ -215,4 +267,103 @@ impl Peers {
             .await?;
         Ok(response.statuses)
     }
+}
+
+/// Sends the records queued for one issuer, as many as wait at once in each call, until the
+/// queue is dropped (the member's channel was replaced, or the node stops).
+async fn send_batches(
+    member: String,
+    mut client: FederationClient<Channel>,
+    bound: Duration,
+    mut pending: mpsc::UnboundedReceiver<PendingRecord>,
+) {
+    let failed = |status: tonic::Status| PeerError::Call {
+        member: member.clone(),
+        status: Box::new(status),
+    };
+    // An issuer of an earlier version has no SettleBatch: then one record per call.
+    let mut batches = true;
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < SETTLE_BATCH {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (records, waiting): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().unzip();
+        let answers: Vec<Result<Vec<u8>, PeerError>> = if batches {
+            let call = client.settle_batch(SettleBatchRequest {
+                signed_records: records.clone(),
+            });
+            match tokio::time::timeout(bound, call).await {
+                Ok(Ok(response)) if response.get_ref().answers.len() == records.len() => response
+                    .into_inner()
+                    .answers
+                    .into_iter()
+                    .map(|answer| match ErrorReason::try_from(answer.refusal) {
+                        Ok(ErrorReason::Unspecified) if !answer.signed_receipt.is_empty() => {
+                            Ok(answer.signed_receipt)
+                        }
+                        reason => Err(failed(schein_proto::error::refusal(
+                            reason.unwrap_or(ErrorReason::Unspecified),
+                            answer.message,
+                        ))),
+                    })
+                    .collect(),
+                Ok(Ok(_)) => records
+                    .iter()
+                    .map(|_| {
+                        Err(failed(tonic::Status::internal(
+                            "the issuer answered for other records than sent",
+                        )))
+                    })
+                    .collect(),
+                Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                    batches = false;
+                    one_by_one(&mut client, &records, bound, &failed).await
+                }
+                Ok(Err(status)) => records
+                    .iter()
+                    .map(|_| Err(failed(status.clone())))
+                    .collect(),
+                Err(_) => records
+                    .iter()
+                    .map(|_| {
+                        Err(failed(tonic::Status::deadline_exceeded(
+                            "no answer in time",
+                        )))
+                    })
+                    .collect(),
+            }
+        } else {
+            one_by_one(&mut client, &records, bound, &failed).await
+        };
+        for (answer, waiting) in answers.into_iter().zip(waiting) {
+            let _ = waiting.send(answer);
+        }
+    }
+}
+
+/// The records sent with `Settle`, one call each.
+async fn one_by_one(
+    client: &mut FederationClient<Channel>,
+    records: &[Vec<u8>],
+    bound: Duration,
+    failed: &impl Fn(tonic::Status) -> PeerError,
+) -> Vec<Result<Vec<u8>, PeerError>> {
+    let mut answers = Vec::with_capacity(records.len());
+    for signed_record in records {
+        let call = client.settle(SettleRequest {
+            signed_record: signed_record.clone(),
+        });
+        answers.push(match tokio::time::timeout(bound, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner().signed_receipt),
+            Ok(Err(status)) => Err(failed(status)),
+            Err(_) => Err(failed(tonic::Status::deadline_exceeded(
+                "no answer in time",
+            ))),
+        });
+    }
+    answers
 }

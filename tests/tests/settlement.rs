@@ -883,3 +883,92 @@ async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
     assert_eq!(ledger_checks_out(&mut leipzig).await, 1, "one ledger entry");
     saxony.shutdown().await.unwrap();
 }
+
+/// A batch is decided as its records would be one by one: each answer equals `Settle`'s for
+/// the same record, a record twice in a batch gets one receipt twice, a record that does not open
+/// is refused alone, and the cap holds across the batch.
+#[tokio::test]
+async fn a_batch_of_records_is_answered_as_each_would_be_alone() {
+    use sha2::Digest;
+
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let voucher = issue(&mut leipzig, &[]).await.unwrap();
+    let schein_proto::VoucherCode::Full(full) =
+        schein_proto::VoucherCode::parse(&voucher.full_code).unwrap()
+    else {
+        panic!("not a full code")
+    };
+    let dresden_key = saxony.signing_key("dresden").unwrap();
+    let record = |id: &str, amount_cents: i64| {
+        signed::seal(
+            Kind::Settlement,
+            &schein_proto::v1::SettlementRecord {
+                claim_id: id.into(),
+                serial: full.0.decode_own().unwrap().serial.as_bytes().to_vec(),
+                issuer: "leipzig".into(),
+                amount_cents,
+                category: Category::Treatment as i32,
+                service_month: schein_proto::Day::today().month().unwrap(),
+                redeemer: "dresden".into(),
+                key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
+                voucher_hash: sha2::Sha256::digest(full.0.to_bytes()).to_vec(),
+                accepted_on: Some(schein_proto::Day::today().into()),
+                served_before_revocation: true,
+            },
+            &dresden_key,
+        )
+    };
+    // EUR 500 cap: 300 + 150 fit, a further 100 does not.
+    let (a, b, c) = (
+        record("b-a", 30_000),
+        record("b-b", 15_000),
+        record("b-c", 10_000),
+    );
+    let mut forged = record("b-d", 100);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let node = saxony.node_identity("dresden", "leipzig").unwrap();
+    let mut federation = saxony.federation_client(&node).await.unwrap();
+    let answers = federation
+        .settle_batch(schein_proto::v1::SettleBatchRequest {
+            signed_records: vec![a.clone(), b.clone(), a.clone(), c.clone(), forged],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert_eq!(answers.len(), 5);
+    let receipt = |i: usize| -> Receipt { signed::peek(&answers[i].signed_receipt).unwrap() };
+    assert_eq!(receipt(0).outcome(), Outcome::Accepted);
+    assert_eq!(receipt(1).outcome(), Outcome::Accepted);
+    assert_eq!(
+        answers[2].signed_receipt, answers[0].signed_receipt,
+        "the same record twice"
+    );
+    assert_eq!(
+        (receipt(3).outcome(), receipt(3).reason()),
+        (Outcome::Rejected, RejectReason::OverCap),
+        "the cap holds across the batch"
+    );
+    assert!(answers[4].signed_receipt.is_empty());
+    assert_eq!(answers[4].refusal, ErrorReason::BadSignature as i32);
+    // Each answer is the one Settle gives for its record, byte for byte.
+    for (i, bytes) in [(0, &a), (1, &b), (3, &c)] {
+        let single = federation
+            .settle(schein_proto::v1::SettleRequest {
+                signed_record: bytes.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .signed_receipt;
+        assert_eq!(single, answers[i].signed_receipt, "record {i}");
+    }
+    assert_eq!(
+        claimed_at_issuer(&mut leipzig, &voucher.short_code).await,
+        (45_000, 0)
+    );
+    assert_eq!(ledger_checks_out(&mut leipzig).await, 3, "three decisions");
+    saxony.shutdown().await.unwrap();
+}

@@ -33,6 +33,7 @@ pub enum Operation {
     VoucherStatuses,
     MemberEntry,
     Settle,
+    SettleBatch,
     Statement,
     ClosePeriod,
     ProviderKnown,
@@ -52,7 +53,7 @@ pub enum Admits {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 25] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -72,6 +73,7 @@ impl Operation {
         Operation::VoucherStatuses,
         Operation::MemberEntry,
         Operation::Settle,
+        Operation::SettleBatch,
         Operation::Statement,
         Operation::ClosePeriod,
         Operation::ProviderKnown,
@@ -95,8 +97,8 @@ impl Operation {
             VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
                 Admits::Local(Role::Provider)
             }
-            VoucherStatus | VoucherStatuses | MemberEntry | Settle | Statement | ClosePeriod
-            | ProviderKnown => Admits::Peers,
+            VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
+            | ClosePeriod | ProviderKnown => Admits::Peers,
             Report | Members => Admits::Readers,
         }
     }
@@ -121,7 +123,7 @@ impl Operation {
             ListClaims => "list claims",
             VoucherStatus | VoucherStatuses => "ask about vouchers as a member node",
             MemberEntry => "read member entries",
-            Settle => "settle claims",
+            Settle | SettleBatch => "settle claims",
             Statement | ClosePeriod => "clear periods",
             ProviderKnown => "ask about providers",
             Report | Members => "read reports",

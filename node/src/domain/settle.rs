@@ -92,6 +92,29 @@ pub async fn settle(
     settle_here(node, &record).await
 }
 
+/// Most records one batch may carry.
+pub const MAX_BATCH: usize = 256;
+
+/// A member node `peer` sends up to [`MAX_BATCH`] of its signed settlement records at once:
+/// each is opened and decided as [`settle`] would, and they reach the store together, so that
+/// its writer decides them in one transaction. The answers are in the order of the records.
+pub async fn settle_batch(
+    node: &Node,
+    peer: &Identity,
+    signed_records: &[Vec<u8>],
+) -> Result<Vec<Result<Vec<u8>, SettleError>>, SettleError> {
+    if signed_records.len() > MAX_BATCH {
+        return Err(SettleError::Invalid(format!(
+            "at most {MAX_BATCH} records per batch, not {}",
+            signed_records.len()
+        )));
+    }
+    let answers = signed_records
+        .iter()
+        .map(|signed_record| settle(node, peer, signed_record));
+    Ok(futures::future::join_all(answers).await)
+}
+
 /// Decides on a record whose sender has been checked (or this node's own, as its own issuer).
 pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u8>, SettleError> {
     let key = node.signing_key.clone();

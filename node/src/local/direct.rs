@@ -221,6 +221,7 @@ impl DirectNode {
             }
             Rpc::MemberEntry => handle!(federation.member_entry, v1::MemberEntryRequest),
             Rpc::Settle => handle!(federation.settle, v1::SettleRequest),
+            Rpc::SettleBatch => handle!(federation.settle_batch, v1::SettleBatchRequest),
             Rpc::Statement => handle!(federation.statement, v1::StatementRequest),
             Rpc::ClosePeriod => handle!(federation.close_period, v1::ClosePeriodRequest),
             Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),

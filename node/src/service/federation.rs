@@ -8,9 +8,9 @@ use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, Member, MemberEntryRequest,
-    ProviderKnownRequest, ProviderKnownResponse, SettleRequest, SettleResponse, StatementRequest,
-    StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
-    VoucherStatusesResponse,
+    ProviderKnownRequest, ProviderKnownResponse, SettleAnswer, SettleBatchRequest,
+    SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest, StatementResponse,
+    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest, VoucherStatusesResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -73,6 +73,34 @@ impl Federation for FederationService {
         let signed_receipt =
             settle::settle(&self.node, &peer, &request.get_ref().signed_record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
+    }
+
+    async fn settle_batch(
+        &self,
+        request: Request<SettleBatchRequest>,
+    ) -> Result<Response<SettleBatchResponse>, Status> {
+        let peer = authorize(&request, &self.node, Operation::SettleBatch)?;
+        let answers = settle::settle_batch(&self.node, &peer, &request.get_ref().signed_records)
+            .await?
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(signed_receipt) => SettleAnswer {
+                    signed_receipt,
+                    ..Default::default()
+                },
+                Err(error) => {
+                    let status = Status::from(error);
+                    SettleAnswer {
+                        refusal: schein_proto::error::reason_of(&status)
+                            .unwrap_or(ErrorReason::Unspecified)
+                            as i32,
+                        message: status.message().to_owned(),
+                        ..Default::default()
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(SettleBatchResponse { answers }))
     }
 
     async fn statement(
