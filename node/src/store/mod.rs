@@ -14,6 +14,7 @@
 //! touches, flushed to disk before the method returns; changes that finish together share a flush.
 
 mod aggregates;
+mod backend;
 mod claims;
 mod clearing;
 mod group_commit;
@@ -22,6 +23,7 @@ mod settle;
 mod writer;
 
 pub use aggregates::Aggregate;
+pub use backend::{Backend, ReceiptSigner};
 
 pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};

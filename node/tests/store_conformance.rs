@@ -1,0 +1,349 @@
+//! What any storage backend of a node must do, as tests generic over
+//! [`schein_node::store::Backend`]: every change is atomic (a decision, its voucher state, its
+//! ledger entry and its report counters together or not at all), repeated changes are
+//! idempotent (the same record gets the same receipt byte for byte, the same claim is stored
+//! once), acknowledged changes survive a killed process, and the cap is exact however many
+//! settlements race. The sled store runs the suite here; another backend would add its `open`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use schein_node::domain::report::Measure;
+use schein_node::domain::settle::Ceilings;
+use schein_node::store::{Backend, ClaimKey, NewClaim, Outgoing, ReceiptSigner, Store, StoreError};
+use schein_proto::period::Period;
+use schein_proto::v1::{
+    Category, ClaimRecord, ClaimState, Outcome, Receipt, RejectReason, SettlementRecord,
+};
+use schein_proto::voucher::new_body;
+use schein_proto::{Day, Serial, SignedVoucher};
+use sha2::Digest;
+
+/// The sled backend, opened (or created) in `dir`.
+fn open_sled(dir: &Path) -> Store {
+    Store::open(dir).expect("the store opens")
+}
+
+const CEILINGS: Ceilings = Ceilings {
+    medication_per_voucher_cents: 50_000,
+    per_claim_cents: 250_000,
+};
+
+fn day(text: &str) -> Day {
+    Day::parse(text).expect("a day")
+}
+
+fn today() -> Day {
+    day("2026-11-10")
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[11; 32])
+}
+
+/// A voucher of Leipzig valid in November 2026, with a treatment cap of `cap` cents.
+fn voucher(cap: i64) -> SignedVoucher {
+    let key = key();
+    let body = new_body(
+        "leipzig",
+        Serial::random(),
+        &key.verifying_key(),
+        day("2026-11-01"),
+        day("2026-12-31"),
+        &[],
+        Some(cap),
+    );
+    SignedVoucher::sign(&body, &key)
+}
+
+/// Dresden's record of a treatment claim `id` of `cents` on `voucher`.
+fn record(voucher: &SignedVoucher, id: &str, cents: i64) -> SettlementRecord {
+    SettlementRecord {
+        claim_id: id.into(),
+        serial: voucher
+            .decode_own()
+            .expect("own")
+            .serial
+            .as_bytes()
+            .to_vec(),
+        issuer: "leipzig".into(),
+        amount_cents: cents,
+        category: Category::Treatment as i32,
+        service_month: today().month().expect("a month"),
+        redeemer: "dresden".into(),
+        voucher_hash: sha2::Sha256::digest(voucher.to_bytes()).to_vec(),
+        accepted_on: Some(today().into()),
+        ..Default::default()
+    }
+}
+
+fn signer() -> ReceiptSigner {
+    Arc::new(|receipt: &Receipt| receipt.encode_to_vec())
+}
+
+async fn settle<B: Backend>(store: &B, record: &SettlementRecord) -> Result<Receipt, StoreError> {
+    let bytes = store
+        .settle("leipzig", record, today(), CEILINGS, signer())
+        .await?;
+    Ok(Receipt::decode(bytes.as_slice()).expect("a receipt"))
+}
+
+fn serial_of(voucher: &SignedVoucher) -> Serial {
+    voucher.decode_own().expect("own").serial
+}
+
+/// A claim of provider "praxis" on a voucher with serial `serial`.
+fn new_claim(id: &str, serial: Serial) -> NewClaim {
+    NewClaim {
+        key: ClaimKey::new("praxis", id),
+        record: ClaimRecord {
+            claim_id: id.into(),
+            issuer: "leipzig".into(),
+            amount_cents: 466,
+            provider: "praxis".into(),
+            ..Default::default()
+        },
+        settlement_id: format!("s-{id}"),
+        settlement: Outgoing::Signed(vec![1, 2, 3]),
+        fingerprint: id.as_bytes().to_vec(),
+        duplicate_keys: vec![[serial.as_bytes().as_slice(), id.as_bytes()].concat()],
+    }
+}
+
+/// A decision comes with its voucher state, its ledger entry and its counters; a refused change
+/// leaves everything as it was.
+async fn changes_are_atomic<B: Backend>(store: B) {
+    let voucher = voucher(50_000);
+    store.issue(&voucher, today()).await.expect("issued");
+    let serial = serial_of(&voucher);
+    let settled = Measure::Settled.cell(Period::Month(2026, 11));
+
+    let accepted = settle(&store, &record(&voucher, "a", 30_000))
+        .await
+        .expect("decided");
+    assert_eq!(accepted.outcome(), Outcome::Accepted);
+    let rejected = settle(&store, &record(&voucher, "b", 30_000))
+        .await
+        .expect("decided");
+    assert_eq!(rejected.reason(), RejectReason::OverCap);
+    let state = |store: &B| {
+        (
+            store
+                .voucher(serial)
+                .expect("read")
+                .expect("there")
+                .claimed_cents,
+            store.ledger_head().expect("head").seq,
+            store.aggregate(&settled).expect("counter").amount_cents,
+        )
+    };
+    assert_eq!(
+        state(&store),
+        (30_000, 2, 30_000),
+        "each decision with all it changes"
+    );
+
+    // Another record under a used claim id is refused and changes nothing.
+    let before = state(&store);
+    let reused = settle(&store, &record(&voucher, "a", 100)).await;
+    assert!(
+        matches!(reused, Err(StoreError::ClaimIdReused)),
+        "{reused:?}"
+    );
+    assert_eq!(state(&store), before);
+    // So does a receipt for a claim that does not exist.
+    let missing = store
+        .finish_claim(
+            &ClaimKey::new("praxis", "none"),
+            &[1],
+            &accepted,
+            String::new(),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::UnknownClaim)),
+        "{missing:?}"
+    );
+    assert_eq!(state(&store), before);
+}
+
+/// The same record gets the same receipt, byte for byte, and is paid once; the same claim is
+/// stored once; a receipt recorded twice changes the claim once.
+async fn changes_are_idempotent<B: Backend>(store: B) {
+    let voucher = voucher(50_000);
+    store.issue(&voucher, today()).await.expect("issued");
+    let record = record(&voucher, "once", 466);
+    let first = store
+        .settle("leipzig", &record, today(), CEILINGS, signer())
+        .await
+        .expect("decided");
+    let again = store
+        .settle("leipzig", &record, today(), CEILINGS, signer())
+        .await
+        .expect("decided");
+    assert_eq!(first, again);
+    assert_eq!(
+        store
+            .voucher(serial_of(&voucher))
+            .expect("read")
+            .expect("there")
+            .claimed_cents,
+        466
+    );
+    assert_eq!(store.ledger_head().expect("head").seq, 1);
+
+    let claim = new_claim("c1", serial_of(&voucher));
+    let (stored, created) = store.submit_claim(claim.clone()).await.expect("stored");
+    assert!(created);
+    assert_eq!(stored.state(), ClaimState::Pending);
+    let (again, created) = store.submit_claim(claim.clone()).await.expect("stored");
+    assert!(!created);
+    assert_eq!(again, stored);
+    let receipt = Receipt::decode(first.as_slice()).expect("receipt");
+    let finished = store
+        .finish_claim(&claim.key, &first, &receipt, "settled".into())
+        .await
+        .expect("recorded");
+    assert_eq!(finished.state(), ClaimState::Settled);
+    let twice = store
+        .finish_claim(&claim.key, &first, &receipt, "settled again".into())
+        .await
+        .expect("recorded");
+    assert_eq!(twice, finished, "a receipt twice changes nothing");
+    assert_eq!(
+        store.ledger_head().expect("head").seq,
+        2,
+        "and is entered once"
+    );
+}
+
+/// 64 settlements of EUR 1 race on a voucher with a cap of EUR 10: exactly ten are paid.
+async fn the_cap_is_exact_under_concurrency<B: Backend>(store: B) {
+    let voucher = voucher(1_000);
+    store.issue(&voucher, today()).await.expect("issued");
+    let racing = (0..64).map(|i| {
+        let store = store.clone();
+        let record = record(&voucher, &format!("r{i}"), 100);
+        tokio::spawn(async move { settle(&store, &record).await.expect("decided") })
+    });
+    let mut accepted = 0;
+    for task in racing {
+        let receipt = task.await.expect("no panic");
+        if receipt.outcome() == Outcome::Accepted {
+            accepted += 1;
+        } else {
+            assert_eq!(receipt.reason(), RejectReason::OverCap);
+        }
+    }
+    assert_eq!(accepted, 10);
+    let stored = store
+        .voucher(serial_of(&voucher))
+        .expect("read")
+        .expect("there");
+    assert_eq!(stored.claimed_cents, 1_000);
+    assert_eq!(store.ledger_head().expect("head").seq, 64);
+}
+
+const CHILD: &str = "SCHEIN_CONFORMANCE_CHILD";
+
+/// Acknowledged changes survive a killed process: this test runs itself again as a child that
+/// issues and settles, printing each change the moment it is acknowledged; the parent kills it
+/// with SIGKILL as soon as all are printed and opens the store again.
+fn acknowledged_changes_survive_a_kill<B: Backend>(open: fn(&Path) -> B, test_name: &str) {
+    if let Ok(dir) = std::env::var(CHILD) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let store = open(Path::new(&dir));
+            let voucher = voucher(1_000_000);
+            store.issue(&voucher, today()).await.expect("issued");
+            println!(
+                "voucher {}",
+                data_encoding::HEXLOWER.encode(&voucher.to_bytes())
+            );
+            let tasks: Vec<_> = (0..32)
+                .map(|i| {
+                    let (store, record) = (store.clone(), record(&voucher, &format!("k{i}"), 100));
+                    tokio::spawn(async move {
+                        settle(&store, &record).await.expect("decided");
+                        println!("settled k{i}");
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("no panic");
+            }
+            // Killed here, with the store open: no drop, no flush on the way out.
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        });
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("the test"))
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the child starts");
+    let stdout = child.stdout.take().expect("its output");
+    let (mut voucher, mut settled) = (None, 0);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        // libtest's "test … ... " may precede the first line without a line break.
+        if let Some((_, hex)) = line.split_once("voucher ") {
+            let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).expect("hex");
+            voucher = Some(SignedVoucher::from_bytes(&bytes).expect("a voucher"));
+        } else if line.contains("settled k") {
+            settled += 1;
+            if settled == 32 {
+                break;
+            }
+        }
+    }
+    child.kill().expect("killed");
+    child.wait().expect("reaped");
+    assert_eq!(settled, 32, "the child acknowledged every settlement");
+    let voucher = voucher.expect("the child issued a voucher");
+    let store = open(dir.path());
+    let stored = store
+        .voucher(serial_of(&voucher))
+        .expect("read")
+        .expect("the voucher survived");
+    assert_eq!(
+        stored.claimed_cents, 3_200,
+        "every acknowledged settlement survived"
+    );
+    assert_eq!(store.ledger_head().expect("head").seq, 32);
+    let entries = store.ledger_entries(1, 100).expect("entries");
+    assert_eq!(entries.len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_changes_are_atomic() {
+    let dir = tempfile::tempdir().unwrap();
+    changes_are_atomic(open_sled(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_changes_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    changes_are_idempotent(open_sled(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_the_cap_is_exact_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    the_cap_is_exact_under_concurrency(open_sled(dir.path())).await;
+}
+
+#[test]
+fn sled_acknowledged_changes_survive_a_kill() {
+    acknowledged_changes_survive_a_kill(open_sled, "sled_acknowledged_changes_survive_a_kill");
+}
