@@ -159,8 +159,18 @@ impl Store {
     }
 
     /// Whether claims between this node and `peer` for `month` fall in a closed period.
+    ///
+    /// Plain reads, not a transaction: it runs for every claim, a close record is written once and
+    /// never removed, and the settle transaction checks again with [`closed_in`].
     pub fn pair_closed_for_month(&self, peer: &str, month: i32) -> Result<bool, StoreError> {
-        Ok(self.meta.transaction(|meta| closed_in(meta, peer, month))?)
+        for period in Period::containing(month) {
+            if self.meta.get(pair_key(period, peer))?.is_some()
+                || self.meta.get(legacy_closed_key(period))?.is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Records the close of the pair with `peer` for `period` (the first record stays), durably.
