@@ -825,6 +825,31 @@ async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
     saxony.shutdown().await.unwrap();
 }
 
+/// Dresden's signed settlement record `id` of `amount_cents` for a treatment today on `voucher`
+/// (a Leipzig voucher), as Dresden's node would send it.
+fn dresden_record(
+    voucher: &schein_proto::SignedVoucher,
+    dresden_key: &ed25519_dalek::SigningKey,
+    id: &str,
+    amount_cents: i64,
+) -> Vec<u8> {
+    use sha2::Digest;
+    let record = schein_proto::v1::SettlementRecord {
+        claim_id: id.into(),
+        serial: voucher.decode_own().unwrap().serial.as_bytes().to_vec(),
+        issuer: "leipzig".into(),
+        amount_cents,
+        category: Category::Treatment as i32,
+        service_month: schein_proto::Day::today().month().unwrap(),
+        redeemer: "dresden".into(),
+        key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
+        voucher_hash: sha2::Sha256::digest(voucher.to_bytes()).to_vec(),
+        accepted_on: Some(schein_proto::Day::today().into()),
+        served_before_revocation: true,
+    };
+    signed::seal(Kind::Settlement, &record, dresden_key)
+}
+
 /// The issuer's idempotency, asked directly: the same signed record twice gets the original
 /// receipt byte for byte, and is paid and entered in the ledger once. (A provider's retry is
 /// answered from the redeemer's own store, so this is the only way to see the issuer's.)
@@ -839,23 +864,7 @@ async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
         panic!("not a full code")
     };
     let dresden_key = saxony.signing_key("dresden").unwrap();
-    let record = schein_proto::v1::SettlementRecord {
-        claim_id: "resent-once".into(),
-        serial: full.0.decode_own().unwrap().serial.as_bytes().to_vec(),
-        issuer: "leipzig".into(),
-        amount_cents: 466,
-        category: Category::Treatment as i32,
-        service_month: schein_proto::Day::today().month().unwrap(),
-        redeemer: "dresden".into(),
-        key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
-        voucher_hash: {
-            use sha2::Digest;
-            sha2::Sha256::digest(full.0.to_bytes()).to_vec()
-        },
-        accepted_on: Some(schein_proto::Day::today().into()),
-        served_before_revocation: true,
-    };
-    let signed_record = signed::seal(Kind::Settlement, &record, &dresden_key);
+    let signed_record = dresden_record(&full.0, &dresden_key, "resent-once", 466);
     let dresden_node = saxony.node_identity("dresden", "leipzig").unwrap();
     let mut federation = saxony.federation_client(&dresden_node).await.unwrap();
     let mut receipts = Vec::new();
@@ -889,8 +898,6 @@ async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
 /// is refused alone, and the cap holds across the batch.
 #[tokio::test]
 async fn a_batch_of_records_is_answered_as_each_would_be_alone() {
-    use sha2::Digest;
-
     let saxony = Saxony::start().await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
     let voucher = issue(&mut leipzig, &[]).await.unwrap();
@@ -900,25 +907,8 @@ async fn a_batch_of_records_is_answered_as_each_would_be_alone() {
         panic!("not a full code")
     };
     let dresden_key = saxony.signing_key("dresden").unwrap();
-    let record = |id: &str, amount_cents: i64| {
-        signed::seal(
-            Kind::Settlement,
-            &schein_proto::v1::SettlementRecord {
-                claim_id: id.into(),
-                serial: full.0.decode_own().unwrap().serial.as_bytes().to_vec(),
-                issuer: "leipzig".into(),
-                amount_cents,
-                category: Category::Treatment as i32,
-                service_month: schein_proto::Day::today().month().unwrap(),
-                redeemer: "dresden".into(),
-                key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
-                voucher_hash: sha2::Sha256::digest(full.0.to_bytes()).to_vec(),
-                accepted_on: Some(schein_proto::Day::today().into()),
-                served_before_revocation: true,
-            },
-            &dresden_key,
-        )
-    };
+    let record =
+        |id: &str, amount_cents: i64| dresden_record(&full.0, &dresden_key, id, amount_cents);
     // EUR 500 cap: 300 + 150 fit, a further 100 does not.
     let (a, b, c) = (
         record("b-a", 30_000),
