@@ -836,11 +836,18 @@ fn dresden_record(
     use sha2::Digest;
     let record = schein_proto::v1::SettlementRecord {
         claim_id: id.into(),
-        serial: voucher.decode_own().unwrap().serial.as_bytes().to_vec(),
+        serial: voucher
+            .decode_own()
+            .expect("a voucher of its own issuer")
+            .serial
+            .as_bytes()
+            .to_vec(),
         issuer: "leipzig".into(),
         amount_cents,
         category: Category::Treatment as i32,
-        service_month: schein_proto::Day::today().month().unwrap(),
+        service_month: schein_proto::Day::today()
+            .month()
+            .expect("today has a month"),
         redeemer: "dresden".into(),
         key_id: schein_proto::KeyId::of(&dresden_key.verifying_key()).0,
         voucher_hash: sha2::Sha256::digest(voucher.to_bytes()).to_vec(),
