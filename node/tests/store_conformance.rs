@@ -10,11 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use prost::Message;
 use schein_node::domain::report::Measure;
 use schein_node::domain::settle::Ceilings;
-use schein_node::store::{Backend, ClaimKey, NewClaim, Outgoing, ReceiptSigner, Store, StoreError};
+use schein_node::store::{
+    Backend, ClaimKey, Describe, NewClaim, Outgoing, OwnClaim, ReceiptSigner, Store, StoreError,
+};
 use schein_proto::period::Period;
+use schein_proto::signed::{self, Kind};
 use schein_proto::v1::{
     Category, ClaimRecord, ClaimState, Outcome, Receipt, RejectReason, SettlementRecord,
 };
@@ -80,15 +82,16 @@ fn record(voucher: &SignedVoucher, id: &str, cents: i64) -> SettlementRecord {
     }
 }
 
+/// Seals receipts with Leipzig's key, as the node does.
 fn signer() -> ReceiptSigner {
-    Arc::new(|receipt: &Receipt| receipt.encode_to_vec())
+    Arc::new(|receipt: &Receipt| signed::seal(Kind::Receipt, receipt, &key()))
 }
 
 async fn settle<B: Backend>(store: &B, record: &SettlementRecord) -> Result<Receipt, StoreError> {
     let bytes = store
         .settle("leipzig", record, today(), CEILINGS, signer())
         .await?;
-    Ok(Receipt::decode(bytes.as_slice()).expect("a receipt"))
+    Ok(signed::peek(&bytes).expect("a receipt"))
 }
 
 fn serial_of(voucher: &SignedVoucher) -> Serial {
@@ -202,7 +205,7 @@ async fn changes_are_idempotent<B: Backend>(store: B) {
     let (again, created) = store.submit_claim(claim.clone()).await.expect("stored");
     assert!(!created);
     assert_eq!(again, stored);
-    let receipt = Receipt::decode(first.as_slice()).expect("receipt");
+    let receipt: Receipt = signed::peek(&first).expect("a receipt");
     let finished = store
         .finish_claim(&claim.key, &first, &receipt, "settled".into())
         .await
@@ -217,6 +220,55 @@ async fn changes_are_idempotent<B: Backend>(store: B) {
         store.ledger_head().expect("head").seq,
         2,
         "and is entered once"
+    );
+}
+
+/// A claim on a node's own voucher is decided and its receipt recorded in one change: the
+/// claim is settled, both ledger entries are there, and the same record again changes nothing.
+async fn an_own_claim_settles_in_one_change<B: Backend>(store: B) {
+    let voucher = voucher(50_000);
+    store.issue(&voucher, today()).await.expect("issued");
+    let claim = new_claim("own", serial_of(&voucher));
+    store.submit_claim(claim.clone()).await.expect("stored");
+    let mut record = record(&voucher, "s-own", 466);
+    record.redeemer = "leipzig".into();
+    let describe: Describe = Arc::new(|receipt: &Receipt| format!("{:?}", receipt.outcome()));
+    let settle_own = || {
+        store.settle_own(
+            "leipzig",
+            &record,
+            today(),
+            CEILINGS,
+            signer(),
+            OwnClaim {
+                key: claim.key.clone(),
+                describe: describe.clone(),
+            },
+        )
+    };
+    let (receipt, settled) = settle_own().await.expect("decided");
+    assert_eq!(settled.state(), ClaimState::Settled);
+    assert_eq!(settled.message, "Accepted");
+    assert_eq!(
+        store.claim(&claim.key).expect("read"),
+        Some(settled.clone())
+    );
+    let head = store.ledger_head().expect("head").seq;
+    assert_eq!(head, 2, "the decision and the receipt, both entered");
+    let again = settle_own().await.expect("decided");
+    assert_eq!(
+        again,
+        (receipt, settled),
+        "the same receipt, the claim unchanged"
+    );
+    assert_eq!(store.ledger_head().expect("head").seq, head);
+    assert_eq!(
+        store
+            .voucher(serial_of(&voucher))
+            .expect("read")
+            .expect("there")
+            .claimed_cents,
+        466
     );
 }
 
@@ -335,6 +387,12 @@ async fn sled_changes_are_atomic() {
 async fn sled_changes_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     changes_are_idempotent(open_sled(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_an_own_claim_settles_in_one_change() {
+    let dir = tempfile::tempdir().unwrap();
+    an_own_claim_settles_in_one_change(open_sled(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

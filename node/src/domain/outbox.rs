@@ -14,7 +14,7 @@ use schein_proto::v1::{ClaimRecord, Outcome, Receipt, RejectReason, SettlementRe
 use tokio::sync::watch;
 
 use super::claim::{served_before_revocation, sign_record};
-use super::settle::{SettleError, settle_here};
+use super::settle::{SettleError, settle_own_claim};
 use crate::node::Node;
 use crate::roster::Member;
 use crate::store::{ClaimKey, DueSettlement, Outgoing, StoreError};
@@ -56,14 +56,23 @@ pub async fn deliver(
         .member(issuer_id)
         .ok_or_else(|| DeliveryError::UnknownIssuer(issuer_id.to_owned()))?;
     let signed_record = signed_settlement(node, key, issuer, settlement).await?;
-    let signed_record_copy = signed_record.clone();
-    let signed_receipt = if issuer.id() == node.id {
+    if issuer.id() == node.id {
+        // This node is the issuer: the decision and the receipt go into one transaction.
         let record: SettlementRecord = signed::peek(&signed_record)
             .map_err(|e| DeliveryError::BadReceipt(format!("the own record: {e}")))?;
-        settle_here(node, &record).await?
-    } else {
-        node.peers.settle(issuer, signed_record).await?
-    };
+        let describe = {
+            let issuer = issuer.clone();
+            move |receipt: &Receipt| receipt_message(&issuer, receipt)
+        };
+        let (signed_receipt, claim) = settle_own_claim(node, &record, key, describe).await?;
+        // Made by this node in that transaction: no signature to check.
+        let receipt: Receipt = signed::peek(&signed_receipt)
+            .map_err(|e| DeliveryError::BadReceipt(format!("the own receipt: {e}")))?;
+        log_decided(issuer, &receipt);
+        return Ok(claim);
+    }
+    let signed_record_copy = signed_record.clone();
+    let signed_receipt = node.peers.settle(issuer, signed_record).await?;
     let receipt = open_receipt(issuer, &signed_receipt)?;
     let sent: SettlementRecord =
         signed::peek(&signed_record_copy).map_err(|e| DeliveryError::BadReceipt(e.to_string()))?;
@@ -84,6 +93,11 @@ pub async fn deliver(
         .store
         .finish_claim(key, &signed_receipt, &receipt, message)
         .await?;
+    log_decided(issuer, &receipt);
+    Ok(record)
+}
+
+fn log_decided(issuer: &Member, receipt: &Receipt) {
     tracing::info!(
         issuer = issuer.id(),
         outcome = Outcome::try_from(receipt.outcome)
@@ -92,7 +106,6 @@ pub async fn deliver(
         ledger_seq = receipt.ledger_seq,
         "claim decided"
     );
-    Ok(record)
 }
 
 /// Checks a receipt's signature with the issuer's key from the roster, in use today.

@@ -3,7 +3,9 @@
 //! The decision is the pure function [`decide`], which the store calls inside the transaction
 //! that records it; the store answers a repeated record with the original receipt.
 
-use schein_proto::v1::{Category, ErrorReason, Receipt, RejectReason, Scope, SettlementRecord};
+use schein_proto::v1::{
+    Category, ClaimRecord, ErrorReason, Receipt, RejectReason, Scope, SettlementRecord,
+};
 use schein_proto::voucher::claim_deadline;
 use schein_proto::{Day, KeyId};
 use sha2::Digest;
@@ -11,7 +13,7 @@ use sha2::Digest;
 use super::Refusal;
 use crate::node::Node;
 use crate::pki::Identity;
-use crate::store::{StoreError, StoredVoucher};
+use crate::store::{ClaimKey, OwnClaim, StoreError, StoredVoucher};
 
 /// What the issuer pays at most (its member entry's limits), as the decision needs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +119,6 @@ pub async fn settle_batch(
 
 /// Decides on a record whose sender has been checked (or this node's own, as its own issuer).
 pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u8>, SettleError> {
-    let key = node.signing_key.clone();
-    let key_id = KeyId::of(&key.verifying_key()).0;
     let signed_receipt = node
         .store
         .settle(
@@ -126,16 +126,48 @@ pub async fn settle_here(node: &Node, record: &SettlementRecord) -> Result<Vec<u
             record,
             Day::today(),
             Ceilings::of(node),
-            move |receipt| {
-                let receipt = Receipt {
-                    key_id: key_id.clone(),
-                    ..receipt.clone()
-                };
-                schein_proto::signed::seal(schein_proto::signed::Kind::Receipt, &receipt, &key)
-            },
+            receipt_signer(node),
         )
         .await?;
     Ok(signed_receipt)
+}
+
+/// Decides on this node's own record for the claim under `key` (a claim on one of its own
+/// vouchers) and records the receipt with the claim in the same transaction; `describe` says
+/// what the provider is told. Returns the signed receipt and the claim as it now stands.
+pub async fn settle_own_claim(
+    node: &Node,
+    record: &SettlementRecord,
+    key: &ClaimKey,
+    describe: impl Fn(&Receipt) -> String + Send + Sync + 'static,
+) -> Result<(Vec<u8>, ClaimRecord), SettleError> {
+    Ok(node
+        .store
+        .settle_own(
+            &node.id,
+            record,
+            Day::today(),
+            Ceilings::of(node),
+            receipt_signer(node),
+            OwnClaim {
+                key: key.clone(),
+                describe: std::sync::Arc::new(describe),
+            },
+        )
+        .await?)
+}
+
+/// Seals a receipt with this node's signing key, naming the key.
+fn receipt_signer(node: &Node) -> impl Fn(&Receipt) -> Vec<u8> + Send + Sync + 'static {
+    let key = node.signing_key.clone();
+    let key_id = KeyId::of(&key.verifying_key()).0;
+    move |receipt| {
+        let receipt = Receipt {
+            key_id: key_id.clone(),
+            ..receipt.clone()
+        };
+        schein_proto::signed::seal(schein_proto::signed::Kind::Receipt, &receipt, &key)
+    }
 }
 
 /// The rules of flow 4 for one voucher, in order: the voucher as presented, the emergency

@@ -18,6 +18,22 @@ use crate::domain::settle::Ceilings;
 /// Seals a receipt with the issuer's key.
 pub type ReceiptSigner = std::sync::Arc<dyn Fn(&Receipt) -> Vec<u8> + Send + Sync>;
 
+/// Says what the provider is told of a receipt.
+pub type Describe = std::sync::Arc<dyn Fn(&Receipt) -> String + Send + Sync>;
+
+/// The claim whose record a node settles as its own issuer, and what its provider is told.
+#[derive(Clone)]
+pub struct OwnClaim {
+    pub key: ClaimKey,
+    pub describe: Describe,
+}
+
+impl std::fmt::Debug for OwnClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnClaim").finish_non_exhaustive()
+    }
+}
+
 /// The domain operations of a node's storage.
 pub trait Backend: Clone + Send + Sync + 'static {
     /// Records a newly signed voucher, issued on `issued_on`; [`StoreError::SerialTaken`] if its
@@ -58,6 +74,18 @@ pub trait Backend: Clone + Send + Sync + 'static {
         ceilings: Ceilings,
         sign: ReceiptSigner,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Decides on a claim on this node's own voucher and records the receipt with the claim, in
+    /// one change; the same record again gets the original receipt and changes nothing.
+    fn settle_own(
+        &self,
+        issuer: &str,
+        record: &SettlementRecord,
+        today: Day,
+        ceilings: Ceilings,
+        sign: ReceiptSigner,
+        claim: OwnClaim,
+    ) -> impl Future<Output = Result<(Vec<u8>, ClaimRecord), StoreError>> + Send;
 
     /// Stores a provider's claim with its outbox entry; the same claim again returns it.
     fn submit_claim(
@@ -128,6 +156,26 @@ impl Backend for Store {
         sign: ReceiptSigner,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
         Store::settle(self, issuer, record, today, ceilings, move |r| sign(r))
+    }
+
+    fn settle_own(
+        &self,
+        issuer: &str,
+        record: &SettlementRecord,
+        today: Day,
+        ceilings: Ceilings,
+        sign: ReceiptSigner,
+        claim: OwnClaim,
+    ) -> impl Future<Output = Result<(Vec<u8>, ClaimRecord), StoreError>> + Send {
+        Store::settle_own(
+            self,
+            issuer,
+            record,
+            today,
+            ceilings,
+            move |r| sign(r),
+            claim,
+        )
     }
 
     fn submit_claim(

@@ -23,7 +23,7 @@ mod settle;
 mod writer;
 
 pub use aggregates::Aggregate;
-pub use backend::{Backend, ReceiptSigner};
+pub use backend::{Backend, Describe, OwnClaim, ReceiptSigner};
 
 pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};

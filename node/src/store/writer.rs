@@ -86,6 +86,17 @@ pub(super) enum Change {
         ceilings: Ceilings,
         sign: Signer,
     },
+    /// A claim on one of this node's own vouchers, decided and its receipt recorded in the
+    /// same transaction (see [`super::Store::settle_own`]).
+    SettleOwn {
+        issuer: String,
+        record: SettlementRecord,
+        category: schein_proto::v1::Category,
+        today: Day,
+        ceilings: Ceilings,
+        sign: Signer,
+        claim: super::OwnClaim,
+    },
     /// A provider's claim (see [`super::Store::submit_claim`]).
     Submit { claim: Box<NewClaim>, sequence: u64 },
     /// An issuer's receipt for a claim (see [`super::Store::finish_claim`]).
@@ -101,6 +112,7 @@ pub(super) enum Change {
 pub(super) enum Done {
     Issued,
     Settled(Vec<u8>),
+    SettledOwn(Vec<u8>, ClaimRecord),
     Submitted(ClaimRecord, bool),
     Finished(ClaimRecord),
 }
@@ -136,6 +148,25 @@ impl Change {
             } => {
                 super::settle::settle_in(tx, issuer, record, *category, *today, *ceilings, &**sign)
                     .map(Done::Settled)
+            }
+            Change::SettleOwn {
+                issuer,
+                record,
+                category,
+                today,
+                ceilings,
+                sign,
+                claim,
+            } => {
+                let signed_receipt = super::settle::settle_in(
+                    tx, issuer, record, *category, *today, *ceilings, &**sign,
+                )?;
+                let receipt: Receipt = schein_proto::signed::peek(&signed_receipt)
+                    .map_err(|_| ConflictableTransactionError::Abort(corrupt("an own receipt")))?;
+                let message = (claim.describe)(&receipt);
+                let claim =
+                    super::claims::finish_in(tx, &claim.key, &signed_receipt, &receipt, &message)?;
+                Ok(Done::SettledOwn(signed_receipt, claim))
             }
             Change::Submit { claim, sequence } => super::claims::submit_in(tx, claim, *sequence)
                 .map(|(record, created)| Done::Submitted(record, created)),
