@@ -407,17 +407,16 @@ mod tests {
         /// Settles a record of `redeemer` for `cents` in `category`, served in the month of
         /// `served`, accepted on `accepted`, decided on `today`; returns the receipt.
         #[allow(clippy::too_many_arguments)]
-        async fn settle(
-            &self,
-            voucher: &SignedVoucher,
-            redeemer: &str,
-            cents: i64,
-            category: Category,
-            served: &str,
-            accepted: &str,
-            before_revocation: bool,
-            today: &str,
-        ) -> Receipt {
+        async fn settle(&self, voucher: &SignedVoucher, sent: Sent) -> Receipt {
+            let Sent {
+                redeemer,
+                cents,
+                category,
+                served,
+                accepted,
+                before_revocation,
+                today,
+            } = sent;
             let record = SettlementRecord {
                 claim_id: data_encoding::HEXLOWER.encode(Serial::random().as_bytes()),
                 serial: voucher.decode_own().unwrap().serial.as_bytes().to_vec(),
@@ -442,6 +441,56 @@ mod tests {
         }
     }
 
+    /// A record as the redeemer sends it: by default from Dresden, accepted on the day of the
+    /// service, decided that day, the service not before a revocation.
+    struct Sent {
+        redeemer: &'static str,
+        cents: i64,
+        category: Category,
+        served: &'static str,
+        accepted: &'static str,
+        before_revocation: bool,
+        today: &'static str,
+    }
+
+    impl Sent {
+        fn new(cents: i64, category: Category, served: &'static str) -> Self {
+            Sent {
+                redeemer: "dresden",
+                cents,
+                category,
+                served,
+                accepted: served,
+                before_revocation: false,
+                today: served,
+            }
+        }
+
+        fn from(self, redeemer: &'static str) -> Self {
+            Sent { redeemer, ..self }
+        }
+
+        /// Accepted by the redeemer on `accepted`, and decided that day unless [`Sent::today`].
+        fn accepted(self, accepted: &'static str) -> Self {
+            Sent {
+                accepted,
+                today: accepted,
+                ..self
+            }
+        }
+
+        fn before_revocation(self) -> Self {
+            Sent {
+                before_revocation: true,
+                ..self
+            }
+        }
+
+        fn today(self, today: &'static str) -> Self {
+            Sent { today, ..self }
+        }
+    }
+
     fn decision(receipt: &Receipt) -> Result<(), RejectReason> {
         if receipt.outcome == Outcome::Accepted as i32 {
             Ok(())
@@ -461,41 +510,24 @@ mod tests {
         let late_arrival = issuer
             .settle(
                 &v,
-                "dresden",
-                466,
-                T,
-                "2026-09-15",
-                "2026-12-20",
-                false,
-                "2027-01-15",
+                Sent::new(466, T, "2026-09-15")
+                    .accepted("2026-12-20")
+                    .today("2027-01-15"),
             )
             .await;
         assert_eq!(decision(&late_arrival), Ok(()));
         // Accepted after the deadline: rejected.
         let late = issuer
-            .settle(
-                &v,
-                "dresden",
-                466,
-                T,
-                "2026-09-15",
-                "2026-12-31",
-                false,
-                "2026-12-31",
-            )
+            .settle(&v, Sent::new(466, T, "2026-09-15").accepted("2026-12-31"))
             .await;
         assert_eq!(decision(&late), Err(RejectReason::DeadlinePassed));
         // An acceptance day in the issuer's future is not believed: its own clock decides.
         let future = issuer
             .settle(
                 &v,
-                "dresden",
-                466,
-                T,
-                "2026-09-15",
-                "2027-01-20",
-                false,
-                "2027-01-10",
+                Sent::new(466, T, "2026-09-15")
+                    .accepted("2027-01-20")
+                    .today("2027-01-10"),
             )
             .await;
         assert_eq!(decision(&future), Err(RejectReason::DeadlinePassed));
@@ -503,13 +535,9 @@ mod tests {
         let before = issuer
             .settle(
                 &v,
-                "dresden",
-                466,
-                T,
-                "2026-09-15",
-                "2026-08-01",
-                false,
-                "2027-01-10",
+                Sent::new(466, T, "2026-09-15")
+                    .accepted("2026-08-01")
+                    .today("2027-01-10"),
             )
             .await;
         assert_eq!(decision(&before), Err(RejectReason::DeadlinePassed));
@@ -528,40 +556,23 @@ mod tests {
         let before = issuer
             .settle(
                 &v,
-                "dresden",
-                466,
-                T,
-                "2026-11-10",
-                "2026-11-25",
-                true,
-                "2026-11-25",
+                Sent::new(466, T, "2026-11-10")
+                    .accepted("2026-11-25")
+                    .before_revocation(),
             )
             .await;
         assert_eq!(decision(&before), Ok(()), "served before the revocation");
         let after = issuer
-            .settle(
-                &v,
-                "dresden",
-                466,
-                T,
-                "2026-11-21",
-                "2026-11-25",
-                false,
-                "2026-11-25",
-            )
+            .settle(&v, Sent::new(466, T, "2026-11-21").accepted("2026-11-25"))
             .await;
         assert_eq!(decision(&after), Err(RejectReason::Revoked));
         // A redeemer claiming "before" for a month after the revocation's is not believed.
         let implausible = issuer
             .settle(
                 &v,
-                "dresden",
-                466,
-                T,
-                "2026-12-02",
-                "2026-12-03",
-                true,
-                "2026-12-03",
+                Sent::new(466, T, "2026-12-02")
+                    .accepted("2026-12-03")
+                    .before_revocation(),
             )
             .await;
         assert_eq!(decision(&implausible), Err(RejectReason::Revoked));
@@ -571,71 +582,16 @@ mod tests {
     async fn ceilings_bound_one_claim_and_a_vouchers_medication() {
         let issuer = Issuer::new();
         let v = issuer.voucher("2026-10-01", "2026-12-31", None).await;
-        let too_big = issuer
-            .settle(
-                &v,
-                "dresden",
-                250_001,
-                T,
-                "2026-11-10",
-                "2026-11-10",
-                false,
-                "2026-11-10",
-            )
-            .await;
+        let too_big = issuer.settle(&v, Sent::new(250_001, T, "2026-11-10")).await;
         assert_eq!(decision(&too_big), Err(RejectReason::OverClaimCeiling));
-        let first = issuer
-            .settle(
-                &v,
-                "dresden",
-                40_000,
-                M,
-                "2026-11-10",
-                "2026-11-10",
-                false,
-                "2026-11-10",
-            )
-            .await;
+        let first = issuer.settle(&v, Sent::new(40_000, M, "2026-11-10")).await;
         assert_eq!(decision(&first), Ok(()));
-        let over = issuer
-            .settle(
-                &v,
-                "dresden",
-                10_001,
-                M,
-                "2026-11-11",
-                "2026-11-11",
-                false,
-                "2026-11-11",
-            )
-            .await;
+        let over = issuer.settle(&v, Sent::new(10_001, M, "2026-11-11")).await;
         assert_eq!(decision(&over), Err(RejectReason::OverMedicationCeiling));
-        let rest = issuer
-            .settle(
-                &v,
-                "dresden",
-                10_000,
-                M,
-                "2026-11-11",
-                "2026-11-11",
-                false,
-                "2026-11-11",
-            )
-            .await;
+        let rest = issuer.settle(&v, Sent::new(10_000, M, "2026-11-11")).await;
         assert_eq!(decision(&rest), Ok(()), "exactly up to the ceiling");
         // Medication does not use the treatment cap.
-        let treatment = issuer
-            .settle(
-                &v,
-                "dresden",
-                50_000,
-                T,
-                "2026-11-12",
-                "2026-11-12",
-                false,
-                "2026-11-12",
-            )
-            .await;
+        let treatment = issuer.settle(&v, Sent::new(50_000, T, "2026-11-12")).await;
         assert_eq!(decision(&treatment), Ok(()));
     }
 
@@ -645,30 +601,10 @@ mod tests {
         let v = issuer
             .voucher("2026-10-01", "2026-12-31", Some("chemnitz/klinikum"))
             .await;
-        let elsewhere = issuer
-            .settle(
-                &v,
-                "dresden",
-                15_000,
-                T,
-                "2026-11-10",
-                "2026-11-10",
-                false,
-                "2026-11-10",
-            )
-            .await;
+        let elsewhere = issuer.settle(&v, Sent::new(15_000, T, "2026-11-10")).await;
         assert_eq!(decision(&elsewhere), Err(RejectReason::NotBoundProvider));
         let bound = issuer
-            .settle(
-                &v,
-                "chemnitz",
-                15_000,
-                T,
-                "2026-11-10",
-                "2026-11-10",
-                false,
-                "2026-11-10",
-            )
+            .settle(&v, Sent::new(15_000, T, "2026-11-10").from("chemnitz"))
             .await;
         assert_eq!(decision(&bound), Ok(()));
     }
