@@ -825,6 +825,19 @@ async fn another_record_under_a_used_claim_id_is_refused_by_the_issuer() {
     saxony.shutdown().await.unwrap();
 }
 
+/// A voucher Leipzig's office issues, and the signed voucher its full code carries.
+async fn issue_signed(
+    leipzig: &mut OfficeClient<Channel>,
+) -> (schein_proto::v1::VoucherRecord, schein_proto::SignedVoucher) {
+    let voucher = issue(leipzig, &[]).await.expect("issued");
+    let Ok(schein_proto::VoucherCode::Full(full)) =
+        schein_proto::VoucherCode::parse(&voucher.full_code)
+    else {
+        panic!("not a full code")
+    };
+    (voucher, full.0)
+}
+
 /// Dresden's signed settlement record `id` of `amount_cents` for a treatment today on `voucher`
 /// (a Leipzig voucher), as Dresden's node would send it.
 fn dresden_record(
@@ -864,14 +877,9 @@ fn dresden_record(
 async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
     let saxony = Saxony::start().await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let voucher = issue(&mut leipzig, &[]).await.unwrap();
-    let schein_proto::VoucherCode::Full(full) =
-        schein_proto::VoucherCode::parse(&voucher.full_code).unwrap()
-    else {
-        panic!("not a full code")
-    };
+    let (voucher, full) = issue_signed(&mut leipzig).await;
     let dresden_key = saxony.signing_key("dresden").unwrap();
-    let signed_record = dresden_record(&full.0, &dresden_key, "resent-once", 466);
+    let signed_record = dresden_record(&full, &dresden_key, "resent-once", 466);
     let dresden_node = saxony.node_identity("dresden", "leipzig").unwrap();
     let mut federation = saxony.federation_client(&dresden_node).await.unwrap();
     let mut receipts = Vec::new();
@@ -907,15 +915,10 @@ async fn the_issuer_answers_a_record_sent_again_with_its_original_receipt() {
 async fn a_batch_of_records_is_answered_as_each_would_be_alone() {
     let saxony = Saxony::start().await.unwrap();
     let mut leipzig = saxony.office("leipzig").await.unwrap();
-    let voucher = issue(&mut leipzig, &[]).await.unwrap();
-    let schein_proto::VoucherCode::Full(full) =
-        schein_proto::VoucherCode::parse(&voucher.full_code).unwrap()
-    else {
-        panic!("not a full code")
-    };
+    let (voucher, full) = issue_signed(&mut leipzig).await;
     let dresden_key = saxony.signing_key("dresden").unwrap();
     let record =
-        |id: &str, amount_cents: i64| dresden_record(&full.0, &dresden_key, id, amount_cents);
+        |id: &str, amount_cents: i64| dresden_record(&full, &dresden_key, id, amount_cents);
     // EUR 500 cap: 300 + 150 fit, a further 100 does not.
     let (a, b, c) = (
         record("b-a", 30_000),
