@@ -7,7 +7,7 @@ use schein_proto::Day;
 use schein_proto::money::Cents;
 use schein_proto::v1::{
     Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, DecideHeldClaimRequest,
-    LedgerRequest, ListClaimsRequest, ProviderKind, SubmitClaimRequest,
+    LedgerRequest, ListClaimsRequest, PeerLedgerRequest, ProviderKind, SubmitClaimRequest,
 };
 
 use crate::Outcome;
@@ -282,4 +282,27 @@ pub(crate) async fn verify_ledger(client: &Client, out: &Output) -> anyhow::Resu
         ));
     }
     Ok(Outcome::Done)
+}
+
+/// Has the node check a peer's whole ledger against the head it witnessed and the receipts the
+/// peer gave it.
+pub(crate) async fn verify_peer_ledger(
+    client: &Client,
+    peer: &str,
+    out: &Output,
+) -> anyhow::Result<Outcome> {
+    let check = client
+        .office()
+        .peer_ledger(PeerLedgerRequest {
+            node: peer.to_owned(),
+        })
+        .await
+        .map_err(|s| client.explain(&s))?
+        .into_inner();
+    out.peer_ledger(&client.identity.node, &check);
+    Ok(if check.findings.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::LedgerContradicted
+    })
 }

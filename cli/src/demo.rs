@@ -10,8 +10,9 @@ use schein_node::local::{LocalFederation, SAXONY};
 use schein_node::pki::{NodeCa, Role, Validity};
 use schein_proto::v1::{
     Category, ClaimItem, ClaimRecord, ClaimState, ClaimStatusRequest, ClearingRequest,
-    ClearingResult, ClearingState, InvalidReason, IssueVoucherRequest, LedgerRequest, ProviderKind,
-    RevocationReason, Scope, SubmitClaimRequest, Verdict, Verification,
+    ClearingResult, ClearingState, InvalidReason, IssueVoucherRequest, LedgerRequest,
+    PeerLedgerRequest, ProviderKind, RevocationReason, Scope, SubmitClaimRequest, Verdict,
+    Verification,
 };
 
 use crate::Outcome;
@@ -445,6 +446,26 @@ async fn walk_through(
             },
         );
     }
+    let witnessed = dresden_office
+        .office()
+        .peer_ledger(PeerLedgerRequest {
+            node: "leipzig".into(),
+        })
+        .await
+        .map_err(|s| dresden_office.explain(&s));
+    steps.report(
+        "Dresden holds Leipzig to its past: Leipzig's whole ledger still holds every receipt it gave Dresden (what `schein ledger verify --peer leipzig` checks)",
+        witnessed.as_ref().is_ok_and(|c| c.get_ref().findings.is_empty() && c.get_ref().receipts_checked > 0),
+        &match &witnessed {
+            Ok(check) if check.get_ref().findings.is_empty() => format!(
+                "{} entries chained, {} receipts unchanged",
+                check.get_ref().entries,
+                check.get_ref().receipts_checked
+            ),
+            Ok(check) => check.get_ref().findings.join("; "),
+            Err(error) => format!("{error:#}"),
+        },
+    );
     let period = schein_proto::period::Period::containing(
         schein_proto::Day::today().month().unwrap_or_default(),
     )[1]

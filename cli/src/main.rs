@@ -36,6 +36,7 @@ enum Outcome {
     ClaimRejected,
     ClaimPending,
     ClaimHeld,
+    LedgerContradicted,
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -49,6 +50,7 @@ impl Outcome {
             Outcome::ClaimRejected => 5,
             Outcome::ClaimPending => 6,
             Outcome::ClaimHeld => 7,
+            Outcome::LedgerContradicted => 8,
         }
     }
 }
@@ -105,8 +107,15 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum LedgerCommand {
-    /// Fetch your node's ledger and check its hash chain and signed head (office).
-    Verify,
+    /// Fetch your node's ledger and check its hash chain and signed head (office). With
+    /// `--peer`, have your node check that member's ledger against what it witnessed.
+    Verify {
+        /// Check this member's ledger instead: its whole chain against the head it signed to
+        /// your node earlier and every receipt it gave your node. Exit code 8 if it changed its
+        /// past.
+        #[arg(long, value_name = "NODE")]
+        peer: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -173,9 +182,12 @@ async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
             let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             report::clearing(&client, command, &out).await
         }
-        Command::Ledger(LedgerCommand::Verify) => {
+        Command::Ledger(LedgerCommand::Verify { peer }) => {
             let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
-            claim::verify_ledger(&client, &out).await
+            match peer {
+                Some(peer) => claim::verify_peer_ledger(&client, &peer, &out).await,
+                None => claim::verify_ledger(&client, &out).await,
+            }
         }
         Command::Voucher(command) => {
             let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;

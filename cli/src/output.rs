@@ -536,6 +536,52 @@ impl Output {
             );
         }
     }
+    pub(crate) fn peer_ledger(&self, witness: &str, check: &schein_proto::v1::PeerLedgerCheck) {
+        let evidence = data_encoding::BASE64.encode(&check.evidence_head);
+        let witnessed_on = (check.witnessed_at > 0)
+            .then(|| schein_proto::Day::of_unix_seconds(check.witnessed_at).to_string());
+        if self.json {
+            outln!(
+                "{}",
+                json!({
+                    "node": check.node,
+                    "witness": witness,
+                    "entries": check.entries,
+                    "witnessed_seq": check.witnessed_seq,
+                    "witnessed_on": witnessed_on,
+                    "receipts_checked": check.receipts_checked,
+                    "consistent": check.findings.is_empty(),
+                    "findings": check.findings,
+                    "evidence_head": (!check.evidence_head.is_empty()).then_some(evidence),
+                })
+            );
+            return;
+        }
+        let node = &check.node;
+        if check.findings.is_empty() {
+            outln!(
+                "The ledger of node {node} checks out against what {witness} holds: {} entries, chained; the head {witness} witnessed ({}) is in it, and {} receipts {node} gave {witness} are unchanged.",
+                check.entries,
+                match &witnessed_on {
+                    Some(day) => format!("entry {}, {day}", check.witnessed_seq),
+                    None => "none before".into(),
+                },
+                check.receipts_checked,
+            );
+            return;
+        }
+        outln!(
+            "The ledger of node {node} does NOT match what {witness} holds: {node} changed its past."
+        );
+        for finding in &check.findings {
+            outln!("  - {finding}");
+        }
+        if !check.evidence_head.is_empty() {
+            outln!(
+                "Proof: the head {node} signed earlier (base64, verifies with {node}'s signing key):\n  {evidence}"
+            );
+        }
+    }
 }
 
 pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {

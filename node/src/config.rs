@@ -63,6 +63,9 @@ pub struct Settings {
     /// How long to wait for another node before answering "could not be reached".
     #[serde(default = "defaults::peer_timeout_ms")]
     pub peer_timeout_ms: u64,
+    /// How often to witness each peer's ledger head, in seconds (0: never).
+    #[serde(default = "defaults::witness_interval_seconds")]
+    pub witness_interval_seconds: u64,
     /// Largest request accepted, in bytes.
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: usize,
@@ -113,6 +116,9 @@ mod defaults {
     pub(super) fn peer_timeout_ms() -> u64 {
         3_000
     }
+    pub(super) fn witness_interval_seconds() -> u64 {
+        60
+    }
     pub(super) fn max_message_bytes() -> usize {
         64 * 1024
     }
@@ -141,6 +147,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "annual_budget_cents",
     "clock_skew_seconds",
     "peer_timeout_ms",
+    "witness_interval_seconds",
     "max_message_bytes",
     "log",
 ];

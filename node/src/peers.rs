@@ -10,9 +10,9 @@ use std::time::Duration;
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::{
-    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, ProviderKnownRequest, SettleBatchRequest,
-    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
-    VoucherStatusesRequest,
+    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
+    ProviderKnownRequest, SettleBatchRequest, SettleRequest, StatementRequest,
+    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
@@ -196,6 +196,18 @@ impl Peers {
         self.bounded(member, call)
             .await
             .map(|response| response.known)
+    }
+
+    /// `member`'s ledger from entry `from_seq`, events left out, and its signed head.
+    pub async fn ledger_proof(
+        &self,
+        member: &Member,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<LedgerProofResponse, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.ledger_proof(LedgerProofRequest { from_seq, limit });
+        self.bounded(member, call).await
     }
 
     /// Sends a signed settlement record to `member`, the issuer; returns its signed receipt.

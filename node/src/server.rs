@@ -113,16 +113,18 @@ pub async fn run(
             ReportsServer::new(ReportsService::new(node.clone())).max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
-    // The outbox runs inside this future, not on a task of its own, so that a node that is
-    // dropped (killed) stops delivering with it.
-    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-    let (served, ()) = tokio::join!(
+    // The outbox and the witness run inside this future, not on tasks of their own, so that a
+    // node that is dropped (killed) stops with them.
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let witness_interval = std::time::Duration::from_secs(config.settings.witness_interval_seconds);
+    let (served, (), ()) = tokio::join!(
         async {
             let served = serve.await;
-            let _ = stop_outbox.send(true);
+            let _ = stop_background.send(true);
             served
         },
-        crate::domain::outbox::run_outbox(node.clone(), outbox_stopped),
+        crate::domain::outbox::run_outbox(node.clone(), stopped.clone()),
+        crate::domain::witness::run_witness(node.clone(), witness_interval, stopped),
     );
     if let Err(error) = store.flush().await {
         tracing::error!(%error, "flushing storage at shutdown failed");

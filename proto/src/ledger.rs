@@ -6,11 +6,48 @@ use prost::Message;
 use sha2::Digest;
 
 use crate::signed::{self, Kind};
-use crate::v1::{LedgerEntry, LedgerHead, SigningKey};
+use crate::v1::{LedgerEntry, LedgerEvent, LedgerHead, SigningKey, ledger_event};
 
-/// SHA-256 of an entry's encoding: what the next entry and the head refer to.
+const ENTRY_DOMAIN: &[u8] = b"schein/ledger-entry/v1";
+
+/// SHA-256 of what happened in an entry: of its event, or the hash given in its place.
+pub fn event_digest(entry: &LedgerEntry) -> [u8; 32] {
+    if entry.event.is_empty()
+        && let Ok(digest) = <[u8; 32]>::try_from(entry.event_hash.as_slice())
+    {
+        return digest;
+    }
+    sha2::Sha256::digest(&entry.event).into()
+}
+
+/// An entry's hash, what the next entry and the head refer to: over its sequence number, the
+/// hash before it and the digest of its event — so that the chain checks out with the events
+/// left out.
 pub fn entry_hash(entry: &LedgerEntry) -> [u8; 32] {
-    sha2::Sha256::digest(entry.encode_to_vec()).into()
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(ENTRY_DOMAIN);
+    hasher.update(entry.seq.to_be_bytes());
+    hasher.update(&entry.prev_hash);
+    hasher.update(event_digest(entry));
+    hasher.finalize().into()
+}
+
+/// The entry as another node may see it: its event replaced by the event's hash.
+pub fn redacted(entry: &LedgerEntry) -> LedgerEntry {
+    LedgerEntry {
+        seq: entry.seq,
+        prev_hash: entry.prev_hash.clone(),
+        event: Vec::new(),
+        event_hash: event_digest(entry).to_vec(),
+    }
+}
+
+/// The event digest of the entry an issuer recorded a signed receipt in.
+pub fn receipt_digest(signed_receipt: &[u8]) -> [u8; 32] {
+    let event = LedgerEvent {
+        event: Some(ledger_event::Event::Receipt(signed_receipt.to_vec())),
+    };
+    sha2::Sha256::digest(event.encode_to_vec()).into()
 }
 
 /// Why a ledger does not check out.
@@ -35,12 +72,64 @@ pub struct CheckedLedger {
     pub head: LedgerHead,
 }
 
-/// Checks `entries` (all of them, from 1) against `signed_head`, signed with one of `keys`.
-pub fn verify_chain(
-    entries: &[LedgerEntry],
-    signed_head: &[u8],
-    keys: &[SigningKey],
-) -> Result<CheckedLedger, LedgerError> {
+/// A point in a chain: the last entry followed and its hash (`START` before the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Position {
+    pub const START: Position = Position {
+        seq: 0,
+        hash: [0; 32],
+    };
+
+    /// The position a head names.
+    pub fn of_head(head: &LedgerHead) -> Option<Position> {
+        Some(Position {
+            seq: head.seq,
+            hash: head.hash.as_slice().try_into().ok()?,
+        })
+    }
+
+    /// Follows `entry`, which must be the next one: numbered one on, holding this position's
+    /// hash.
+    pub fn follow(&mut self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let expected = self.seq + 1;
+        if entry.seq != expected {
+            return Err(LedgerError::Gap {
+                expected,
+                found: entry.seq,
+            });
+        }
+        if entry.prev_hash != self.hash {
+            return Err(LedgerError::Broken(entry.seq));
+        }
+        *self = Position {
+            seq: entry.seq,
+            hash: entry_hash(entry),
+        };
+        Ok(())
+    }
+
+    /// Whether this position is where `head` says the chain ends.
+    pub fn check_head(&self, head: &LedgerHead) -> Result<(), LedgerError> {
+        if head.seq != self.seq {
+            return Err(LedgerError::HeadMismatch {
+                head: head.seq,
+                last: self.seq,
+            });
+        }
+        if head.hash != self.hash {
+            return Err(LedgerError::HeadHash);
+        }
+        Ok(())
+    }
+}
+
+/// Opens a signed head with whichever of `keys` it names.
+pub fn open_head(signed_head: &[u8], keys: &[SigningKey]) -> Result<LedgerHead, LedgerError> {
     let claimed: LedgerHead =
         signed::peek(signed_head).map_err(|e| LedgerError::HeadSignature(e.to_string()))?;
     let key = keys
@@ -49,34 +138,24 @@ pub fn verify_chain(
         .and_then(|k| <[u8; 32]>::try_from(k.public_key.as_slice()).ok())
         .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
         .ok_or_else(|| LedgerError::HeadSignature("signed with an unknown key".into()))?;
-    let head: LedgerHead = signed::open(Kind::LedgerHead, signed_head, &key)
-        .map_err(|e| LedgerError::HeadSignature(e.to_string()))?;
-    let mut previous = [0u8; 32];
-    for (i, entry) in entries.iter().enumerate() {
-        let expected = i as u64 + 1;
-        if entry.seq != expected {
-            return Err(LedgerError::Gap {
-                expected,
-                found: entry.seq,
-            });
-        }
-        if entry.prev_hash != previous {
-            return Err(LedgerError::Broken(entry.seq));
-        }
-        previous = entry_hash(entry);
+    signed::open(Kind::LedgerHead, signed_head, &key)
+        .map_err(|e| LedgerError::HeadSignature(e.to_string()))
+}
+
+/// Checks `entries` (all of them, from 1) against `signed_head`, signed with one of `keys`.
+pub fn verify_chain(
+    entries: &[LedgerEntry],
+    signed_head: &[u8],
+    keys: &[SigningKey],
+) -> Result<CheckedLedger, LedgerError> {
+    let head = open_head(signed_head, keys)?;
+    let mut position = Position::START;
+    for entry in entries {
+        position.follow(entry)?;
     }
-    let last = entries.len() as u64;
-    if head.seq != last {
-        return Err(LedgerError::HeadMismatch {
-            head: head.seq,
-            last,
-        });
-    }
-    if head.hash != previous {
-        return Err(LedgerError::HeadHash);
-    }
+    position.check_head(&head)?;
     Ok(CheckedLedger {
-        entries: last,
+        entries: position.seq,
         head,
     })
 }
@@ -93,6 +172,7 @@ mod tests {
                     seq,
                     prev_hash: previous.to_vec(),
                     event: vec![seq as u8; 3],
+                    event_hash: Vec::new(),
                 };
                 previous = entry_hash(&entry);
                 entry
@@ -166,5 +246,45 @@ mod tests {
         ));
         let (empty_head, keys) = head(&[], &key);
         assert_eq!(verify_chain(&[], &empty_head, &keys).unwrap().entries, 0);
+    }
+
+    #[test]
+    fn a_chain_checks_out_with_its_events_left_out_but_not_with_one_changed() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let entries = chain(5);
+        let (signed_head, keys) = head(&entries, &key);
+        let shown: Vec<LedgerEntry> = entries.iter().map(redacted).collect();
+        assert!(shown.iter().all(|e| e.event.is_empty()));
+        assert_eq!(
+            verify_chain(&shown, &signed_head, &keys).unwrap().entries,
+            5
+        );
+
+        let mut altered = shown.clone();
+        altered[1].event_hash[0] ^= 1;
+        assert_eq!(
+            verify_chain(&altered, &signed_head, &keys),
+            Err(LedgerError::Broken(3))
+        );
+        // The sequence number is part of the hash: an entry cannot move.
+        let mut moved = entries[1].clone();
+        moved.seq = 7;
+        assert_ne!(entry_hash(&moved), entry_hash(&entries[1]));
+    }
+
+    #[test]
+    fn a_receipt_entry_is_found_by_the_receipt_alone() {
+        let receipt = b"signed receipt bytes".to_vec();
+        let entry = LedgerEntry {
+            seq: 1,
+            prev_hash: vec![0; 32],
+            event: LedgerEvent {
+                event: Some(ledger_event::Event::Receipt(receipt.clone())),
+            }
+            .encode_to_vec(),
+            event_hash: Vec::new(),
+        };
+        assert_eq!(event_digest(&redacted(&entry)), receipt_digest(&receipt));
+        assert_ne!(receipt_digest(b"another receipt"), receipt_digest(&receipt));
     }
 }

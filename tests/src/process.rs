@@ -464,3 +464,38 @@ impl ProcessFederation {
         Ok(())
     }
 }
+
+/// Runs the `schein` binary with `identity` (saved into `dir` the first time) and `args`; its
+/// output and how long it took. A run longer than a minute fails the test instead of hanging it.
+pub async fn schein(
+    identity: &IdentityFile,
+    dir: &Path,
+    args: &[&str],
+) -> (std::process::Output, Duration) {
+    let file = dir.join(format!("{}-{}.toml", identity.node, identity.name));
+    if !file.exists() {
+        identity
+            .save_new(&file)
+            .expect("the identity file is written");
+    }
+    let started = Instant::now();
+    let run = tokio::process::Command::new(cli_binary().expect("the schein binary"))
+        .env_remove("SCHEIN_IDENTITY")
+        .env_remove("SCHEIN_ENDPOINT")
+        .env_remove("SCHEIN_TIMEOUT")
+        .arg("--identity")
+        .arg(&file)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("schein ended within a minute")
+        .expect("schein runs");
+    (output, started.elapsed())
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

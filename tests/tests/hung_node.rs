@@ -6,10 +6,8 @@
 //! goes on, and clearing with Chemnitz hung ends in one clear state that closing again
 //! completes.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use schein_node::client::IdentityFile;
 use schein_node::pki::Role;
 use schein_proto::v1::office_client::OfficeClient;
 use schein_proto::v1::provider_client::ProviderClient;
@@ -18,45 +16,11 @@ use schein_proto::v1::{
 };
 use schein_tests::books::check_pair;
 use schein_tests::claim_request;
-use schein_tests::process::{ProcessFederation, cli_binary};
+use schein_tests::process::{ProcessFederation, schein, text};
 
 /// How long a node waits for another here: short, so that the test does not wait long for the
 /// hung node.
 const PEER_TIMEOUT_MS: &str = "1000";
-
-/// Runs `schein` with `identity` and `args`; its output and how long it took.
-async fn schein(
-    identity: &IdentityFile,
-    dir: &std::path::Path,
-    args: &[&str],
-) -> (Output, Duration) {
-    let file = dir.join(format!("{}-{}.toml", identity.node, identity.name));
-    if !file.exists() {
-        identity
-            .save_new(&file)
-            .expect("the identity file is written");
-    }
-    let started = Instant::now();
-    let run = tokio::process::Command::new(cli_binary().expect("the schein binary"))
-        .env_remove("SCHEIN_IDENTITY")
-        .env_remove("SCHEIN_ENDPOINT")
-        .env_remove("SCHEIN_TIMEOUT")
-        .arg("--identity")
-        .arg(&file)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    // A hang is what this test looks for: fail instead of waiting with it.
-    let output = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("schein ended within a minute")
-        .expect("schein runs");
-    (output, started.elapsed())
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_node_costs_its_callers_a_bounded_wait() {

@@ -22,6 +22,7 @@ pub enum Operation {
     ListHeldClaims,
     DecideHeldClaim,
     Ledger,
+    PeerLedger,
     CloseClearing,
     ShowClearing,
     VerifyVoucher,
@@ -37,6 +38,7 @@ pub enum Operation {
     Statement,
     ClosePeriod,
     ProviderKnown,
+    LedgerProof,
     Report,
     Members,
 }
@@ -53,7 +55,7 @@ pub enum Admits {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 25] = [
+    pub const ALL: [Operation; 27] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -62,6 +64,7 @@ impl Operation {
         Operation::ListHeldClaims,
         Operation::DecideHeldClaim,
         Operation::Ledger,
+        Operation::PeerLedger,
         Operation::CloseClearing,
         Operation::ShowClearing,
         Operation::VerifyVoucher,
@@ -77,6 +80,7 @@ impl Operation {
         Operation::Statement,
         Operation::ClosePeriod,
         Operation::ProviderKnown,
+        Operation::LedgerProof,
         Operation::Report,
         Operation::Members,
     ];
@@ -91,14 +95,13 @@ impl Operation {
         use Operation::*;
         match self {
             IssueVoucher | RevokeVoucher | ShowVoucher | ListVouchers | ApproveCap
-            | ListHeldClaims | DecideHeldClaim | Ledger | CloseClearing | ShowClearing => {
-                Admits::Local(Role::Office)
-            }
+            | ListHeldClaims | DecideHeldClaim | Ledger | PeerLedger | CloseClearing
+            | ShowClearing => Admits::Local(Role::Office),
             VerifyVoucher | VerifyVouchers | SubmitClaim | ClaimStatus | ListClaims => {
                 Admits::Local(Role::Provider)
             }
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
-            | ClosePeriod | ProviderKnown => Admits::Peers,
+            | ClosePeriod | ProviderKnown | LedgerProof => Admits::Peers,
             Report | Members => Admits::Readers,
         }
     }
@@ -115,6 +118,7 @@ impl Operation {
             ListHeldClaims => "look at held claims",
             DecideHeldClaim => "decide on held claims",
             Ledger => "read the ledger",
+            PeerLedger => "check other members' ledgers",
             CloseClearing => "close a period",
             ShowClearing => "look at clearing",
             VerifyVoucher | VerifyVouchers => "verify vouchers",
@@ -126,6 +130,7 @@ impl Operation {
             Settle | SettleBatch => "settle claims",
             Statement | ClosePeriod => "clear periods",
             ProviderKnown => "ask about providers",
+            LedgerProof => "witness ledgers",
             Report | Members => "read reports",
         }
     }

@@ -12,6 +12,7 @@
 //! - [`outbox`]: delivering settlement records to their issuers.
 //! - [`clearing`]: closing a period pair by pair.
 //! - [`report`]: aggregates with disclosure control.
+//! - [`ledger`], [`witness`]: this node's ledger, and witnessing the peers' ledgers.
 //!
 //! Each error enum says, for every variant, its [`schein_proto::v1::ErrorReason`] and a
 //! sentence for people; the doors turn them into a gRPC status or a page in one place each.
@@ -26,6 +27,7 @@ pub mod report;
 pub mod settle;
 pub mod verify;
 pub mod vouchers;
+pub mod witness;
 
 use schein_proto::v1::ErrorReason;
 

@@ -196,6 +196,7 @@ impl DirectNode {
                 handle!(office.decide_held_claim, v1::DecideHeldClaimRequest)
             }
             Rpc::Ledger => handle!(office.ledger, v1::LedgerRequest),
+            Rpc::PeerLedger => handle!(office.peer_ledger, v1::PeerLedgerRequest),
             Rpc::CloseClearing => handle!(office.close_clearing, v1::ClearingRequest),
             Rpc::ShowClearing => handle!(office.show_clearing, v1::ClearingRequest),
             Rpc::VerifyVoucher => {
@@ -225,6 +226,7 @@ impl DirectNode {
             Rpc::Statement => handle!(federation.statement, v1::StatementRequest),
             Rpc::ClosePeriod => handle!(federation.close_period, v1::ClosePeriodRequest),
             Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),
+            Rpc::LedgerProof => handle!(federation.ledger_proof, v1::LedgerProofRequest),
             Rpc::Report => handle!(reports.report, v1::ReportRequest),
             Rpc::Members => handle!(reports.members, v1::MembersRequest),
         })

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
-    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, Member, MemberEntryRequest,
-    ProviderKnownRequest, ProviderKnownResponse, SettleAnswer, SettleBatchRequest,
-    SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest, StatementResponse,
-    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest, VoucherStatusesResponse,
+    ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
+    Member, MemberEntryRequest, ProviderKnownRequest, ProviderKnownResponse, SettleAnswer,
+    SettleBatchRequest, SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest,
+    StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    VoucherStatusesResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::authorize;
 use crate::domain::access::Operation;
-use crate::domain::{clearing, members, settle, vouchers};
+use crate::domain::{clearing, members, settle, vouchers, witness};
 use crate::node::Node;
 
 #[derive(Debug, Clone)]
@@ -101,6 +102,15 @@ impl Federation for FederationService {
             })
             .collect();
         Ok(Response::new(SettleBatchResponse { answers }))
+    }
+
+    async fn ledger_proof(
+        &self,
+        request: Request<LedgerProofRequest>,
+    ) -> Result<Response<LedgerProofResponse>, Status> {
+        authorize(&request, &self.node, Operation::LedgerProof)?;
+        let LedgerProofRequest { from_seq, limit } = *request.get_ref();
+        Ok(Response::new(witness::proof(&self.node, from_seq, limit)?))
     }
 
     async fn statement(

@@ -7,14 +7,14 @@ use schein_proto::v1::office_server::Office;
 use schein_proto::v1::{
     ApproveCapRequest, ApproveCapResponse, ClaimRecord, ClearingRequest, ClearingResult,
     DecideHeldClaimRequest, IssueVoucherRequest, LedgerRequest, LedgerResponse, ListClaimsRequest,
-    ListClaimsResponse, ListVouchersRequest, ListVouchersResponse, RevokeVoucherRequest,
-    ShowVoucherRequest, VoucherRecord,
+    ListClaimsResponse, ListVouchersRequest, ListVouchersResponse, PeerLedgerCheck,
+    PeerLedgerRequest, RevokeVoucherRequest, ShowVoucherRequest, VoucherRecord,
 };
 use tonic::{Request, Response, Status};
 
 use super::authorize;
 use crate::domain::access::Operation;
-use crate::domain::{claim, clearing, ledger, vouchers};
+use crate::domain::{claim, clearing, ledger, vouchers, witness};
 use crate::node::Node;
 
 #[derive(Debug, Clone)]
@@ -116,6 +116,16 @@ impl Office for OfficeService {
         authorize(&request, &self.node, Operation::Ledger)?;
         let LedgerRequest { from_seq, limit } = *request.get_ref();
         Ok(Response::new(ledger::read(&self.node, from_seq, limit)?))
+    }
+
+    async fn peer_ledger(
+        &self,
+        request: Request<PeerLedgerRequest>,
+    ) -> Result<Response<PeerLedgerCheck>, Status> {
+        authorize(&request, &self.node, Operation::PeerLedger)?;
+        Ok(Response::new(
+            witness::check_peer(&self.node, &request.get_ref().node).await?,
+        ))
     }
 
     async fn close_clearing(

@@ -15,6 +15,7 @@ use crate::domain::report::ReportError;
 use crate::domain::settle::SettleError;
 use crate::domain::verify::VerifyError;
 use crate::domain::vouchers::VoucherError;
+use crate::domain::witness::WitnessError;
 use crate::store::StoreError;
 
 /// The status for any refusal of the core.
@@ -50,6 +51,7 @@ statuses!(
     ClearingError,
     ReportError,
     VerifyError,
+    WitnessError,
 );
 
 impl From<AccessError> for Status {

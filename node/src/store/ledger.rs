@@ -63,6 +63,7 @@ pub(super) fn append(
         seq: head.seq + 1,
         prev_hash: head.hash.to_vec(),
         event: event.encode_to_vec(),
+        event_hash: Vec::new(),
     };
     ledger.insert(&entry.seq.to_be_bytes(), entry.encode_to_vec())?;
     let new_head = HeadRecord {

@@ -20,6 +20,7 @@ mod clearing;
 mod group_commit;
 mod ledger;
 mod settle;
+mod witness;
 mod writer;
 
 pub use aggregates::Aggregate;
@@ -30,6 +31,7 @@ pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
 pub use clearing::PairClose;
 pub use ledger::LedgerHead;
 pub use settle::{CapApproval, SettleError};
+pub use witness::{Contradiction, Witnessed};
 
 use prost::Message;
 use schein_proto::v1::RevocationReason;

@@ -327,10 +327,12 @@ pub(super) fn settle_in(
     {
         tx.state.insert(serial.as_bytes(), after.encode_to_vec())?;
     }
-    // The receipt names its own ledger position: reserve it, then record the signed
+    // The receipt names its own ledger position and the hash of the entry before it (so the
+    // redeemer can later hold this node to its past): reserve it, then record the signed
     // receipt under it.
     let head = ledger::head_in(tx.meta)?;
     receipt.ledger_seq = head.seq + 1;
+    receipt.ledger_prev_hash = head.hash.to_vec();
     let signed = sign(&receipt);
     let event = LedgerEvent {
         event: Some(ledger_event::Event::Receipt(signed.clone())),
