@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::bail;
 use ed25519_dalek::SigningKey;
 use prost::Message;
+use schein_node::client::IdentityFile;
 use schein_node::pki::Role;
 use schein_proto::ledger::entry_hash;
 use schein_proto::signed::{self, Kind};
@@ -79,6 +80,20 @@ fn rewrite_receipt(data_dir: &Path, seq: u64, key: &SigningKey) -> anyhow::Resul
     meta.insert("ledger_head", head.encode_to_vec())?;
     db.flush()?;
     Ok(())
+}
+
+/// `schein ledger verify --peer leipzig` at Dresden, which must fail with exit code 8; its
+/// output.
+async fn caught_by_dresden(office: &IdentityFile, dir: &Path) -> String {
+    let (caught, _) = schein(office, dir, &["ledger", "verify", "--peer", "leipzig"]).await;
+    let out = text(&caught.stdout);
+    assert_eq!(
+        caught.status.code(),
+        Some(8),
+        "{out}{}",
+        text(&caught.stderr)
+    );
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,19 +209,7 @@ async fn a_node_that_rewrites_its_ledger_is_caught_by_its_peers_witness() {
         )
         .await
         .unwrap();
-    let (caught, _) = schein(
-        &dresden_office,
-        files.path(),
-        &["ledger", "verify", "--peer", "leipzig"],
-    )
-    .await;
-    let out = text(&caught.stdout);
-    assert_eq!(
-        caught.status.code(),
-        Some(8),
-        "{out}{}",
-        text(&caught.stderr)
-    );
+    let out = caught_by_dresden(&dresden_office, files.path()).await;
     assert!(out.contains("does NOT match"), "{out}");
     // What the witness round found by itself, and what the whole check finds again.
     assert!(
@@ -241,14 +244,7 @@ async fn a_node_that_rewrites_its_ledger_is_caught_by_its_peers_witness() {
     federation.node_mut("leipzig").kill().unwrap();
     rewrite_receipt(&leipzig_data, 1, &leipzig_key).unwrap();
     federation.start_one("leipzig").await.unwrap();
-    let (caught, _) = schein(
-        &dresden_office,
-        files.path(),
-        &["ledger", "verify", "--peer", "leipzig"],
-    )
-    .await;
-    let out = text(&caught.stdout);
-    assert_eq!(caught.status.code(), Some(8), "{out}");
+    let out = caught_by_dresden(&dresden_office, files.path()).await;
     assert!(
         out.contains("entry 1 no longer holds the receipt it gave this node for claim"),
         "{out}"
