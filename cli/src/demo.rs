@@ -184,15 +184,20 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
         }
     };
     outln!("schein demo: three clearing offices on this machine, each with its own keys and CA.");
-    let mut federation = LocalFederation::start(&dir, &SAXONY)
-        .await
-        .context("cannot start the local federation")?;
+    // Each node also serves its web console, on a port of its own.
+    let mut federation =
+        LocalFederation::start_with(&dir, &SAXONY, &[("web_listen", "127.0.0.1:0")])
+            .await
+            .context("cannot start the local federation")?;
     for node in &federation.nodes {
         outln!(
-            "  {:<9} node at https://{}  (short codes {}-…)",
+            "  {:<9} node at https://{}  (short codes {}-…), web console {}",
             node.city.name,
             node.addr,
-            node.city.prefix
+            node.city.prefix,
+            node.web_addr()
+                .map(|a| format!("https://{a}/"))
+                .unwrap_or_else(|| "off".into())
         );
     }
     let mut steps = Steps::default();
@@ -206,7 +211,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
     }
 
     if let (Some(dir), Ok(())) = (&keep, &result) {
-        keep_running(dir)?;
+        keep_running(dir, &federation)?;
         tokio::signal::ctrl_c().await.ok();
         outln!("\nstopping the nodes");
     }
@@ -604,9 +609,15 @@ fn foreign_identity(federation: &LocalFederation) -> anyhow::Result<IdentityFile
     })
 }
 
-fn keep_running(dir: &Path) -> anyhow::Result<()> {
+fn keep_running(dir: &Path, federation: &LocalFederation) -> anyhow::Result<()> {
     let id = |node: &str, file: &str| dir.join(node).join("identities").join(file);
-    outln!("\nThe three nodes keep running until Ctrl-C. Try, in another terminal:\n");
+    outln!("\nThe three nodes keep running until Ctrl-C. Their web consoles:");
+    for node in &federation.nodes {
+        if let Some(addr) = node.web_addr() {
+            outln!("  {:<9} https://{addr}/", node.city.name);
+        }
+    }
+    outln!("\nTry, in another terminal:\n");
     outln!("  # as Leipzig's clearing office");
     outln!(
         "  export SCHEIN_IDENTITY={}",

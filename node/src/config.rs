@@ -32,6 +32,9 @@ pub struct Settings {
     /// Address and port to listen on.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// Address and port of the web console (HTTPS); absent: no console.
+    #[serde(default)]
+    pub web_listen: Option<String>,
     /// How other nodes and clients reach this node: `https://host:port`.
     pub endpoint: String,
     #[serde(default = "defaults::data_dir")]
@@ -134,6 +137,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "name",
     "prefix",
     "listen",
+    "web_listen",
     "endpoint",
     "data_dir",
     "roster",
@@ -176,6 +180,8 @@ pub struct Config {
     /// Directory the relative paths were resolved against.
     pub base_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where the web console listens, if it is on.
+    pub web_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub roster_path: PathBuf,
     pub ca_key_path: PathBuf,
@@ -257,6 +263,14 @@ impl Config {
                 settings.listen
             ))
         })?;
+        let web_listen = match settings.web_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "web_listen: '{text}' is not an address and port such as 127.0.0.1:7444"
+                ))
+            })?),
+        };
         if !(1..=MAX_CENTS).contains(&settings.default_cap_cents) {
             return Err(invalid(format!(
                 "default_cap_cents must be between 1 and {MAX_CENTS}"
@@ -325,6 +339,7 @@ impl Config {
         }
         Ok(Self {
             listen,
+            web_listen,
             data_dir: resolve(&settings.data_dir),
             ca_key_path: resolve(&settings.ca_key),
             roster_path,

@@ -60,6 +60,8 @@ pub struct InitOptions {
     pub prefix: String,
     pub listen: String,
     pub endpoint: String,
+    /// Where the web console listens; `None` leaves it off (a commented line says how).
+    pub web_listen: Option<String>,
     /// Further DNS names for the node's certificate.
     pub hostnames: Vec<String>,
     /// Name of the first office identity.
@@ -189,6 +191,8 @@ prefix = {prefix}
 listen = {listen}
 # How other nodes and this node's clients reach it.
 endpoint = {endpoint}
+# The web console (HTTPS, with the node's certificate; people sign in with their .p12 file).
+{web_listen}
 
 data_dir = "data"
 roster = "roster.toml"
@@ -217,6 +221,10 @@ log = "info"
         prefix = quoted(&options.prefix.to_ascii_uppercase()),
         listen = quoted(&options.listen),
         endpoint = quoted(&options.endpoint),
+        web_listen = match &options.web_listen {
+            Some(addr) => format!("web_listen = {}", quoted(addr)),
+            None => "# web_listen = \"0.0.0.0:8443\"".to_owned(),
+        },
     )
 }
 

@@ -79,6 +79,11 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// Where its web console listens, while it runs with one.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.control.web_addr)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(crate::config::CONFIG_FILE)
     }
@@ -158,6 +163,7 @@ impl LocalFederation {
                 prefix: city.prefix.into(),
                 listen: addr.to_string(),
                 endpoint: format!("https://127.0.0.1:{}", addr.port()),
+                web_listen: None,
                 hostnames: vec![],
                 office_name: "office".into(),
             })?;

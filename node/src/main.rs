@@ -52,6 +52,9 @@ enum Command {
         /// How others reach this node, e.g. https://schein.leipzig.example:7443.
         #[arg(long)]
         endpoint: String,
+        /// Address and port of the web console ("off": none).
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        web_listen: String,
         /// Further DNS names for the node's certificate.
         #[arg(long = "hostname")]
         hostnames: Vec<String>,
@@ -148,6 +151,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             prefix,
             listen,
             endpoint,
+            web_listen,
             hostnames,
             office,
         } => {
@@ -158,6 +162,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                 prefix,
                 listen,
                 endpoint,
+                web_listen: (web_listen != "off").then_some(web_listen),
                 hostnames,
                 office_name: office,
             })

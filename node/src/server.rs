@@ -36,6 +36,11 @@ pub enum RunError {
     Serve(#[from] tonic::transport::Error),
     #[error("the listener is unusable: {0}")]
     Listener(std::io::Error),
+    #[error("cannot listen for the web console on {addr}: {source}")]
+    Web {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the node ended before it served")]
     EndedEarly,
     #[error("the node's task panicked: {0}")]
@@ -47,6 +52,8 @@ pub enum RunError {
 pub struct Control {
     node: Arc<Node>,
     verifier: Arc<RosterClientVerifier>,
+    /// Where the web console listens, if it is on.
+    pub web_addr: Option<SocketAddr>,
 }
 
 impl Control {
@@ -86,13 +93,31 @@ pub async fn run(
         .await;
     health.set_serving::<ReportsServer<ReportsService>>().await;
 
+    let web = match config.web_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Web { addr, source })?;
+            let tls = Arc::new(crate::tls::web_server_config(
+                &config.tls,
+                verifier.clone(),
+            )?);
+            Some((listener, tls))
+        }
+        None => None,
+    };
+    let web_addr = web.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let local = listener.local_addr().ok();
     let incoming = ReceiverStream::new(spawn_acceptor(listener, tls, verifier.clone()));
     tracing::info!(node = %node.id, listen = ?local, members = node.roster().members().count(), "node serving");
+    if let Some(addr) = web_addr {
+        tracing::info!(node = %node.id, console = %crate::web::describe(addr), "web console serving");
+    }
     if let Some(ready) = on_ready {
         let _ = ready.send(Control {
             node: node.clone(),
-            verifier,
+            verifier: verifier.clone(),
+            web_addr,
         });
     }
     let serve = tonic::transport::Server::builder()
@@ -117,14 +142,27 @@ pub async fn run(
     // node that is dropped (killed) stops with them.
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let witness_interval = std::time::Duration::from_secs(config.settings.witness_interval_seconds);
-    let (served, (), ()) = tokio::join!(
+    let console = async {
+        if let Some((listener, tls)) = web {
+            crate::web::serve(
+                listener,
+                node.clone(),
+                tls,
+                verifier.clone(),
+                stopped.clone(),
+            )
+            .await;
+        }
+    };
+    let (served, (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
             served
         },
         crate::domain::outbox::run_outbox(node.clone(), stopped.clone()),
-        crate::domain::witness::run_witness(node.clone(), witness_interval, stopped),
+        crate::domain::witness::run_witness(node.clone(), witness_interval, stopped.clone()),
+        console,
     );
     if let Err(error) = store.flush().await {
         tracing::error!(%error, "flushing storage at shutdown failed");

@@ -231,6 +231,126 @@ impl ClientCertVerifier for RosterClientVerifier {
     }
 }
 
+/// The web console's side of the handshake: it asks for a client certificate but does not
+/// require one, and takes any chain whose holder proves possession of its key, so that a
+/// visitor without a certificate, or with one this node does not accept, gets a page that
+/// explains what to do instead of a browser's bare TLS error. The chain is then checked in
+/// full against the roster ([`RosterClientVerifier::caller_of`]) before anything is served.
+#[derive(Debug)]
+struct WebClientVerifier {
+    roster: Arc<RosterClientVerifier>,
+}
+
+impl ClientCertVerifier for WebClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.roster.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.roster.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.roster.supported_verify_schemes()
+    }
+}
+
+/// Who is on the other side of a web connection.
+#[derive(Clone, Debug)]
+pub enum Visitor {
+    /// No client certificate was presented.
+    Anonymous,
+    /// A certificate this node does not accept, and why.
+    Refused(String),
+    Known(Caller),
+}
+
+impl RosterClientVerifier {
+    /// The caller a presented chain names, checked in full against the roster now.
+    pub fn caller_of(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+        remote: Option<SocketAddr>,
+    ) -> Visitor {
+        let Some((end_entity, intermediates)) = chain.and_then(|c| c.split_first()) else {
+            return Visitor::Anonymous;
+        };
+        if let Err(error) = self.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+            let reason = match error {
+                rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+                    other.0.to_string()
+                }
+                other => other.to_string(),
+            };
+            return Visitor::Refused(reason);
+        }
+        let identity = match Identity::from_certificate(end_entity) {
+            Ok(identity) => identity,
+            Err(error) => return Visitor::Refused(error.to_string()),
+        };
+        match self.ca_fingerprint(&identity.node) {
+            Some(ca_fingerprint) => Visitor::Known(Caller {
+                identity,
+                remote,
+                ca_fingerprint,
+            }),
+            None => Visitor::Refused(format!(
+                "node '{}' is not a member of this roster",
+                identity.node
+            )),
+        }
+    }
+}
+
+/// The web console's server side: the node's certificate, a client certificate asked for but
+/// not required, HTTP/2 and HTTP/1.1.
+pub fn web_server_config(
+    node_cert: &CertifiedKey,
+    verifier: Arc<RosterClientVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let (certs, key) = parse_certified_key(node_cert)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(WebClientVerifier { roster: verifier }))
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// How long a web client may take to complete the TLS handshake.
+pub const WEB_HANDSHAKE_TIMEOUT: Duration = HANDSHAKE_TIMEOUT;
+
 /// Parses a PEM certificate chain and key.
 pub fn parse_certified_key(
     key: &CertifiedKey,

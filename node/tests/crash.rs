@@ -76,6 +76,7 @@ async fn sigkill_loses_nothing_acknowledged() {
         prefix: "LEJ".into(),
         listen: format!("127.0.0.1:{port}"),
         endpoint: format!("https://127.0.0.1:{port}"),
+        web_listen: None,
         hostnames: vec![],
         office_name: "office".into(),
     })
@@ -179,6 +180,7 @@ async fn sigkill_of_the_issuer_while_settling_loses_and_doubles_nothing() {
             prefix: prefix.into(),
             listen: format!("127.0.0.1:{port}"),
             endpoint: format!("https://127.0.0.1:{port}"),
+            web_listen: None,
             hostnames: vec![],
             office_name: "office".into(),
         })

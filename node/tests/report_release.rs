@@ -28,6 +28,7 @@ fn leipzig(dir: &std::path::Path) -> Config {
         prefix: "LEJ".into(),
         listen: "127.0.0.1:7443".into(),
         endpoint: "https://127.0.0.1:7443".into(),
+        web_listen: None,
         hostnames: vec![],
         office_name: "office".into(),
     })

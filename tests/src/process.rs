@@ -379,6 +379,7 @@ impl ProcessFederation {
                 prefix: prefix.into(),
                 listen: format!("127.0.0.1:{port}"),
                 endpoint: format!("https://127.0.0.1:{port}"),
+                web_listen: None,
                 hostnames: vec![],
                 office_name: "office".into(),
             })?;

@@ -25,6 +25,7 @@ pub(crate) fn lone_node(dir: &Path) -> Result<(Initialized, Config), Error> {
         prefix: "LEJ".into(),
         listen: format!("127.0.0.1:{port}"),
         endpoint: format!("https://127.0.0.1:{port}"),
+        web_listen: None,
         hostnames: vec![],
         office_name: "office".into(),
     })?;

@@ -377,6 +377,19 @@ pub fn list_own(
     })
 }
 
+/// The claims of this node's providers still waiting for their receipt (at most a page).
+pub fn list_pending(node: &Node) -> Result<Vec<ClaimRecord>, ClaimError> {
+    let request = ListClaimsRequest {
+        pending_only: true,
+        limit: 1000,
+        page_token: String::new(),
+    };
+    list(node, &request, |claim| {
+        claim.state == ClaimState::Pending as i32
+    })
+    .map(|page| page.claims)
+}
+
 /// A page of the claims of this node's providers held as possible duplicates.
 pub fn list_held(
     node: &Node,

@@ -63,6 +63,7 @@ impl DirectNode {
             listen: "127.0.0.1:0".into(),
             // Never dialled: the node is the only member, and it answers itself in-process.
             endpoint: "https://127.0.0.1:9".into(),
+            web_listen: None,
             hostnames: vec![],
             office_name: "office".into(),
         })?;

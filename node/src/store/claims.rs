@@ -421,6 +421,11 @@ impl Store {
         Ok(found)
     }
 
+    /// How many settlement records wait in the outbox.
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Settlement records due for delivery at `now_ms`, at most `limit`.
     pub fn due_settlements(
         &self,

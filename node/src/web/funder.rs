@@ -1,0 +1,327 @@
+//! The funder's dashboard: the node's report for a period as tables (suppressed cells marked,
+//! never filled in), the year's spend by quarter against the budget as a chart, where this
+//! node's vouchers were redeemed, and the report as CSV. The figures are the domain core's
+//! ([`report::for_reader`]): funders see them as released weekly, the node's office live.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use maud::{Markup, html};
+use schein_proto::Day;
+use schein_proto::v1::{NodeReport, RejectReason, ReportCell};
+
+use super::page::{self, Lang, Who};
+use super::{Console, Signed};
+use crate::domain::access::Operation;
+use crate::domain::report;
+
+pub(super) fn routes() -> Router<Console> {
+    Router::new()
+        .route("/funder", get(dashboard))
+        .route("/funder/report.csv", get(csv))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PeriodQuery {
+    #[serde(default)]
+    period: String,
+}
+
+fn period_or_current(query: &PeriodQuery) -> String {
+    if !query.period.trim().is_empty() {
+        return query.period.trim().to_owned();
+    }
+    Day::today()
+        .month()
+        .map(|m| schein_proto::period::Period::containing(m)[1].to_string())
+        .unwrap_or_default()
+}
+
+fn read(console: &Console, signed: &Signed, period: &str) -> Result<NodeReport, Response> {
+    let reader = signed.may(console, Operation::Report)?;
+    report::for_reader(&console.node, &reader, period).map_err(|error| {
+        let status = tonic::Status::from(error);
+        page::message(
+            signed.lang,
+            StatusCode::BAD_REQUEST,
+            signed
+                .lang
+                .t("Bericht nicht verfügbar", "Report not available"),
+            status.message(),
+        )
+    })
+}
+
+fn cell(cell: Option<&ReportCell>) -> Markup {
+    match cell {
+        Some(c) if !c.suppressed => html! { (page::money(c.amount_cents)) },
+        Some(_) => {
+            html! { span.suppressed title="unter 5 Gutscheinen: zum Schutz verborgen / fewer than 5 vouchers: hidden for privacy" { "•" } }
+        }
+        None => html! { "—" },
+    }
+}
+
+fn count(cell: Option<&ReportCell>) -> Markup {
+    match cell {
+        Some(c) if !c.suppressed => html! { (c.count) },
+        Some(_) => html! { span.suppressed { "•" } },
+        None => html! { "—" },
+    }
+}
+
+fn reason_word(lang: Lang, reason: RejectReason) -> String {
+    let name = reason
+        .as_str_name()
+        .trim_start_matches("REJECT_REASON_")
+        .to_lowercase()
+        .replace('_', " ");
+    match reason {
+        RejectReason::OverCap => lang.t("über der Obergrenze", "over the cap").to_owned(),
+        RejectReason::Revoked => lang.t("gesperrt", "revoked").to_owned(),
+        RejectReason::Expired => lang.t("abgelaufen", "expired").to_owned(),
+        _ => name,
+    }
+}
+
+async fn dashboard(
+    State(console): State<Console>,
+    signed: Signed,
+    Query(query): Query<PeriodQuery>,
+) -> Response {
+    let period = period_or_current(&query);
+    let report = match read(&console, &signed, &period) {
+        Ok(report) => report,
+        Err(page) => return page,
+    };
+    let lang = signed.lang;
+    let body = html! {
+        form.filters method="get" action="/funder" {
+            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
+            input #period name="period" value=(period);
+            button type="submit" { (lang.t("Anzeigen", "Show")) }
+            " " a.button href={ "/funder/report.csv?period=" (period) } download { (lang.t("CSV herunterladen", "Download CSV")) }
+        }
+        p.hint {
+            @match report.released_through {
+                Some(day) => { (lang.t("Stand: Ende ", "Figures up to the end of ")) (page::date(Day::from(day))) (lang.t(" (wöchentlich veröffentlicht).", " (released weekly).")) }
+                None => { (lang.t("Stand: jetzt (nur für die eigene Clearingstelle).", "Figures: live (only the node's own office sees these).")) }
+            }
+            " " span.suppressed { "•" } " " (lang.t("= verborgen, weil aus weniger als 5 Gutscheinen (oder daraus errechenbar).", "= hidden: built from fewer than 5 vouchers (or computable from such cells)."))
+        }
+        h2 { (lang.t("Ausgaben im Jahr gegen das Budget", "Spend in the year against the budget")) }
+        (chart(lang, &report))
+        h2 { (lang.t("Überblick", "Overview")) }
+        table.list {
+            thead { tr { th scope="col" { (lang.t("Kennzahl", "Measure")) } th scope="col" { (lang.t("Anzahl", "Count")) } th scope="col" { (lang.t("Betrag", "Amount")) } } }
+            tbody {
+                tr { th scope="row" { (lang.t("Ausgestellte Gutscheine", "Vouchers issued")) } td.num { (count(report.issued.as_ref())) } td {} }
+                tr { th scope="row" { (lang.t("Gutscheine mit Abrechnung", "Vouchers claimed on")) } td.num { (count(report.claimed_vouchers.as_ref())) } td {} }
+                tr { th scope="row" { (lang.t("Bezahlte Abrechnungen", "Settled claims")) } td.num { (count(report.settled.as_ref())) } td.num { (cell(report.settled.as_ref())) } }
+                @for c in &report.categories {
+                    tr { th scope="row" { "  " (c.category) } td.num { (count(c.cell.as_ref())) } td.num { (cell(c.cell.as_ref())) } }
+                }
+                tr { th scope="row" { (lang.t("Jahresbudget", "Annual budget")) } td {} td.num { (page::money(report.annual_budget_cents)) } }
+                tr { th scope="row" { (lang.t("Ausgegeben im Jahr", "Spent this year")) } td {} td.num { (cell(report.spent_this_year.as_ref())) } }
+                tr { th scope="row" { (lang.t("Prognose für das Jahr", "Forecast for the year")) } td {} td.num {
+                    @match report.forecast_cents { Some(f) => { (page::money(f)) @if report.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => span.suppressed { "•" } }
+                } }
+            }
+        }
+        h2 { (lang.t("Abgelehnte Abrechnungen nach Grund", "Rejected claims by reason")) }
+        table.list {
+            thead { tr { th scope="col" { (lang.t("Grund", "Reason")) } th scope="col" { (lang.t("Anzahl", "Count")) } } }
+            tbody { @for r in &report.rejected { tr { th scope="row" { (reason_word(lang, r.reason())) } td.num { (count(r.cell.as_ref())) } } } }
+        }
+        h2 { (lang.t("Wo die Gutscheine eingelöst wurden", "Where the vouchers were redeemed")) }
+        table.list {
+            thead { tr { th scope="col" { (lang.t("Ausgestellt von", "Issued by")) } @for f in &report.flows { th scope="col" { (f.redeemer) } } } }
+            tbody { tr { th scope="row" { (report.node_name) } @for f in &report.flows { td.num { (cell(f.cell.as_ref())) } } } }
+        }
+    };
+    let who = Who {
+        role: signed.identity.role,
+        name: &signed.identity.name,
+        node_name: &console.node.name,
+    };
+    let title = format!(
+        "{} – {} {}",
+        lang.t("Bericht", "Report"),
+        report.node_name,
+        report.period
+    );
+    page::respond(
+        lang,
+        StatusCode::OK,
+        page::frame(lang, &title, Some(who), "/funder", body),
+    )
+}
+
+/// The year's spend by quarter against the budget: bars for what each quarter added (stacked
+/// up to the year so far), a line for the annual budget, and the forecast for the year.
+fn chart(lang: Lang, report: &NodeReport) -> Markup {
+    const W: f64 = 640.0;
+    const H: f64 = 300.0;
+    const LEFT: f64 = 90.0;
+    const BOTTOM: f64 = 40.0;
+    const TOP: f64 = 20.0;
+    let budget = report.annual_budget_cents.max(1) as f64;
+    let mut cumulative = 0i64;
+    let bars: Vec<(String, Option<i64>)> = report
+        .quarters
+        .iter()
+        .map(|q| match q.cell.as_ref().filter(|c| !c.suppressed) {
+            Some(c) => {
+                cumulative += c.amount_cents;
+                (q.period.clone(), Some(cumulative))
+            }
+            None => (q.period.clone(), None),
+        })
+        .collect();
+    let top_value = [
+        budget,
+        report.forecast_cents.unwrap_or(0) as f64,
+        cumulative as f64,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max)
+        * 1.1;
+    let y = |cents: f64| TOP + (H - TOP - BOTTOM) * (1.0 - cents / top_value);
+    let slot = (W - LEFT - 20.0) / bars.len().max(1) as f64;
+    let ticks = 4;
+    html! {
+        figure.chart {
+            svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-labelledby="chart-title chart-desc" width="100%" {
+                title #chart-title { (lang.t("Ausgaben je Quartal, aufsummiert, gegen das Jahresbudget", "Spend by quarter, cumulative, against the annual budget")) }
+                desc #chart-desc { (lang.t("Balken: bis zum Ende des Quartals ausgegeben. Linie: Jahresbudget. Gestrichelt: Prognose.", "Bars: spent up to the end of the quarter. Line: annual budget. Dashed: forecast.")) }
+                line x1=(LEFT) y1=(y(0.0)) x2=(W - 10.0) y2=(y(0.0)) stroke="#333" {}
+                line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(y(0.0)) stroke="#333" {}
+                @for i in 0..=ticks {
+                    @let value = top_value * f64::from(i) / f64::from(ticks);
+                    line x1=(LEFT - 5.0) y1=(y(value)) x2=(LEFT) y2=(y(value)) stroke="#333" {}
+                    text x=(LEFT - 8.0) y=(y(value) + 4.0) text-anchor="end" font-size="11" fill="#222" { (page::money(value as i64 / 100 * 100)) }
+                }
+                @for (i, (label, value)) in bars.iter().enumerate() {
+                    @let x = LEFT + slot * i as f64 + slot * 0.2;
+                    @match value {
+                        Some(v) => {
+                            rect x=(x) y=(y(*v as f64)) width=(slot * 0.6) height=(y(0.0) - y(*v as f64)) fill="#1f5f99" {}
+                            text x=(x + slot * 0.3) y=(y(*v as f64) - 5.0) text-anchor="middle" font-size="11" fill="#222" { (page::money(*v)) }
+                        }
+                        None => {
+                            text x=(x + slot * 0.3) y=(y(0.0) - 8.0) text-anchor="middle" font-size="11" fill="#222" { "• " (lang.t("verborgen", "hidden")) }
+                        }
+                    }
+                    text x=(x + slot * 0.3) y=(H - BOTTOM + 18.0) text-anchor="middle" font-size="12" fill="#222" { (label) }
+                }
+                line x1=(LEFT) y1=(y(budget)) x2=(W - 10.0) y2=(y(budget)) stroke="#b3261e" stroke-width="2" {}
+                text x=(W - 12.0) y=(y(budget) - 6.0) text-anchor="end" font-size="12" fill="#b3261e" { (lang.t("Budget ", "Budget ")) (page::money(report.annual_budget_cents)) }
+                @if let Some(forecast) = report.forecast_cents {
+                    line x1=(LEFT) y1=(y(forecast as f64)) x2=(W - 10.0) y2=(y(forecast as f64)) stroke="#6b4e00" stroke-width="2" stroke-dasharray="6 4" {}
+                    text x=(LEFT + 6.0) y=(y(forecast as f64) - 6.0) font-size="12" fill="#6b4e00" { (lang.t("Prognose ", "Forecast ")) (page::money(forecast)) }
+                }
+            }
+            figcaption { (lang.t("Ausgaben bis zum Ende jedes Quartals; rote Linie: Jahresbudget; gestrichelt: Prognose für das Jahr.", "Spend up to the end of each quarter; red line: annual budget; dashed: forecast for the year.")) }
+        }
+    }
+}
+
+fn csv_cell(out: &mut String, measure: &str, cell: Option<&ReportCell>) {
+    match cell {
+        Some(c) if !c.suppressed => out.push_str(&format!(
+            "{measure},{},{},{:.2},no\n",
+            c.count,
+            c.vouchers,
+            c.amount_cents as f64 / 100.0
+        )),
+        Some(_) => out.push_str(&format!("{measure},,,,yes\n")),
+        None => {}
+    }
+}
+
+async fn csv(
+    State(console): State<Console>,
+    signed: Signed,
+    Query(query): Query<PeriodQuery>,
+) -> Response {
+    let period = period_or_current(&query);
+    let report = match read(&console, &signed, &period) {
+        Ok(report) => report,
+        Err(page) => return page,
+    };
+    let mut out = String::from("node,period,measure,count,vouchers,amount_eur,suppressed\n");
+    let mut rows = String::new();
+    csv_cell(&mut rows, "issued", report.issued.as_ref());
+    csv_cell(
+        &mut rows,
+        "claimed_vouchers",
+        report.claimed_vouchers.as_ref(),
+    );
+    csv_cell(&mut rows, "settled", report.settled.as_ref());
+    for c in &report.categories {
+        csv_cell(
+            &mut rows,
+            &format!("settled_{}", c.category),
+            c.cell.as_ref(),
+        );
+    }
+    for r in &report.rejected {
+        csv_cell(
+            &mut rows,
+            &format!(
+                "rejected_{}",
+                r.reason()
+                    .as_str_name()
+                    .trim_start_matches("REJECT_REASON_")
+                    .to_lowercase()
+            ),
+            r.cell.as_ref(),
+        );
+    }
+    for f in &report.flows {
+        csv_cell(
+            &mut rows,
+            &format!("redeemed_in_{}", f.redeemer),
+            f.cell.as_ref(),
+        );
+    }
+    for q in &report.quarters {
+        csv_cell(&mut rows, &format!("spent_{}", q.period), q.cell.as_ref());
+    }
+    csv_cell(
+        &mut rows,
+        "spent_this_year",
+        report.spent_this_year.as_ref(),
+    );
+    for line in rows.lines() {
+        out.push_str(&format!("{},{},{line}\n", report.node, report.period));
+    }
+    out.push_str(&format!(
+        "{},{},annual_budget,,,{:.2},no\n",
+        report.node,
+        report.period,
+        report.annual_budget_cents as f64 / 100.0
+    ));
+    if let Some(f) = report.forecast_cents {
+        out.push_str(&format!(
+            "{},{},forecast,,,{:.2},no\n",
+            report.node,
+            report.period,
+            f as f64 / 100.0
+        ));
+    }
+    let file = format!(
+        "attachment; filename=\"schein-{}-{}.csv\"",
+        report.node, report.period
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        out,
+    )
+        .into_response()
+}
