@@ -50,11 +50,8 @@ pub enum P12Error {
     KeyMismatch,
     #[error("cannot build the PKCS#12 file: {0}")]
     Encoding(String),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
 }
 
 /// The name the importers show for the identity: `schein <node> <role> <name>`.
@@ -108,9 +105,9 @@ pub fn export(identity: &IdentityFile, password: &str) -> Result<Vec<u8>, P12Err
 /// Writes the .p12 file of `identity` to `path`, readable by its owner only; never overwrites.
 pub fn write_new(identity: &IdentityFile, password: &str, path: &Path) -> Result<(), P12Error> {
     let bytes = export(identity, password)?;
-    crate::files::write_new(path, &bytes, true).map_err(|source| P12Error::Write {
+    crate::files::write_new(path, &bytes, true).map_err(|e| P12Error::Write {
         path: path.display().to_string(),
-        source,
+        message: e.to_string(),
     })
 }
 
