@@ -2,7 +2,8 @@
 //!
 //! `init` writes everything a node needs into one directory: signing key, CA, TLS certificate,
 //! configuration, roster (with the node itself), its public member entry, and a first office
-//! identity. Nothing is ever overwritten.
+//! identity. Nothing is ever overwritten. `enroll_with_p12` adds the identity as a .p12 file
+//! for browsers and key stores.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use schein_proto::voucher::MAX_BACKDATE_DAYS;
 use crate::client::IdentityFile;
 use crate::config::{CONFIG_FILE, Config, signing_key_file};
 use crate::files::write_new;
+use crate::p12::{P12Error, Password};
 use crate::pki::{IdentityError, NodeCa, Role, Validity, validate_name, validate_node_id};
 use crate::roster::{MemberEntry, MemberKind, Roster, SigningKeyEntry, validate_endpoint};
 
@@ -42,6 +44,10 @@ pub enum SetupError {
     Register(#[from] crate::enrolled::RegisterError),
     #[error("cannot read the CA key {path}: {message}")]
     CaKey { path: String, message: String },
+    #[error(
+        "the identity {identity} was written, but not its .p12 file: {reason}; make one with `schein-node identity export {identity}`"
+    )]
+    P12 { identity: String, reason: P12Error },
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), SetupError> {
@@ -280,4 +286,52 @@ pub fn enroll(
         },
     )?;
     Ok(identity)
+}
+
+/// A client identity enrolled together with its .p12 file.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub identity: IdentityFile,
+    pub p12_path: PathBuf,
+    /// The .p12 file's password: for its holder, shown once and stored nowhere.
+    pub password: Password,
+}
+
+/// Like [`enroll`], and also writes the identity as a .p12 file beside `out` (same name,
+/// extension `.p12`, owner-readable only) under a generated password, for signing into the web
+/// console from a browser. Neither file is overwritten.
+pub fn enroll_with_p12(
+    config: &Config,
+    role: Role,
+    name: &str,
+    days: u32,
+    out: &Path,
+) -> Result<Enrollment, SetupError> {
+    let p12_path = out.with_extension("p12");
+    if p12_path == out {
+        return Err(SetupError::Invalid(format!(
+            "{}: the identity file is TOML and must not end in .p12; its .p12 file goes beside it",
+            out.display()
+        )));
+    }
+    // Checked before the identity is issued, so that a refusal leaves nothing behind.
+    if p12_path.exists() {
+        return Err(SetupError::Invalid(format!(
+            "{} exists already; refusing to overwrite it",
+            p12_path.display()
+        )));
+    }
+    let identity = enroll(config, role, name, days, out)?;
+    let password = Password::generate();
+    crate::p12::write_new(&identity, password.as_str(), &p12_path).map_err(|reason| {
+        SetupError::P12 {
+            identity: out.display().to_string(),
+            reason,
+        }
+    })?;
+    Ok(Enrollment {
+        identity,
+        p12_path,
+        password,
+    })
 }

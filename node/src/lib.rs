@@ -12,6 +12,7 @@ pub mod files;
 pub mod init;
 pub mod local;
 pub mod node;
+pub mod p12;
 pub mod peers;
 pub mod pki;
 pub mod roster;

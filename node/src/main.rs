@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use schein_node::client::IdentityFile;
 use schein_node::config::{CONFIG_FILE, Config};
 use schein_node::fees::CatalogueCategory;
-use schein_node::init::{InitOptions, enroll, init};
+use schein_node::init::{InitOptions, enroll_with_p12, init};
+use schein_node::p12::Password;
 use schein_node::pki::Role;
 use schein_node::roster::{MemberEntry, Roster};
 use schein_node::server::run;
@@ -63,7 +65,7 @@ enum Command {
         office: String,
     },
     /// Issue a client identity (certificate and key in one file) for office staff, a provider
-    /// or a funder.
+    /// or a funder, and the same identity as a password-protected .p12 file for browsers.
     Enroll {
         #[arg(long, value_parser = ["office", "provider", "funder"])]
         role: String,
@@ -73,9 +75,15 @@ enum Command {
         /// Days the certificate is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
-        /// Where to write the identity file (default: identities/ROLE-NAME.toml).
+        /// Where to write the identity file (default: identities/ROLE-NAME.toml); the .p12
+        /// file goes beside it.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Work with existing client identity files.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
     },
     /// Show or change the roster: the members this node trusts.
     Roster {
@@ -95,6 +103,27 @@ enum Command {
     /// Run the node until SIGINT or SIGTERM. SIGHUP reloads the roster.
     Run,
 }
+
+#[derive(Subcommand, Debug)]
+enum IdentityCommand {
+    /// Write an identity as a password-protected .p12 file, which Windows, macOS and Firefox
+    /// import with a double click. The password is the first line of --password-file, else
+    /// SCHEIN_P12_PASSWORD, else generated and printed once.
+    Export {
+        /// The identity file (identities/ROLE-NAME.toml).
+        identity: PathBuf,
+        /// Where to write the .p12 file (default: beside the identity file); never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// Environment variable with the password for `identity export`. Not a command-line option:
+/// arguments are visible to every user of the machine.
+const P12_PASSWORD_ENV: &str = "SCHEIN_P12_PASSWORD";
 
 #[derive(Subcommand, Debug)]
 enum RosterCommand {
@@ -196,11 +225,24 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                     .join("identities")
                     .join(format!("{role}-{name}.toml"))
             });
-            enroll(&config, role, &name, days, &out).context("cannot enroll")?;
+            let enrolled =
+                enroll_with_p12(&config, role, &name, days, &out).context("cannot enroll")?;
             println!("{role} identity '{name}' written to {}", out.display());
-            println!("hand it over privately; it holds a private key");
+            println!(
+                "and for browsers to {}; hand both over privately, they hold a private key",
+                enrolled.p12_path.display()
+            );
+            print_password(&enrolled.p12_path, &enrolled.password);
             Ok(())
         }
+        Command::Identity {
+            command:
+                IdentityCommand::Export {
+                    identity,
+                    out,
+                    password_file,
+                },
+        } => export_identity(&identity, out, password_file.as_deref()),
         Command::Roster { command } => roster_command(&cli.config, command),
         Command::Member => {
             let config = load_config(&cli.config)?;
@@ -314,6 +356,62 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
         }
     }
     Ok(())
+}
+
+/// `identity export`: an existing identity as a .p12 file, under the password from the file or
+/// the environment, else a generated one.
+fn export_identity(
+    identity: &Path,
+    out: Option<PathBuf>,
+    password_file: Option<&Path>,
+) -> Result<(), Failure> {
+    let out = out.unwrap_or_else(|| identity.with_extension("p12"));
+    if out == identity {
+        return Err(anyhow::anyhow!(
+            "the .p12 file would replace the identity file; name it with --out"
+        )
+        .into());
+    }
+    let loaded = IdentityFile::load(identity).context("cannot export the identity")?;
+    let (password, generated) = match (password_file, std::env::var_os(P12_PASSWORD_ENV)) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?;
+            (text.lines().next().unwrap_or_default().to_owned(), None)
+        }
+        (None, Some(value)) => {
+            let value = value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{P12_PASSWORD_ENV} is not valid UTF-8"))?;
+            (value, None)
+        }
+        (None, None) => {
+            let password = Password::generate();
+            (password.as_str().to_owned(), Some(password))
+        }
+    };
+    schein_node::p12::write_new(&loaded, &password, &out).context("cannot export the identity")?;
+    println!(
+        "{} identity '{}' of node {} written to {}; hand it over privately, it holds a private key",
+        loaded.role,
+        loaded.name,
+        loaded.node,
+        out.display()
+    );
+    match generated {
+        Some(password) => print_password(&out, &password),
+        None => println!("protected with the password you gave"),
+    }
+    Ok(())
+}
+
+/// Shows a generated .p12 password, the only time anyone sees it.
+fn print_password(p12_path: &Path, password: &Password) {
+    println!("password of the .p12 file: {}", password.as_str());
+    println!(
+        "to import it, double-click {} and enter this password (hyphens included); it is shown only now and stored nowhere",
+        p12_path.display()
+    );
 }
 
 /// A member's fee schedule for people: euros, not cents, and each catalogue's factor applied.

@@ -1,5 +1,6 @@
-//! The `schein-node` binary as an operator uses it: init, check, enroll, roster, and refusals
-//! of broken configuration with exit code 64 before anything is bound.
+//! The `schein-node` binary as an operator uses it: init, check, enroll, roster, identities as
+//! .p12 files for browsers, and refusals of broken configuration with exit code 64 before
+//! anything is bound.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -8,9 +9,15 @@ use std::time::{Duration, Instant};
 /// Runs `schein-node` and collects its output; a command that has not finished within 30 s
 /// (a `run` that started serving although it should have refused) is killed and fails.
 fn schein_node(dir: &Path, args: &[&str]) -> Output {
+    schein_node_with_env(dir, args, &[])
+}
+
+fn schein_node_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_schein-node"))
         .current_dir(dir)
         .env_remove("SCHEIN_NODE_CONFIG")
+        .env_remove("SCHEIN_P12_PASSWORD")
+        .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -263,4 +270,281 @@ fn operators_read_fingerprints_and_fee_schedules() {
     assert!(text(&theirs).contains("Fee schedule of dresden (dresden)"));
     let nobody = schein_node(&leipzig, &["fees", "nowhere"]);
     assert!(!nobody.status.success());
+}
+
+/// The password a command printed for the .p12 file it wrote.
+fn printed_password(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password of the .p12 file: "))
+        .unwrap_or_else(|| panic!("no password printed: {}", text(output)));
+    assert!(
+        stdout.contains("double-click"),
+        "how to import it: {stdout}"
+    );
+    password.to_owned()
+}
+
+/// Whether `tool` can be run here.
+fn present(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Runs a command with `P12_PW` set and `input` on standard input.
+fn run_with(program: &str, args: &[&str], password: &str, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("P12_PW", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("output")
+}
+
+/// The base64 bodies of the PEM blocks labelled `label` in `text`, without line breaks.
+fn pem_bodies(text: &str, label: &str) -> Vec<String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut bodies = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if line == begin {
+            current = Some(String::new());
+        } else if line == end {
+            bodies.extend(current.take());
+        } else if let Some(body) = current.as_mut() {
+            body.push_str(line);
+        }
+    }
+    bodies
+}
+
+/// Opens `p12` with OpenSSL's pkcs12 command, which shares no code with the writer.
+fn openssl_pkcs12(p12: &Path, password: &str, options: &[&str]) -> Output {
+    let file = p12.to_str().expect("a UTF-8 path");
+    let mut args = vec!["pkcs12", "-in", file, "-passin", "env:P12_PW"];
+    args.extend_from_slice(options);
+    run_with("openssl", &args, password, b"")
+}
+
+/// The public key (PEM) of a certificate or private key, through OpenSSL.
+fn openssl_public_key(pem: &str, of_certificate: bool) -> String {
+    let args: &[&str] = if of_certificate {
+        &["x509", "-pubkey", "-noout"]
+    } else {
+        &["pkey", "-pubout"]
+    };
+    let output = run_with("openssl", args, "", pem.as_bytes());
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8(output.stdout).expect("PEM")
+}
+
+/// Checks that `p12` opens with `password` and only with it, holding the identity's
+/// certificate, its key and the node's CA, encrypted in the form macOS Keychain imports: with
+/// OpenSSL (without its legacy provider) and with Node.js, whose `tls` module is what the
+/// browser tests load client certificates with. Both tools are on the project's machines; the
+/// check fails if neither is.
+fn assert_p12_opens(p12: &Path, password: &str, identity: &Path) {
+    let identity = schein_node::client::IdentityFile::load(identity).expect("identity file");
+    let wrong = format!("{password}x");
+    let mut checked = 0;
+    if present("openssl") {
+        checked += 1;
+        let info = openssl_pkcs12(p12, password, &["-info", "-noout"]);
+        assert!(info.status.success(), "{}", text(&info));
+        let info = text(&info);
+        assert!(info.contains("MAC: sha1"), "{info}");
+        assert_eq!(
+            info.matches("pbeWithSHA1And3-KeyTripleDES-CBC").count(),
+            2,
+            "key and certificates in 3DES: {info}"
+        );
+        assert!(!info.contains("RC2") && !info.contains("PBES2"), "{info}");
+
+        let client = openssl_pkcs12(p12, password, &["-nokeys", "-clcerts"]);
+        assert!(client.status.success(), "{}", text(&client));
+        let client = String::from_utf8(client.stdout).expect("PEM");
+        assert_eq!(
+            pem_bodies(&client, "CERTIFICATE"),
+            pem_bodies(&identity.certificate, "CERTIFICATE")
+        );
+        let ca = openssl_pkcs12(p12, password, &["-nokeys", "-cacerts"]);
+        assert!(ca.status.success(), "{}", text(&ca));
+        assert_eq!(
+            pem_bodies(&String::from_utf8(ca.stdout).expect("PEM"), "CERTIFICATE"),
+            pem_bodies(&identity.node_ca, "CERTIFICATE")
+        );
+        let key = openssl_pkcs12(p12, password, &["-nocerts", "-nodes"]);
+        assert!(key.status.success(), "{}", text(&key));
+        let key = String::from_utf8(key.stdout).expect("PEM");
+        assert_eq!(pem_bodies(&key, "PRIVATE KEY").len(), 1, "{key}");
+        let key_public = openssl_public_key(&key, false);
+        assert_eq!(key_public, openssl_public_key(&client, true), "key fits");
+        assert_eq!(
+            key_public,
+            openssl_public_key(&identity.private_key, false),
+            "the identity's own key"
+        );
+
+        for options in [&["-nokeys"][..], &["-nocerts", "-nodes"]] {
+            let refused = openssl_pkcs12(p12, &wrong, options);
+            assert!(!refused.status.success(), "a wrong password opens nothing");
+            assert!(!String::from_utf8_lossy(&refused.stdout).contains("BEGIN"));
+        }
+    } else {
+        eprintln!("openssl not found: .p12 files checked without it");
+    }
+    if present("node") {
+        checked += 1;
+        let script = "require('tls').createSecureContext({pfx: require('fs').readFileSync(0), \
+                      passphrase: process.env.P12_PW})";
+        let bytes = std::fs::read(p12).expect("the .p12 file");
+        let opened = run_with("node", &["-e", script], password, &bytes);
+        assert!(opened.status.success(), "Node.js: {}", text(&opened));
+        let refused = run_with("node", &["-e", script], &wrong, &bytes);
+        assert!(!refused.status.success(), "Node.js, wrong password");
+        assert!(
+            text(&refused).contains("mac verify failure"),
+            "{}",
+            text(&refused)
+        );
+    } else {
+        eprintln!("node not found: .p12 files checked without it");
+    }
+    assert!(
+        checked > 0,
+        "neither openssl nor node found to check .p12 files"
+    );
+}
+
+fn assert_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} is private", path.display());
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[test]
+fn enroll_and_identity_export_write_p12_files_for_browsers() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(init(dir.path(), "leipzig", "LEJ", 17449).status.success());
+    let leipzig = dir.path().join("leipzig");
+
+    let enroll = schein_node(
+        &leipzig,
+        &["enroll", "--role", "provider", "--name", "praxis-nord"],
+    );
+    assert!(enroll.status.success(), "{}", text(&enroll));
+    let password = printed_password(&enroll);
+    let toml = leipzig.join("identities/provider-praxis-nord.toml");
+    let p12 = leipzig.join("identities/provider-praxis-nord.p12");
+    assert!(text(&enroll).contains("provider-praxis-nord.p12"));
+    assert_private(&p12);
+    assert_p12_opens(&p12, &password, &toml);
+    let identity = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        !identity.contains(&password),
+        "the password is stored nowhere"
+    );
+
+    // Enrolling the same name again, or one whose .p12 is in the way, leaves no new file.
+    let twice = schein_node(
+        &leipzig,
+        &["enroll", "--role", "provider", "--name", "praxis-nord"],
+    );
+    assert!(!twice.status.success());
+    std::fs::write(leipzig.join("identities/funder-land.p12"), b"someone's").unwrap();
+    let blocked = schein_node(&leipzig, &["enroll", "--role", "funder", "--name", "land"]);
+    assert!(!blocked.status.success(), "{}", text(&blocked));
+    assert!(
+        text(&blocked).contains("exists already"),
+        "{}",
+        text(&blocked)
+    );
+    assert!(!leipzig.join("identities/funder-land.toml").exists());
+
+    // An identity from before: its .p12 under a generated, a given and an environment password.
+    let office = "identities/office-office.toml";
+    let generated = schein_node(&leipzig, &["identity", "export", office]);
+    assert!(generated.status.success(), "{}", text(&generated));
+    let exported = leipzig.join("identities/office-office.p12");
+    assert_private(&exported);
+    assert_p12_opens(
+        &exported,
+        &printed_password(&generated),
+        &leipzig.join(office),
+    );
+
+    let again = schein_node(&leipzig, &["identity", "export", office]);
+    assert_ne!(again.status.code(), Some(0), "never overwrites");
+    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("password of"));
+
+    std::fs::write(
+        dir.path().join("password.txt"),
+        "Dresden liegt an der Elbe\n",
+    )
+    .unwrap();
+    let from_file = schein_node(
+        &leipzig,
+        &[
+            "identity",
+            "export",
+            office,
+            "--out",
+            "../console.p12",
+            "--password-file",
+            "../password.txt",
+        ],
+    );
+    assert!(from_file.status.success(), "{}", text(&from_file));
+    assert!(!text(&from_file).contains("password of the .p12 file"));
+    let console = dir.path().join("console.p12");
+    assert_private(&console);
+    assert_p12_opens(&console, "Dresden liegt an der Elbe", &leipzig.join(office));
+
+    let from_env = schein_node_with_env(
+        &leipzig,
+        &["identity", "export", office, "--out", "../env.p12"],
+        &[("SCHEIN_P12_PASSWORD", "aus der Umgebung")],
+    );
+    assert!(from_env.status.success(), "{}", text(&from_env));
+    assert_p12_opens(
+        &dir.path().join("env.p12"),
+        "aus der Umgebung",
+        &leipzig.join(office),
+    );
+
+    let empty = schein_node_with_env(
+        &leipzig,
+        &["identity", "export", office, "--out", "../empty.p12"],
+        &[("SCHEIN_P12_PASSWORD", "")],
+    );
+    assert!(!empty.status.success(), "{}", text(&empty));
+    assert!(!dir.path().join("empty.p12").exists());
+    let missing = schein_node(&leipzig, &["identity", "export", "identities/nobody.toml"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("nobody.toml"), "{}", text(&missing));
 }
