@@ -617,7 +617,31 @@ fn keep_running(dir: &Path, federation: &LocalFederation) -> anyhow::Result<()> 
             outln!("  {:<9} https://{addr}/", node.city.name);
         }
     }
-    outln!("\nTry, in another terminal:\n");
+    outln!("\nSign in with a browser: import one of these certificate files (double-click it, or in");
+    outln!("Firefox: Settings → Privacy & Security → View Certificates → Your Certificates → Import),");
+    outln!("enter its password, and open the console named with it. The consoles use each node's own");
+    outln!("CA: the browser warns about the certificate until that CA is trusted.");
+    for (node, file, what) in [
+        ("chemnitz", "office-office", "Chemnitz's clearing office: issue a voucher and print its card"),
+        ("dresden", "provider-praxis-neustadt", "a Dresden practice: check the card's code and bill"),
+        ("leipzig", "funder-land-sachsen", "the Land's funder: the dashboard, at any node's console"),
+    ] {
+        let identity = schein_node::client::IdentityFile::load(&id(node, &format!("{file}.toml")))?;
+        let password = schein_node::p12::Password::generate();
+        let path = id(node, &format!("{file}.p12"));
+        schein_node::p12::write_new(&identity, password.as_str(), &path)?;
+        let console = federation
+            .node(node)
+            .ok()
+            .and_then(|n| n.web_addr())
+            .map(|a| format!("https://{a}/"))
+            .unwrap_or_default();
+        outln!("\n  {what}");
+        outln!("    file      {}", path.display());
+        outln!("    password  {}", password.as_str());
+        outln!("    console   {console}");
+    }
+    outln!("\nOr in another terminal:\n");
     outln!("  # as Leipzig's clearing office");
     outln!(
         "  export SCHEIN_IDENTITY={}",
