@@ -19,6 +19,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod web;
 pub mod wire;
 
 /// An error and its sources on one line, for messages to people.
