@@ -15,6 +15,7 @@
 
 mod assets;
 pub mod card;
+pub mod holder_text;
 mod funder;
 mod help;
 mod office;

@@ -202,15 +202,7 @@ pub(super) fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -
 
 /// 30.11.2026
 pub(super) fn date(day: Day) -> String {
-    match day.to_date() {
-        Some(date) => format!(
-            "{:02}.{:02}.{}",
-            date.day(),
-            u8::from(date.month()),
-            date.year()
-        ),
-        None => day.to_string(),
-    }
+    super::card::german_date(day)
 }
 
 /// 1.234,56 € (German grouping and decimal comma).
