@@ -5,6 +5,7 @@
 //! and an outside check of two nodes' books ([`books`]).
 
 pub mod books;
+pub mod browser;
 pub mod process;
 pub mod proxy;
 pub mod raw;
