@@ -196,7 +196,7 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> anyhow::Result<Outcome> {
             node.addr,
             node.city.prefix,
             node.web_addr()
-                .map(|a| format!("https://{a}/"))
+                .map(|a| format!("https://localhost:{}/", a.port()))
                 .unwrap_or_else(|| "off".into())
         );
     }
@@ -614,17 +614,35 @@ fn keep_running(dir: &Path, federation: &LocalFederation) -> anyhow::Result<()> 
     outln!("\nThe three nodes keep running until Ctrl-C. Their web consoles:");
     for node in &federation.nodes {
         if let Some(addr) = node.web_addr() {
-            outln!("  {:<9} https://{addr}/", node.city.name);
+            outln!("  {:<9} https://localhost:{}/", node.city.name, addr.port());
         }
     }
-    outln!("\nSign in with a browser: import one of these certificate files (double-click it, or in");
-    outln!("Firefox: Settings → Privacy & Security → View Certificates → Your Certificates → Import),");
-    outln!("enter its password, and open the console named with it. The consoles use each node's own");
+    outln!(
+        "\nSign in with a browser: import one of these certificate files (double-click it, or in"
+    );
+    outln!(
+        "Firefox: Settings → Privacy & Security → View Certificates → Your Certificates → Import),"
+    );
+    outln!(
+        "enter its password, and open the console named with it. The consoles use each node's own"
+    );
     outln!("CA: the browser warns about the certificate until that CA is trusted.");
     for (node, file, what) in [
-        ("chemnitz", "office-office", "Chemnitz's clearing office: issue a voucher and print its card"),
-        ("dresden", "provider-praxis-neustadt", "a Dresden practice: check the card's code and bill"),
-        ("leipzig", "funder-land-sachsen", "the Land's funder: the dashboard, at any node's console"),
+        (
+            "chemnitz",
+            "office-office",
+            "Chemnitz's clearing office: issue a voucher and print its card",
+        ),
+        (
+            "dresden",
+            "provider-praxis-neustadt",
+            "a Dresden practice: check the card's code and bill",
+        ),
+        (
+            "leipzig",
+            "funder-land-sachsen",
+            "the Land's funder: the dashboard, at any node's console",
+        ),
     ] {
         let identity = schein_node::client::IdentityFile::load(&id(node, &format!("{file}.toml")))?;
         let password = schein_node::p12::Password::generate();
@@ -634,7 +652,7 @@ fn keep_running(dir: &Path, federation: &LocalFederation) -> anyhow::Result<()> 
             .node(node)
             .ok()
             .and_then(|n| n.web_addr())
-            .map(|a| format!("https://{a}/"))
+            .map(|a| format!("https://localhost:{}/", a.port()))
             .unwrap_or_default();
         outln!("\n  {what}");
         outln!("    file      {}", path.display());

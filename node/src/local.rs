@@ -164,7 +164,8 @@ impl LocalFederation {
                 listen: addr.to_string(),
                 endpoint: format!("https://127.0.0.1:{}", addr.port()),
                 web_listen: None,
-                hostnames: vec![],
+                // So that a browser can open the node's web console as `localhost`.
+                hostnames: vec!["localhost".into()],
                 office_name: "office".into(),
             })?;
             nodes.push(LocalNode {

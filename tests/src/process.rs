@@ -380,7 +380,8 @@ impl ProcessFederation {
                 listen: format!("127.0.0.1:{port}"),
                 endpoint: format!("https://127.0.0.1:{port}"),
                 web_listen: None,
-                hostnames: vec![],
+                // The web console's browser tests reach the nodes as `localhost`.
+                hostnames: vec!["localhost".into()],
                 office_name: "office".into(),
             })?;
             nodes.push(NodeProcess {

@@ -72,17 +72,35 @@ fn count(cell: Option<&ReportCell>) -> Markup {
     }
 }
 
-fn reason_word(lang: Lang, reason: RejectReason) -> String {
-    let name = reason
-        .as_str_name()
-        .trim_start_matches("REJECT_REASON_")
-        .to_lowercase()
-        .replace('_', " ");
+fn reason_word(lang: Lang, reason: RejectReason) -> &'static str {
     match reason {
-        RejectReason::OverCap => lang.t("über der Obergrenze", "over the cap").to_owned(),
-        RejectReason::Revoked => lang.t("gesperrt", "revoked").to_owned(),
-        RejectReason::Expired => lang.t("abgelaufen", "expired").to_owned(),
-        _ => name,
+        RejectReason::Unspecified => "?",
+        RejectReason::UnknownVoucher => lang.t("unbekannter Gutschein", "unknown voucher"),
+        RejectReason::Revoked => lang.t("gesperrt", "revoked"),
+        RejectReason::Expired => lang.t("abgelaufen", "expired"),
+        RejectReason::DeadlinePassed => lang.t("Frist versäumt", "deadline passed"),
+        RejectReason::OverCap => lang.t("über der Obergrenze", "over the cap"),
+        RejectReason::Duplicate => lang.t("doppelt", "duplicate"),
+        RejectReason::PeriodClosed => lang.t("Zeitraum abgeschlossen", "period closed"),
+        RejectReason::OutOfScope => lang.t("nicht abgedeckt", "not covered"),
+        RejectReason::OverMedicationCeiling => {
+            lang.t("über der Arzneimittelgrenze", "over the medication ceiling")
+        }
+        RejectReason::OverClaimCeiling => {
+            lang.t("über der Grenze je Abrechnung", "over the claim ceiling")
+        }
+        RejectReason::NotBoundProvider => {
+            lang.t("nicht der gebundene Anbieter", "not the bound provider")
+        }
+    }
+}
+
+fn category_word(lang: Lang, category: &str) -> &str {
+    match category {
+        "treatment" => lang.t("Behandlung", "treatment"),
+        "medication" => lang.t("Arzneimittel", "medication"),
+        "emergency" => lang.t("Notfall", "emergency"),
+        other => other,
     }
 }
 
@@ -115,13 +133,13 @@ async fn dashboard(
         (chart(lang, &report))
         h2 { (lang.t("Überblick", "Overview")) }
         table.list {
-            thead { tr { th scope="col" { (lang.t("Kennzahl", "Measure")) } th scope="col" { (lang.t("Anzahl", "Count")) } th scope="col" { (lang.t("Betrag", "Amount")) } } }
+            thead { tr { th scope="col" { (lang.t("Kennzahl", "Measure")) } th.num scope="col" { (lang.t("Anzahl", "Count")) } th.num scope="col" { (lang.t("Betrag", "Amount")) } } }
             tbody {
                 tr { th scope="row" { (lang.t("Ausgestellte Gutscheine", "Vouchers issued")) } td.num { (count(report.issued.as_ref())) } td {} }
                 tr { th scope="row" { (lang.t("Gutscheine mit Abrechnung", "Vouchers claimed on")) } td.num { (count(report.claimed_vouchers.as_ref())) } td {} }
                 tr { th scope="row" { (lang.t("Bezahlte Abrechnungen", "Settled claims")) } td.num { (count(report.settled.as_ref())) } td.num { (cell(report.settled.as_ref())) } }
                 @for c in &report.categories {
-                    tr { th scope="row" { "  " (c.category) } td.num { (count(c.cell.as_ref())) } td.num { (cell(c.cell.as_ref())) } }
+                    tr { th.sub scope="row" { (category_word(lang, &c.category)) } td.num { (count(c.cell.as_ref())) } td.num { (cell(c.cell.as_ref())) } }
                 }
                 tr { th scope="row" { (lang.t("Jahresbudget", "Annual budget")) } td {} td.num { (page::money(report.annual_budget_cents)) } }
                 tr { th scope="row" { (lang.t("Ausgegeben im Jahr", "Spent this year")) } td {} td.num { (cell(report.spent_this_year.as_ref())) } }
@@ -132,12 +150,12 @@ async fn dashboard(
         }
         h2 { (lang.t("Abgelehnte Abrechnungen nach Grund", "Rejected claims by reason")) }
         table.list {
-            thead { tr { th scope="col" { (lang.t("Grund", "Reason")) } th scope="col" { (lang.t("Anzahl", "Count")) } } }
+            thead { tr { th scope="col" { (lang.t("Grund", "Reason")) } th.num scope="col" { (lang.t("Anzahl", "Count")) } } }
             tbody { @for r in &report.rejected { tr { th scope="row" { (reason_word(lang, r.reason())) } td.num { (count(r.cell.as_ref())) } } } }
         }
         h2 { (lang.t("Wo die Gutscheine eingelöst wurden", "Where the vouchers were redeemed")) }
         table.list {
-            thead { tr { th scope="col" { (lang.t("Ausgestellt von", "Issued by")) } @for f in &report.flows { th scope="col" { (f.redeemer) } } } }
+            thead { tr { th scope="col" { (lang.t("Ausgestellt von", "Issued by")) } @for f in &report.flows { th.num scope="col" { (f.redeemer) } } } }
             tbody { tr { th scope="row" { (report.node_name) } @for f in &report.flows { td.num { (cell(f.cell.as_ref())) } } } }
         }
     };

@@ -15,9 +15,9 @@
 
 mod assets;
 pub mod card;
-pub mod holder_text;
 mod funder;
 mod help;
+pub mod holder_text;
 mod office;
 mod page;
 mod practice;
@@ -176,7 +176,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
          connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     );
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
+    // Not "no-referrer": with it a browser sends `Origin: null` on its own forms, which the
+    // forgery check then refuses. "same-origin" still gives other sites nothing.
+    set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(
         headers,

@@ -92,6 +92,7 @@ fn nav(role: Role) -> &'static [(&'static str, &'static str, &'static str)] {
                 "Held claims",
             ),
             ("/office/clearing", "Abrechnung mit Städten", "Clearing"),
+            ("/funder", "Bericht", "Report"),
             ("/office/status", "Knoten", "Node"),
         ],
         Role::Funder => &[("/funder", "Übersicht", "Dashboard")],

@@ -1,0 +1,200 @@
+// The web console in headless Chromium against real nodes (tests/tests/console.rs starts them),
+// signed in with the .p12 files `schein-node enroll` wrote. One phase per run:
+//
+// - SCHEIN_PHASE=main: no certificate → the help page; Leipzig's office issues a voucher and its
+//   card (QR code read back from a screenshot, one printed page); a forged cross-site form is
+//   refused and changes nothing; a Dresden practice checks the voucher (valid, mistyped with the
+//   live check, wrong role → "not for you"), bills it (preview, receipt, own list); the office
+//   revokes it from the list and the practice sees it revoked; the funder's dashboard shows its
+//   chart and its CSV downloads. axe runs on every page.
+// - SCHEIN_PHASE=issuer-down: Leipzig is stopped; the practice checks the short code again.
+//
+// Environment: SCHEIN_LEIPZIG and SCHEIN_DRESDEN (console origins), SCHEIN_OFFICE_P12,
+// SCHEIN_PRACTICE_P12, SCHEIN_FUNDER_P12 and their SCHEIN_*_PASSWORD, SCHEIN_SHORT_CODE (phase
+// issuer-down), NODE_EXTRA_CA_CERTS (both nodes' CAs), SCHEIN_SCREENSHOTS.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+
+import { axe, decodeQr, newContext, shot, withBrowser } from './lib.mjs';
+
+const env = (name) => {
+  const value = process.env[name];
+  assert.ok(value, `${name} is not set`);
+  return value;
+};
+const leipzig = env('SCHEIN_LEIPZIG');
+const dresden = env('SCHEIN_DRESDEN');
+const phase = env('SCHEIN_PHASE');
+
+/** A signed-in browser context for `origin` with a .p12 file. */
+async function signedIn(browser, origin, who) {
+  return newContext(browser, {
+    origin,
+    pfxPath: env(`SCHEIN_${who}_P12`),
+    passphrase: env(`SCHEIN_${who}_PASSWORD`),
+    acceptDownloads: true,
+    // A German Windows PC's browser: dates in the form fields as 30.11.2026.
+    locale: 'de-DE',
+  });
+}
+
+const violations = {};
+/** Screenshot and axe for a page the receptionist would look at. */
+async function record(page, name) {
+  await shot(page, name);
+  const found = await axe(page, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] });
+  violations[name] = found.map((v) => `${v.id}: ${v.help} (${v.targets.join('; ')})`);
+}
+
+const text = async (page, selector) => ((await page.locator(selector).first().textContent()) ?? '').trim();
+
+async function main(browser) {
+  const results = {};
+
+  // A visitor without a certificate gets the help page, never a bare TLS error.
+  const anonymous = await newContext(browser, { ignoreHTTPSErrors: true });
+  const helpPage = await anonymous.newPage();
+  const help = await helpPage.goto(`${leipzig}/`);
+  results.help_status = help.status();
+  results.help_heading = await text(helpPage, 'h1');
+  await record(helpPage, 'help');
+  await anonymous.close();
+
+  // Leipzig's office issues a voucher and looks at its card.
+  const office = await signedIn(browser, leipzig, 'OFFICE');
+  const officePage = await office.newPage();
+  await officePage.goto(`${leipzig}/office`);
+  await record(officePage, 'office-issue');
+  await officePage.fill('#cap', '600');
+  await officePage.check('input[name="scope_medication"]');
+  await Promise.all([officePage.waitForLoadState(), officePage.click('form.issue button[type="submit"]')]);
+  await officePage.waitForURL(/\/office\/voucher\?code=/, { timeout: 5000 }).catch(async () => {
+    assert.fail(`issuing did not lead to the card: ${officePage.url()}: ${await text(officePage, 'main')}`);
+  });
+  results.short_code = new URL(officePage.url()).searchParams.get('code');
+  await record(officePage, 'office-card');
+  const cardShot = `${process.env.SCHEIN_SCREENSHOTS}/card-only.png`;
+  await officePage.locator('.voucher-card').screenshot({ path: cardShot });
+  results.qr = decodeQr(cardShot);
+  await officePage.emulateMedia({ media: 'print' });
+  const pdf = await officePage.pdf({ preferCSSPageSize: true, printBackground: true });
+  await officePage.emulateMedia({ media: 'screen' });
+  results.card_pages = (pdf.toString('latin1').match(/\/Type\s*\/Page[^s]/g) ?? []).length;
+  fs.writeFileSync(`${process.env.SCHEIN_SCREENSHOTS}/card.pdf`, pdf);
+
+  // The list before a forged request.
+  await officePage.goto(`${leipzig}/office/vouchers`);
+  const listedBefore = await officePage.locator('table.list tbody tr').count();
+  await record(officePage, 'office-vouchers');
+  const token = await officePage.goto(`${leipzig}/office`).then(() => officePage.locator('input[name="csrf"]').first().inputValue());
+
+  // Another site's page makes the browser post to the console (the browser sends the client
+  // certificate along). Even with the right token it is refused, and nothing is issued.
+  const forgedPage = await office.newPage();
+  await forgedPage.setContent(
+    `<form method="post" action="${leipzig}/office/issue"><input name="csrf" value="${token}"><input name="cap" value="900"><button>go</button></form>`,
+  );
+  const [forged] = await Promise.all([forgedPage.waitForNavigation(), forgedPage.click('button')]);
+  results.forged_status = (await forged?.status()) ?? 0;
+  results.forged_text = await text(forgedPage, 'main');
+  await forgedPage.close();
+  await officePage.goto(`${leipzig}/office/vouchers`);
+  results.listed_before = listedBefore;
+  results.listed_after = await officePage.locator('table.list tbody tr').count();
+
+  // A Dresden practice checks the voucher, typing it (the live check reacts), then bills it.
+  const practice = await signedIn(browser, dresden, 'PRACTICE');
+  const practicePage = await practice.newPage();
+  await practicePage.goto(`${dresden}/practice`);
+  await record(practicePage, 'practice-check');
+  const code = results.short_code;
+  const last = code.slice(-1);
+  const mistyped = code.slice(0, -1) + (last === '7' ? '8' : '7');
+  await practicePage.fill('#code', mistyped);
+  await practicePage.waitForFunction(() => document.querySelector('#code-live')?.textContent?.length > 0);
+  results.live_mistyped = await text(practicePage, '#code-live');
+  await Promise.all([practicePage.waitForURL(/code=/), practicePage.press('#code', 'Enter')]);
+  results.mistyped_verdict = await text(practicePage, '.answer .big');
+  results.mistyped_reason = await text(practicePage, '.answer .reason');
+  await record(practicePage, 'practice-mistyped');
+
+  await practicePage.fill('#code', code);
+  await Promise.all([practicePage.waitForURL(/code=/), practicePage.press('#code', 'Enter')]);
+  results.valid_verdict = await text(practicePage, '.answer .big');
+  results.valid_facts = await text(practicePage, 'dl.facts');
+  await record(practicePage, 'practice-valid');
+
+  await practicePage.fill('input[name="fee_1"]', 'GOAE-1');
+  await practicePage.fill('input[name="count_1"]', '2');
+  await Promise.all([practicePage.waitForURL(/\/practice\/bill/), practicePage.click('button[value="preview"]')]);
+  results.preview_total = await text(practicePage, 'tfoot td');
+  await record(practicePage, 'practice-preview');
+  await Promise.all([practicePage.waitForLoadState(), practicePage.click('button[value="send"]')]);
+  await practicePage.waitForSelector('.receipt');
+  results.claim_state = await text(practicePage, '.answer .big');
+  results.receipt = await text(practicePage, '.receipt dl');
+  await record(practicePage, 'practice-receipt');
+  await practicePage.goto(`${dresden}/practice/claims?state=settled`);
+  results.claims_list = await text(practicePage, 'table.list tbody');
+  await record(practicePage, 'practice-claims');
+
+  // The practice's certificate at a page for offices: "not for you".
+  await practicePage.goto(`${dresden}/office`);
+  results.wrong_role = await text(practicePage, '.answer .big');
+  await record(practicePage, 'not-for-you');
+
+  // The office finds the voucher in its list and revokes it; the practice sees it revoked.
+  await officePage.goto(`${leipzig}/office/vouchers?q=${encodeURIComponent(code)}`);
+  await officePage.selectOption('#reason', 'lost');
+  await Promise.all([officePage.waitForLoadState(), officePage.click('button.danger')]);
+  await officePage.waitForSelector('dl.facts');
+  results.revoked_state = await text(officePage, 'section.no-print dl.facts dd');
+  await record(officePage, 'office-revoked');
+  await practicePage.goto(`${dresden}/practice?code=${encodeURIComponent(code)}`);
+  results.revoked_verdict = await text(practicePage, '.answer .big');
+  results.revoked_reason = await text(practicePage, '.answer .reason');
+  await record(practicePage, 'practice-revoked');
+
+  // Held claims and clearing, as the office sees them.
+  await officePage.goto(`${leipzig}/office/held`);
+  await record(officePage, 'office-held');
+  await officePage.goto(`${leipzig}/office/clearing`);
+  await record(officePage, 'office-clearing');
+  await officePage.goto(`${leipzig}/funder?period=${new Date().getFullYear()}`);
+  results.office_report = await text(officePage, 'h1');
+  await record(officePage, 'office-report');
+  await officePage.goto(`${leipzig}/office/status`);
+  results.status_text = await text(officePage, 'main');
+  await record(officePage, 'office-status');
+
+  // The funder's dashboard: the chart, and the CSV.
+  const funder = await signedIn(browser, leipzig, 'FUNDER');
+  const funderPage = await funder.newPage();
+  const year = new Date().getFullYear();
+  await funderPage.goto(`${leipzig}/funder?period=${year}`);
+  results.chart_bars = await funderPage.locator('figure.chart svg rect').count();
+  results.chart_text = await text(funderPage, 'figure.chart svg');
+  await record(funderPage, 'funder');
+  const [download] = await Promise.all([funderPage.waitForEvent('download'), funderPage.click('a[download]')]);
+  results.csv = fs.readFileSync(await download.path(), 'utf8');
+
+  // English on request.
+  await funderPage.goto(`${leipzig}/funder?period=${year}&lang=en`);
+  results.english_heading = await text(funderPage, 'h1');
+  await record(funderPage, 'funder-en');
+
+  results.violations = violations;
+  return results;
+}
+
+async function issuerDown(browser) {
+  const practice = await signedIn(browser, dresden, 'PRACTICE');
+  const page = await practice.newPage();
+  await page.goto(`${dresden}/practice?code=${encodeURIComponent(env('SCHEIN_SHORT_CODE'))}`);
+  const verdict = await text(page, '.answer .big');
+  await record(page, 'practice-issuer-down');
+  return { verdict, violations };
+}
+
+await withBrowser(phase === 'main' ? main : issuerDown);
