@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use schein_proto::Serial;
 use schein_proto::v1::federation_client::FederationClient;
+use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
-    ProviderKnownRequest, SettleBatchRequest, SettleRequest, StatementRequest,
-    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    NodeReport, ProviderKnownRequest, ReportRequest, SettleBatchRequest, SettleRequest,
+    StatementRequest, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
@@ -207,6 +208,16 @@ impl Peers {
     ) -> Result<LedgerProofResponse, PeerError> {
         let mut client = self.client(member)?;
         let call = client.ledger_proof(LedgerProofRequest { from_seq, limit });
+        self.bounded(member, call).await
+    }
+
+    /// `member`'s report for `period`, as it gives it to funders.
+    pub async fn report(&self, member: &Member, period: &str) -> Result<NodeReport, PeerError> {
+        let mut client = ReportsClient::new(self.channel(member)?)
+            .max_decoding_message_size(self.max_message_bytes);
+        let call = client.report(ReportRequest {
+            period: period.to_owned(),
+        });
         self.bounded(member, call).await
     }
 

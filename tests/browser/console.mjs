@@ -7,10 +7,12 @@
 //   live check, wrong role → "not for you"), bills it (preview, receipt, own list); the office
 //   revokes it from the list and the practice sees it revoked; the funder's dashboard shows its
 //   chart and its CSV downloads. axe runs on every page.
-// - SCHEIN_PHASE=issuer-down: Leipzig is stopped; the practice checks the short code again.
+// - SCHEIN_PHASE=issuer-down: Leipzig is stopped; the practice checks the short code again, and
+//   the funder's federation view at Dresden names Leipzig as not reachable.
 //
 // Environment: SCHEIN_LEIPZIG and SCHEIN_DRESDEN (console origins), SCHEIN_OFFICE_P12,
-// SCHEIN_PRACTICE_P12, SCHEIN_FUNDER_P12 and their SCHEIN_*_PASSWORD, SCHEIN_SHORT_CODE (phase
+// SCHEIN_PRACTICE_P12, SCHEIN_FUNDER_P12 and their SCHEIN_*_PASSWORD, SCHEIN_FUNDER_CERT and
+// SCHEIN_FUNDER_KEY (PEM), SCHEIN_SHORT_CODE (phase
 // issuer-down), NODE_EXTRA_CA_CERTS (both nodes' CAs), SCHEIN_SCREENSHOTS.
 
 import assert from 'node:assert/strict';
@@ -179,6 +181,12 @@ async function main(browser) {
   const [download] = await Promise.all([funderPage.waitForEvent('download'), funderPage.click('a[download]')]);
   results.csv = fs.readFileSync(await download.path(), 'utf8');
 
+  // The whole federation: every node answered.
+  await funderPage.goto(`${leipzig}/funder/federation?period=${year}`);
+  results.federation = await text(funderPage, '.answer');
+  results.federation_rows = await funderPage.locator('table.list').first().locator('tbody tr').count();
+  await record(funderPage, 'funder-federation');
+
   // English on request.
   await funderPage.goto(`${leipzig}/funder?period=${year}&lang=en`);
   results.english_heading = await text(funderPage, 'h1');
@@ -194,7 +202,20 @@ async function issuerDown(browser) {
   await page.goto(`${dresden}/practice?code=${encodeURIComponent(env('SCHEIN_SHORT_CODE'))}`);
   const verdict = await text(page, '.answer .big');
   await record(page, 'practice-issuer-down');
-  return { verdict, violations };
+  // The funder at Dresden's console: Leipzig is named as not reachable, its row missing.
+  // With the PEM files, not the .p12: Playwright's proxy takes the CA inside a .p12 as the only
+  // one to trust for that connection, and the funder's .p12 holds Leipzig's CA, not Dresden's.
+  // (A browser keeps a .p12's CA apart from the server checks.)
+  const funder = await newContext(browser, {
+    origin: dresden,
+    certPath: env('SCHEIN_FUNDER_CERT'),
+    keyPath: env('SCHEIN_FUNDER_KEY'),
+  });
+  const funderPage = await funder.newPage();
+  await funderPage.goto(`${dresden}/funder/federation?period=${new Date().getFullYear()}`);
+  const federation = await text(funderPage, '.answer');
+  await record(funderPage, 'funder-federation-partial');
+  return { verdict, federation, violations };
 }
 
 await withBrowser(phase === 'main' ? main : issuerDown);

@@ -213,7 +213,13 @@ async fn offices_practices_and_funders_work_in_the_browser() {
 
     // Leipzig stopped: the short code cannot be checked now.
     federation.node_mut("leipzig").kill().unwrap();
+    let funder_cert = files.path().join("funder.pem");
+    let funder_key = files.path().join("funder.key");
+    std::fs::write(&funder_cert, &funder.identity.certificate).unwrap();
+    std::fs::write(&funder_key, &funder.identity.private_key).unwrap();
     let mut down = env;
+    down.push(("SCHEIN_FUNDER_CERT", funder_cert.display().to_string()));
+    down.push(("SCHEIN_FUNDER_KEY", funder_key.display().to_string()));
     down.push(("SCHEIN_PHASE", "issuer-down".into()));
     down.push(("SCHEIN_SHORT_CODE", short_code));
     let results = browser::run_script("console.mjs".as_ref(), &down)

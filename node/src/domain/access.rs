@@ -2,7 +2,7 @@
 //! offers and the callers it admits, used by every door — the gRPC services, the web console and
 //! the in-process test node. Only this node's office issues and revokes, only this node's
 //! providers verify and claim through it, only member nodes call the federation service,
-//! funders of any member and this node's office read reports. Every call also checks that the
+//! funders and nodes of any member and this node's office read reports. Every call also checks that the
 //! CA which vouched for the caller at the handshake is still the one the roster trusts.
 
 use schein_proto::v1::ErrorReason;
@@ -214,12 +214,15 @@ pub fn authorize(
             }
         }
         Admits::Readers => {
+            // Member nodes read what funders read: a node's console shows its funders and
+            // office the whole federation's reports, asked for with the node's certificate.
             let reader = identity.role == Role::Funder
+                || identity.role == Role::Node
                 || (identity.role == Role::Office && identity.node == node.id);
             if !reader {
                 tracing::warn!(caller = %identity, "refused: report read by a non-reader");
                 return Err(AccessError::WrongRole(
-                    "reports are for funders and this node's clearing office".into(),
+                    "reports are for funders, member nodes and this node's clearing office".into(),
                 ));
             }
         }

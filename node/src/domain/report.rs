@@ -292,6 +292,36 @@ pub fn for_reader(
     Ok(build(node, period, Day::today(), figures)?)
 }
 
+/// The whole federation's reports for `period` as `reader` reads them: this node's own, and
+/// every other member node's as it answers within the peer timeout (asked all at once, with
+/// this node's certificate: nodes read what funders read). Those that did not answer are named.
+pub async fn federation(
+    node: &Node,
+    reader: &crate::pki::Identity,
+    period: &str,
+) -> Result<(Vec<NodeReport>, Vec<String>), ReportError> {
+    let own = for_reader(node, reader, period)?;
+    let roster = node.roster();
+    let peers: Vec<_> = roster
+        .members()
+        .filter(|m| m.id() != node.id && m.entry.endpoint.is_some())
+        .collect();
+    let asked = peers.iter().map(|member| node.peers.report(member, period));
+    let answers = futures::future::join_all(asked).await;
+    let mut reports = vec![own];
+    let mut unanswered = Vec::new();
+    for (member, answer) in peers.iter().zip(answers) {
+        match answer {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                tracing::info!(peer = member.id(), %error, "a member's report could not be read");
+                unanswered.push(member.name().to_owned());
+            }
+        }
+    }
+    Ok((reports, unanswered))
+}
+
 /// The report of `node` for `period`, suppressed, with the figures a reader of `figures` gets
 /// on `today`.
 pub fn build(

@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<Console> {
     Router::new()
         .route("/funder", get(dashboard))
         .route("/funder/report.csv", get(csv))
+        .route("/funder/federation", get(federation))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -342,4 +343,103 @@ async fn csv(
         out,
     )
         .into_response()
+}
+
+/// The federation at a glance: every member node's report for the period, side by side, and the
+/// city-to-city matrix (who paid for vouchers redeemed where). Nodes that do not answer in time
+/// are named; their row is missing, never guessed.
+async fn federation(
+    State(console): State<Console>,
+    signed: Signed,
+    Query(query): Query<PeriodQuery>,
+) -> Response {
+    let reader = match signed.may(&console, Operation::Report) {
+        Ok(identity) => identity,
+        Err(page) => return page,
+    };
+    let lang = signed.lang;
+    let period = period_or_current(&query);
+    let (reports, unanswered) = match report::federation(&console.node, &reader, &period).await {
+        Ok(found) => found,
+        Err(error) => {
+            let status = tonic::Status::from(error);
+            return page::message(
+                lang,
+                StatusCode::BAD_REQUEST,
+                lang.t("Bericht nicht verfügbar", "Report not available"),
+                status.message(),
+            );
+        }
+    };
+    let asked = reports.len() + unanswered.len();
+    let mut redeemers: Vec<&str> = reports
+        .iter()
+        .flat_map(|r| r.flows.iter().map(|f| f.redeemer.as_str()))
+        .collect();
+    redeemers.sort_unstable();
+    redeemers.dedup();
+    let body = html! {
+        form.filters method="get" action="/funder/federation" {
+            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
+            input #period name="period" value=(period);
+            button type="submit" { (lang.t("Anzeigen", "Show")) }
+        }
+        div.answer.(if unanswered.is_empty() { "good" } else { "warn" }) role="status" {
+            p { (reports.len()) (lang.t(" von ", " of ")) (asked) (lang.t(" Knoten haben geantwortet.", " nodes answered.")) }
+            @if !unanswered.is_empty() {
+                p { (lang.t("Nicht erreichbar: ", "Not reachable: ")) (unanswered.join(", ")) (lang.t(" – ihre Zeilen fehlen.", " – their rows are missing.")) }
+            }
+        }
+        table.list {
+            caption { (lang.t("Je Knoten", "Per node")) }
+            thead { tr {
+                th scope="col" { (lang.t("Knoten", "Node")) }
+                th.num scope="col" { (lang.t("Ausgestellt", "Issued")) }
+                th.num scope="col" { (lang.t("Bezahlte Abrechnungen", "Settled claims")) }
+                th.num scope="col" { (lang.t("Betrag", "Amount")) }
+                th.num scope="col" { (lang.t("Im Jahr ausgegeben", "Spent this year")) }
+                th.num scope="col" { (lang.t("Jahresbudget", "Annual budget")) }
+                th.num scope="col" { (lang.t("Prognose", "Forecast")) }
+            } }
+            tbody {
+                @for r in &reports {
+                    tr {
+                        th scope="row" { (r.node_name) }
+                        td.num { (count(r.issued.as_ref())) }
+                        td.num { (count(r.settled.as_ref())) }
+                        td.num { (cell(r.settled.as_ref())) }
+                        td.num { (cell(r.spent_this_year.as_ref())) }
+                        td.num { (page::money(r.annual_budget_cents)) }
+                        td.num { @match r.forecast_cents { Some(f) => { (page::money(f)) @if r.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => span.suppressed { "•" } } }
+                    }
+                }
+            }
+        }
+        table.list {
+            caption { (lang.t("Von Stadt zu Stadt: ausgestellt von (Zeile), eingelöst in (Spalte)", "City to city: issued by (row), redeemed in (column)")) }
+            thead { tr { th scope="col" { (lang.t("Ausgestellt von", "Issued by")) } @for r in &redeemers { th.num scope="col" { (r) } } } }
+            tbody {
+                @for report in &reports {
+                    tr {
+                        th scope="row" { (report.node_name) }
+                        @for redeemer in &redeemers {
+                            td.num { (cell(report.flows.iter().find(|f| f.redeemer == *redeemer).and_then(|f| f.cell.as_ref()))) }
+                        }
+                    }
+                }
+            }
+        }
+        p.hint { span.suppressed { "•" } " " (lang.t("= verborgen, weil aus weniger als 5 Gutscheinen (oder daraus errechenbar).", "= hidden: built from fewer than 5 vouchers (or computable from such cells).")) }
+    };
+    let who = Who {
+        role: signed.identity.role,
+        name: &signed.identity.name,
+        node_name: &console.node.name,
+    };
+    let title = format!("{} – {}", lang.t("Verbund", "Federation"), period);
+    page::respond(
+        lang,
+        StatusCode::OK,
+        page::frame(lang, &title, Some(who), "/funder/federation", body),
+    )
 }

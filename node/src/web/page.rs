@@ -93,9 +93,13 @@ fn nav(role: Role) -> &'static [(&'static str, &'static str, &'static str)] {
             ),
             ("/office/clearing", "Abrechnung mit Städten", "Clearing"),
             ("/funder", "Bericht", "Report"),
+            ("/funder/federation", "Verbund", "Federation"),
             ("/office/status", "Knoten", "Node"),
         ],
-        Role::Funder => &[("/funder", "Übersicht", "Dashboard")],
+        Role::Funder => &[
+            ("/funder", "Übersicht", "Dashboard"),
+            ("/funder/federation", "Verbund", "Federation"),
+        ],
         Role::Node => &[],
     }
 }
