@@ -340,8 +340,10 @@ pub fn web_server_config(
     verifier: Arc<RosterClientVerifier>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let (certs, key) = parse_certified_key(node_cert)?;
+    // TLS 1.3 only: in TLS 1.2 the browser's client certificate (its holder's handle) would
+    // cross the network in the clear.
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(WebClientVerifier { roster: verifier }))
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -49,6 +49,14 @@ async function record(page, name) {
   violations[name] = found.map((v) => `${v.id}: ${v.help} (${v.targets.join('; ')})`);
 }
 
+/** Types `code` into the practice's field and sends it with Enter, as a hand scanner does. */
+async function checkCode(page, origin, code) {
+  await page.goto(`${origin}/practice`);
+  await page.fill('#code', code);
+  await Promise.all([page.waitForLoadState(), page.press('#code', 'Enter')]);
+  await page.waitForSelector('.answer .big');
+}
+
 const text = async (page, selector) => ((await page.locator(selector).first().textContent()) ?? '').trim();
 
 async function main(browser) {
@@ -71,10 +79,11 @@ async function main(browser) {
   await officePage.fill('#cap', '600');
   await officePage.check('input[name="scope_medication"]');
   await Promise.all([officePage.waitForLoadState(), officePage.click('form.issue button[type="submit"]')]);
-  await officePage.waitForURL(/\/office\/voucher\?code=/, { timeout: 5000 }).catch(async () => {
+  await officePage.waitForURL(/\/office\/voucher\?h=/, { timeout: 5000 }).catch(async () => {
     assert.fail(`issuing did not lead to the card: ${officePage.url()}: ${await text(officePage, 'main')}`);
   });
-  results.short_code = new URL(officePage.url()).searchParams.get('code');
+  results.issued_url = officePage.url();
+  results.short_code = (await text(officePage, '.voucher-card p.vc-code')).replace(/\s+/g, '-');
   await record(officePage, 'office-card');
   const cardShot = `${process.env.SCHEIN_SCREENSHOTS}/card-only.png`;
   await officePage.locator('.voucher-card').screenshot({ path: cardShot });
@@ -116,13 +125,13 @@ async function main(browser) {
   await practicePage.fill('#code', mistyped);
   await practicePage.waitForFunction(() => document.querySelector('#code-live')?.textContent?.length > 0);
   results.live_mistyped = await text(practicePage, '#code-live');
-  await Promise.all([practicePage.waitForURL(/code=/), practicePage.press('#code', 'Enter')]);
+  await Promise.all([practicePage.waitForLoadState(), practicePage.press('#code', 'Enter')]);
+  await practicePage.waitForSelector('.answer .big');
   results.mistyped_verdict = await text(practicePage, '.answer .big');
   results.mistyped_reason = await text(practicePage, '.answer .reason');
   await record(practicePage, 'practice-mistyped');
 
-  await practicePage.fill('#code', code);
-  await Promise.all([practicePage.waitForURL(/code=/), practicePage.press('#code', 'Enter')]);
+  await checkCode(practicePage, dresden, code);
   results.valid_verdict = await text(practicePage, '.answer .big');
   results.valid_facts = await text(practicePage, 'dl.facts');
   await record(practicePage, 'practice-valid');
@@ -147,13 +156,16 @@ async function main(browser) {
   await record(practicePage, 'not-for-you');
 
   // The office finds the voucher in its list and revokes it; the practice sees it revoked.
-  await officePage.goto(`${leipzig}/office/vouchers?q=${encodeURIComponent(code)}`);
+  await officePage.goto(`${leipzig}/office/vouchers`);
+  await officePage.fill('#q', code);
+  await Promise.all([officePage.waitForURL(/\/office\/voucher\?h=/), officePage.press('#q', 'Enter')]);
+  results.voucher_url = officePage.url();
   await officePage.selectOption('#reason', 'lost');
   await Promise.all([officePage.waitForLoadState(), officePage.click('button.danger')]);
   await officePage.waitForSelector('dl.facts');
   results.revoked_state = await text(officePage, 'section.no-print dl.facts dd');
   await record(officePage, 'office-revoked');
-  await practicePage.goto(`${dresden}/practice?code=${encodeURIComponent(code)}`);
+  await checkCode(practicePage, dresden, code);
   results.revoked_verdict = await text(practicePage, '.answer .big');
   results.revoked_reason = await text(practicePage, '.answer .reason');
   await record(practicePage, 'practice-revoked');
@@ -167,6 +179,8 @@ async function main(browser) {
   results.office_report = await text(officePage, 'h1');
   await record(officePage, 'office-report');
   await officePage.goto(`${leipzig}/office/status`);
+  await Promise.all([officePage.waitForLoadState(), officePage.click('form[action="/office/status"] button')]);
+  await officePage.waitForSelector('.badge');
   results.status_text = await text(officePage, 'main');
   await record(officePage, 'office-status');
 
@@ -199,7 +213,7 @@ async function main(browser) {
 async function issuerDown(browser) {
   const practice = await signedIn(browser, dresden, 'PRACTICE');
   const page = await practice.newPage();
-  await page.goto(`${dresden}/practice?code=${encodeURIComponent(env('SCHEIN_SHORT_CODE'))}`);
+  await checkCode(page, dresden, env('SCHEIN_SHORT_CODE'));
   const verdict = await text(page, '.answer .big');
   await record(page, 'practice-issuer-down');
   // The funder at Dresden's console: Leipzig is named as not reachable, its row missing.

@@ -48,7 +48,8 @@ pub enum Operation {
 pub enum Admits {
     /// Holders of this role at this node.
     Local(Role),
-    /// Funders of any member, and this node's office.
+    /// Funders and nodes of any member (nodes read what funders read, for their consoles'
+    /// federation view), and this node's office.
     Readers,
     /// Member nodes.
     Peers,

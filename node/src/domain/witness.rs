@@ -33,6 +33,11 @@ use crate::store::{Contradiction, StoreError, Witnessed};
 /// message size limit.
 pub const PROOF_PAGE: u32 = 512;
 
+/// How long one witness round may take with one peer, in peer-call bounds (a call brings a page
+/// of up to 512 entries): a peer that keeps sending pages, or stalls, is given up on for this
+/// round and asked again in the next.
+const ROUND_CALLS: u32 = 64;
+
 /// Why a peer's ledger could not be witnessed or checked (a contradiction is not an error: it is
 /// the finding).
 #[derive(Debug, thiserror::Error)]
@@ -486,8 +491,19 @@ pub async fn run_witness(node: Arc<Node>, interval: Duration, mut stop: watch::R
             .members()
             .filter(|m| m.id() != node.id && m.entry.endpoint.is_some())
             .collect();
+        // Each peer within its own bound, so that one that keeps sending pages (or none) holds
+        // up neither the others nor the next round.
+        let bound = node.peers.call_bound() * ROUND_CALLS;
         let rounds = peers.iter().map(|member| async {
-            match witness(&node, member).await {
+            let round = tokio::time::timeout(bound, witness(&node, member))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(WitnessError::Unreachable(format!(
+                        "'{}' did not finish showing its ledger within {bound:?}",
+                        member.id()
+                    )))
+                });
+            match round {
                 Ok(Witness::Continues { seq }) => {
                     tracing::debug!(peer = member.id(), seq, "witnessed a peer's ledger head");
                 }

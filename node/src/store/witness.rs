@@ -51,10 +51,28 @@ impl Store {
             .transpose()
     }
 
-    /// Records `head` as the latest witnessed of `peer`, durably.
+    /// Records `head` as the latest witnessed of `peer`, durably — unless a later one was
+    /// recorded meanwhile (a witness round and an office's check may race): the witnessed head
+    /// only moves forward.
     pub async fn witness(&self, peer: &str, head: &Witnessed) -> Result<(), StoreError> {
-        self.meta
-            .insert(key("witness/", peer), head.encode_to_vec())?;
+        let key = key("witness/", peer);
+        loop {
+            let current = self.meta.get(&key)?;
+            if let Some(bytes) = &current {
+                let held =
+                    Witnessed::decode(bytes.as_ref()).map_err(|_| corrupt("witnessed head"))?;
+                if held.seq >= head.seq {
+                    return Ok(());
+                }
+            }
+            if self
+                .meta
+                .compare_and_swap(&key, current, Some(head.encode_to_vec()))?
+                .is_ok()
+            {
+                break;
+            }
+        }
         self.commit().await
     }
 

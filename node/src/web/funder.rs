@@ -58,17 +58,23 @@ fn read(console: &Console, signed: &Signed, period: &str) -> Result<NodeReport, 
 fn cell(cell: Option<&ReportCell>) -> Markup {
     match cell {
         Some(c) if !c.suppressed => html! { (page::money(c.amount_cents)) },
-        Some(_) => {
-            html! { span.suppressed title="unter 5 Gutscheinen: zum Schutz verborgen / fewer than 5 vouchers: hidden for privacy" { "•" } }
-        }
+        Some(_) => suppressed(),
         None => html! { "—" },
+    }
+}
+
+/// A suppressed cell: a dot for the eye, words for a screen reader.
+fn suppressed() -> Markup {
+    html! {
+        span.suppressed aria-hidden="true" title="verborgen / hidden" { "•" }
+        span.sr-only { "verborgen (hidden)" }
     }
 }
 
 fn count(cell: Option<&ReportCell>) -> Markup {
     match cell {
         Some(c) if !c.suppressed => html! { (c.count) },
-        Some(_) => html! { span.suppressed { "•" } },
+        Some(_) => suppressed(),
         None => html! { "—" },
     }
 }
@@ -145,7 +151,7 @@ async fn dashboard(
                 tr { th scope="row" { (lang.t("Jahresbudget", "Annual budget")) } td {} td.num { (page::money(report.annual_budget_cents)) } }
                 tr { th scope="row" { (lang.t("Ausgegeben im Jahr", "Spent this year")) } td {} td.num { (cell(report.spent_this_year.as_ref())) } }
                 tr { th scope="row" { (lang.t("Prognose für das Jahr", "Forecast for the year")) } td {} td.num {
-                    @match report.forecast_cents { Some(f) => { (page::money(f)) @if report.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => span.suppressed { "•" } }
+                    @match report.forecast_cents { Some(f) => { (page::money(f)) @if report.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => (suppressed()) }
                 } }
             }
         }
@@ -404,13 +410,13 @@ async fn federation(
             tbody {
                 @for r in &reports {
                     tr {
-                        th scope="row" { (r.node_name) }
+                        th scope="row" { (member_name(&console, &r.node)) }
                         td.num { (count(r.issued.as_ref())) }
                         td.num { (count(r.settled.as_ref())) }
                         td.num { (cell(r.settled.as_ref())) }
                         td.num { (cell(r.spent_this_year.as_ref())) }
                         td.num { (page::money(r.annual_budget_cents)) }
-                        td.num { @match r.forecast_cents { Some(f) => { (page::money(f)) @if r.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => span.suppressed { "•" } } }
+                        td.num { @match r.forecast_cents { Some(f) => { (page::money(f)) @if r.forecast_exceeds_budget { " " span.badge.bad { (lang.t("über Budget", "over budget")) } } } None => (suppressed()) } }
                     }
                 }
             }
@@ -421,7 +427,7 @@ async fn federation(
             tbody {
                 @for report in &reports {
                     tr {
-                        th scope="row" { (report.node_name) }
+                        th scope="row" { (member_name(&console, &report.node)) }
                         @for redeemer in &redeemers {
                             td.num { (cell(report.flows.iter().find(|f| f.redeemer == *redeemer).and_then(|f| f.cell.as_ref()))) }
                         }
@@ -442,4 +448,14 @@ async fn federation(
         StatusCode::OK,
         page::frame(lang, &title, Some(who), "/funder/federation", body),
     )
+}
+
+/// A member's name as this node's roster has it (not as the member calls itself in its report).
+fn member_name(console: &Console, id: &str) -> String {
+    console
+        .node
+        .roster()
+        .member(id)
+        .map(|m| m.name().to_owned())
+        .unwrap_or_else(|| id.to_owned())
 }

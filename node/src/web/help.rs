@@ -22,7 +22,7 @@ fn import_steps_de() -> Markup {
     html! {
         ol {
             li { "Ihre Clearingstelle hat Ihnen eine Zertifikatsdatei gegeben (Endung " code { ".p12" } ") und ein Passwort dazu." }
-            li { strong { "Windows:" } " Doppelklick auf die Datei → „Aktueller Benutzer“ → Weiter → Passwort eingeben → „Zertifikatspeicher automatisch auswählen“ → Fertig stellen. Danach den Browser neu starten." }
+            li { strong { "Windows:" } " Doppelklick auf die Datei → „Aktueller Benutzer“ → Weiter → Passwort eingeben → „Alle Zertifikate in folgendem Speicher speichern“ → „Eigene Zertifikate“ → Fertig stellen. Danach den Browser neu starten." }
             li { strong { "macOS:" } " Doppelklick auf die Datei → Schlüsselbund „Anmeldung“ → Passwort eingeben. Danach den Browser neu starten." }
             li { strong { "Firefox:" } " Einstellungen → Datenschutz & Sicherheit → Zertifikate anzeigen → Ihre Zertifikate → Importieren → Datei wählen → Passwort eingeben." }
             li { "Diese Seite neu laden. Der Browser fragt, welches Zertifikat er zeigen soll: wählen Sie das von schein." }
@@ -34,7 +34,7 @@ fn import_steps_en() -> Markup {
     html! {
         ol {
             li { "Your clearing office gave you a certificate file (ending in " code { ".p12" } ") and a password for it." }
-            li { strong { "Windows:" } " double-click the file → “Current User” → Next → enter the password → “Automatically select the certificate store” → Finish. Then restart the browser." }
+            li { strong { "Windows:" } " double-click the file → “Current User” → Next → enter the password → “Place all certificates in the following store” → “Personal” → Finish. Then restart the browser." }
             li { strong { "macOS:" } " double-click the file → keychain “login” → enter the password. Then restart the browser." }
             li { strong { "Firefox:" } " Settings → Privacy & Security → View Certificates → Your Certificates → Import → choose the file → enter the password." }
             li { "Reload this page. The browser asks which certificate to show: choose the one from schein." }
@@ -49,7 +49,7 @@ pub(super) fn no_certificate(lang: Lang, refusal: Option<&str>) -> Response {
         @if let Some(reason) = refusal {
             div.answer.bad role="alert" {
                 p { strong { "Ihr Zertifikat wird hier nicht angenommen." } " " span lang="en" { "Your certificate is not accepted here." } }
-                p.reason { (reason) }
+                p.reason lang="en" { (reason) }
             }
         }
         section lang="de" {

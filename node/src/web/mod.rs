@@ -32,7 +32,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use sha2::Digest;
 use tokio::net::TcpListener;
@@ -47,6 +47,13 @@ use crate::tls::{RosterClientVerifier, Visitor, WEB_HANDSHAKE_TIMEOUT};
 
 pub use page::Lang;
 
+/// Most connections open at once; more wait in the kernel's backlog or are closed.
+const MAX_CONNECTIONS: usize = 512;
+/// Most requests in flight on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 32;
+/// How long a client may take to send a request's headers, and to answer a keep-alive ping.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub(crate) struct Console {
@@ -54,6 +61,56 @@ pub(crate) struct Console {
     /// Random per run: form tokens are derived from it, so a page from before a restart
     /// asks to be loaded again instead of acting.
     secret: Arc<[u8; 32]>,
+    /// Opaque page addresses for vouchers, so that no code lands in a browser's history.
+    handles: Arc<Handles>,
+}
+
+/// Short-lived random names for voucher codes, used in the office's page addresses: a shared
+/// PC's browser history then holds no serial with the minute it was issued or looked at (the
+/// node itself keeps only days).
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    names: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+impl Handles {
+    /// How long a handle names its code.
+    const LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// Most handles kept; the oldest go first.
+    const MOST: usize = 10_000;
+
+    /// A new handle for `code`.
+    pub(crate) fn name(&self, code: &str) -> String {
+        let handle = data_encoding::BASE32_NOPAD.encode(&rand::random::<[u8; 10]>());
+        let now = std::time::Instant::now();
+        let mut names = match self.names.lock() {
+            Ok(names) => names,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        names.retain(|_, (_, made)| now.duration_since(*made) < Self::LIFETIME);
+        if names.len() >= Self::MOST
+            && let Some(oldest) = names
+                .iter()
+                .min_by_key(|(_, (_, made))| *made)
+                .map(|(k, _)| k.clone())
+        {
+            names.remove(&oldest);
+        }
+        names.insert(handle.clone(), (code.to_owned(), now));
+        handle
+    }
+
+    /// The code `handle` names, while it lives.
+    pub(crate) fn code(&self, handle: &str) -> Option<String> {
+        let names = match self.names.lock() {
+            Ok(names) => names,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        names
+            .get(handle)
+            .filter(|(_, made)| made.elapsed() < Self::LIFETIME)
+            .map(|(code, _)| code.clone())
+    }
 }
 
 /// Serves the console on `listener` until `stop` turns true.
@@ -67,10 +124,24 @@ pub async fn serve(
     let console = Console {
         node,
         secret: Arc::new(rand::random()),
+        handles: Arc::default(),
     };
     let app = router(console);
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Anyone may open a connection (the help page needs no certificate): bound how many, and how
+    // long one may idle, so that the console cannot take the node's file descriptors away.
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(HEADER_TIMEOUT)
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    let http = Arc::new(http);
     loop {
         let (tcp, remote) = tokio::select! {
             _ = stop.changed() => break,
@@ -86,7 +157,12 @@ pub async fn serve(
         if *stop.borrow() {
             break;
         }
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "web connection refused: too many open");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
+        let http = http.clone();
         let acceptor = acceptor.clone();
         let verifier = verifier.clone();
         let app = app.clone();
@@ -112,12 +188,13 @@ pub async fn serve(
                 request.extensions_mut().insert(visitor.clone());
                 app.clone().oneshot(request.map(axum::body::Body::new))
             });
-            let connection = auto::Builder::new(TokioExecutor::new())
+            let connection = http
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%remote, %error, "web connection ended");
             }
+            drop(permit);
         });
     }
     // Let the requests in progress finish, for a while.
@@ -133,6 +210,7 @@ fn router(console: Console) -> Router {
         .merge(help::routes())
         .merge(assets::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn(isolate))
         .layer(middleware::from_fn(security_headers))
         .with_state(console)
 }
@@ -158,6 +236,51 @@ async fn not_found(lang: Lang) -> Response {
         lang.t(
             "Diese Seite gibt es nicht. Zurück zur Startseite.",
             "There is no such page. Back to the start page.",
+        ),
+    )
+}
+
+/// Resource isolation by Fetch Metadata: a request that another site makes the browser send
+/// (with the client certificate, which browsers attach to any request to this origin) is
+/// refused unless it is a plain navigation to a page, so that another site's forms, images and
+/// scripts can make the node neither change nor compute anything. Browsers that send no
+/// `Sec-Fetch-*` headers pass here; the form token still guards every change.
+async fn isolate(request: Request, next: Next) -> Response {
+    if let Some(lang) = cross_site(&request) {
+        tracing::warn!(
+            path = request.uri().path(),
+            "cross-site request to the console refused"
+        );
+        return forgery_refused(lang);
+    }
+    next.run(request).await
+}
+
+/// The language to refuse `request` in, if another site made the browser send it and it is
+/// not a plain navigation to a page.
+fn cross_site(request: &Request) -> Option<Lang> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let navigation = request.method() == axum::http::Method::GET
+        && header("sec-fetch-mode") == "navigate"
+        && matches!(header("sec-fetch-dest"), "document" | "");
+    (header("sec-fetch-site") == "cross-site" && !navigation)
+        .then(|| Lang::from_headers(request.headers()))
+}
+
+fn forgery_refused(lang: Lang) -> Response {
+    page::message(
+        lang,
+        StatusCode::FORBIDDEN,
+        lang.t("Nicht ausgeführt", "Not done"),
+        lang.t(
+            "Diese Anfrage kam nicht aus einem Formular dieser Seite (oder die Seite ist veraltet). Nichts wurde geändert. Bitte laden Sie die Seite neu und versuchen Sie es noch einmal.",
+            "This request did not come from a form of this console (or the page was out of date). Nothing was changed. Please reload the page and try again.",
         ),
     )
 }
@@ -241,6 +364,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Signed {
             .await
             .unwrap_or_default();
         match parts.extensions.get::<Visitor>() {
+            Some(Visitor::Known(caller)) if caller.identity.role == Role::Node => Err(
+                help::not_for_you(lang, "Node certificates are for nodes, not for people."),
+            ),
             Some(Visitor::Known(caller)) => Ok(Signed {
                 identity: caller.identity.clone(),
                 caller: caller.clone(),
@@ -293,18 +419,79 @@ pub(crate) fn check_forgery(
         return Ok(());
     }
     tracing::warn!(caller = %signed.identity, same_site = signed.same_site, token_ok, "web form refused as a possible forgery");
-    Err(page::message(
-        signed.lang,
-        StatusCode::FORBIDDEN,
-        signed.lang.t("Nicht ausgeführt", "Not done"),
-        signed.lang.t(
-            "Diese Anfrage kam nicht aus einem Formular dieser Seite (oder die Seite ist veraltet). Nichts wurde geändert. Bitte laden Sie die Seite neu und versuchen Sie es noch einmal.",
-            "This request did not come from a form of this console (or the page was out of date). Nothing was changed. Please reload the page and try again.",
-        ),
-    ))
+    Err(forgery_refused(signed.lang))
 }
 
 /// The address the console listens on, for the log line and the demo.
 pub fn describe(addr: SocketAddr) -> String {
     format!("https://{addr}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = axum::http::Request::builder().method("POST").uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).expect("a request").into_parts().0
+    }
+
+    #[test]
+    fn a_form_counts_as_this_consoles_only_with_its_own_origin() {
+        // HTTP/2: the host is the request's authority.
+        let h2 = "https://localhost:8443/office/issue";
+        assert!(same_site(&parts(h2, &[])), "old browsers send no Origin");
+        assert!(same_site(&parts(
+            h2,
+            &[("origin", "https://localhost:8443")]
+        )));
+        assert!(!same_site(&parts(
+            h2,
+            &[("origin", "https://evil.example")]
+        )));
+        assert!(!same_site(&parts(h2, &[("origin", "null")])));
+        assert!(!same_site(&parts(
+            h2,
+            &[("origin", "https://localhost:8444")]
+        )));
+        // HTTP/1.1: the host is the Host header.
+        let h1 = "/office/issue";
+        let host = ("host", "localhost:8443");
+        assert!(same_site(&parts(
+            h1,
+            &[host, ("origin", "https://localhost:8443")]
+        )));
+        assert!(!same_site(&parts(
+            h1,
+            &[host, ("origin", "https://evil.example")]
+        )));
+        assert!(
+            !same_site(&parts(h1, &[("origin", "https://localhost:8443")])),
+            "no host to compare with"
+        );
+        // Fetch metadata.
+        assert!(same_site(&parts(h2, &[("sec-fetch-site", "same-origin")])));
+        assert!(!same_site(&parts(h2, &[("sec-fetch-site", "cross-site")])));
+        assert!(
+            !same_site(&parts(h2, &[("sec-fetch-site", "same-site")])),
+            "a sibling subdomain is another site here"
+        );
+    }
+
+    #[test]
+    fn handles_name_codes_for_a_while_and_nothing_else() {
+        let handles = Handles::default();
+        let one = handles.name("LEJ-7KQ4-M2XD-9FTR-WB3H-Q");
+        let two = handles.name("LEJ-7KQ4-M2XD-9FTR-WB3H-Q");
+        assert_ne!(one, two, "a fresh handle each time");
+        assert!(!one.contains("7KQ4"));
+        assert_eq!(
+            handles.code(&one).as_deref(),
+            Some("LEJ-7KQ4-M2XD-9FTR-WB3H-Q")
+        );
+        assert_eq!(handles.code("NOTAHANDLE"), None);
+    }
 }

@@ -29,13 +29,13 @@ pub(super) fn routes() -> Router<Console> {
     Router::new()
         .route("/office", get(issue_page))
         .route("/office/issue", post(issue))
-        .route("/office/voucher", get(voucher_page))
+        .route("/office/voucher", get(voucher_page).post(find_voucher))
         .route("/office/revoke", post(revoke))
         .route("/office/approve", post(approve))
         .route("/office/vouchers", get(list_page))
         .route("/office/held", get(held_page).post(decide_held))
         .route("/office/clearing", get(clearing_page).post(close_period))
-        .route("/office/status", get(status_page))
+        .route("/office/status", get(status_page).post(check_ledgers))
 }
 
 fn who<'a>(signed: &'a Signed, console: &'a Console) -> Who<'a> {
@@ -205,18 +205,53 @@ async fn issue(
         cap_cents,
     };
     match vouchers::issue(&console.node, &office, &request).await {
-        Ok(record) => Redirect::to(&format!("/office/voucher?code={}&new=1", record.short_code))
-            .into_response(),
+        Ok(record) => {
+            Redirect::to(&voucher_url(&console, &record.short_code, true)).into_response()
+        }
         Err(error) => form_page(refusal(lang, &tonic::Status::from(error))),
     }
 }
 
 #[derive(serde::Deserialize, Default)]
 struct CodeQuery {
+    /// A handle from [`super::Handles`], never the code itself.
     #[serde(default)]
-    code: String,
+    h: String,
     #[serde(default)]
     new: String,
+}
+
+/// The voucher page's address for `code`, under a fresh handle.
+fn voucher_url(console: &Console, code: &str, new: bool) -> String {
+    let handle = console.handles.name(code);
+    if new {
+        format!("/office/voucher?h={handle}&new=1")
+    } else {
+        format!("/office/voucher?h={handle}")
+    }
+}
+
+/// A button that opens a voucher's page (the code travels in the form, not in an address).
+fn open_button(code: &str) -> Markup {
+    html! {
+        form.open method="post" action="/office/voucher" {
+            input type="hidden" name="code" value=(code);
+            button.link type="submit" { (code) }
+        }
+    }
+}
+
+/// Opens the page of the voucher named in a form (the list's search or one of its rows).
+async fn find_voucher(
+    State(console): State<Console>,
+    signed: Signed,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(page) = signed.may(&console, Operation::ShowVoucher) {
+        return page;
+    }
+    let code = form.get("code").map(|c| c.trim()).unwrap_or_default();
+    Redirect::to(&voucher_url(&console, code, false)).into_response()
 }
 
 fn state_word(lang: Lang, state: VoucherState) -> &'static str {
@@ -258,7 +293,21 @@ async fn voucher_page(
         return page;
     }
     let lang = signed.lang;
-    let record = match vouchers::show(&console.node, &query.code) {
+    let Some(code) = console.handles.code(&query.h) else {
+        let body = html! {
+            p.lead { (lang.t("Diese Seitenadresse ist abgelaufen. Suchen Sie den Gutschein in der Liste.", "This page address has expired. Find the voucher in the list.")) }
+            p { a href="/office/vouchers" { (lang.t("Zur Liste", "To the list")) } }
+        };
+        return show(
+            lang,
+            &signed,
+            &console,
+            lang.t("Gutschein", "Voucher"),
+            "/office/vouchers",
+            body,
+        );
+    };
+    let record = match vouchers::show(&console.node, &code) {
         Ok(record) => record,
         Err(error) => {
             let body = html! { (refusal(lang, &tonic::Status::from(error))) p { a href="/office/vouchers" { (lang.t("Zur Liste", "To the list")) } } };
@@ -344,7 +393,7 @@ async fn revoke(
     };
     match vouchers::revoke(&console.node, &office, &code, reason as i32).await {
         Ok(record) => {
-            Redirect::to(&format!("/office/voucher?code={}", record.short_code)).into_response()
+            Redirect::to(&voucher_url(&console, &record.short_code, false)).into_response()
         }
         Err(error) => {
             let lang = signed.lang;
@@ -389,7 +438,7 @@ async fn approve(
     let body = match vouchers::approve_cap(&console.node, &office, &code, cents).await {
         Ok(answer) => html! {
             div.answer.(if answer.applied { "good" } else { "warn" }) role="status" { p.detail lang="en" { (answer.message) } }
-            p { a href={ "/office/voucher?code=" (code) } { (lang.t("Zum Gutschein", "To the voucher")) } }
+            p { a href=(voucher_url(&console, &code, false)) { (lang.t("Zum Gutschein", "To the voucher")) } }
         },
         Err(error) => refusal(lang, &tonic::Status::from(error)),
     };
@@ -406,8 +455,6 @@ async fn approve(
 #[derive(serde::Deserialize, Default)]
 struct ListQuery {
     #[serde(default)]
-    q: String,
-    #[serde(default)]
     state: String,
 }
 
@@ -420,13 +467,6 @@ async fn list_page(
         return page;
     }
     let lang = signed.lang;
-    if !query.q.trim().is_empty() {
-        return Redirect::to(&format!(
-            "/office/voucher?code={}",
-            query.q.trim().replace(['&', '#', '?'], "")
-        ))
-        .into_response();
-    }
     let state = match query.state.as_str() {
         "active" => VoucherState::Active,
         "revoked" => VoucherState::Revoked,
@@ -452,10 +492,12 @@ async fn list_page(
         }
     };
     let body = html! {
-        form.filters method="get" action="/office/vouchers" role="search" {
+        form.filters method="post" action="/office/voucher" role="search" {
             label for="q" { (lang.t("Kurzcode suchen", "Find a short code")) }
-            input #q name="q" autocomplete="off" spellcheck="false";
+            input #q name="code" autocomplete="off" spellcheck="false";
             button type="submit" { (lang.t("Suchen", "Find")) }
+        }
+        form.filters method="get" action="/office/vouchers" {
             label for="state" { (lang.t("Zustand", "State")) }
             select #state name="state" {
                 @for (value, word) in [("", lang.t("alle", "all")), ("active", lang.t("gültig", "active")), ("revoked", lang.t("gesperrt", "revoked")), ("expired", lang.t("abgelaufen", "expired"))] {
@@ -475,7 +517,7 @@ async fn list_page(
                 tbody {
                     @for v in &listed {
                         tr {
-                            td.code { a href={ "/office/voucher?code=" (v.short_code) } { (v.short_code) } }
+                            td.code { (open_button(&v.short_code)) }
                             td { @if let Some(day) = v.valid_until { (page::date(Day::from(day))) } }
                             td { (state_word(lang, v.state())) @if v.emergency { " · " (lang.t("Notfall", "emergency")) } }
                             td.num { (page::money(v.claimed_cents + v.medication_cents)) }
@@ -550,9 +592,9 @@ fn held(console: &Console, signed: &Signed, note: Option<Markup>) -> Response {
                                     input type="hidden" name="csrf" value=(token);
                                     input type="hidden" name="provider" value=(c.provider);
                                     input type="hidden" name="claim_id" value=(c.claim_id);
-                                    button type="submit" name="decision" value="release" { (lang.t("Freigeben", "Release")) }
+                                    button type="submit" name="decision" value="release" aria-label={ (lang.t("Freigeben: ", "Release: ")) (c.voucher_short_code) } { (lang.t("Freigeben", "Release")) }
                                     " "
-                                    button.danger type="submit" name="decision" value="reject" { (lang.t("Ablehnen", "Reject")) }
+                                    button.danger type="submit" name="decision" value="reject" aria-label={ (lang.t("Ablehnen: ", "Reject: ")) (c.voucher_short_code) } { (lang.t("Ablehnen", "Reject")) }
                                 }
                             }
                         }
@@ -585,7 +627,19 @@ async fn decide_held(
     }
     let lang = signed.lang;
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
-    let release = field("decision") == "release";
+    let release = match field("decision").as_str() {
+        "release" => true,
+        "reject" => false,
+        _ => {
+            return held(
+                &console,
+                &signed,
+                Some(html! {
+                    div.answer.bad role="alert" { p { (lang.t("Bitte „Freigeben“ oder „Ablehnen“ wählen.", "Choose “Release” or “Reject”.")) } }
+                }),
+            );
+        }
+    };
     let note = match claim::decide_held(
         &console.node,
         &office,
@@ -724,6 +778,30 @@ async fn status_page(State(console): State<Console>, signed: Signed) -> Response
     if let Err(page) = signed.may(&console, Operation::Ledger) {
         return page;
     }
+    status(&console, &signed, false).await
+}
+
+/// The same page with every ledger checked now: this node's own, and each peer's whole chain
+/// against what this node witnessed. A POST, because it makes the node and every peer work.
+async fn check_ledgers(
+    State(console): State<Console>,
+    signed: Signed,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    for operation in [Operation::Ledger, Operation::PeerLedger] {
+        if let Err(page) = signed.may(&console, operation) {
+            return page;
+        }
+    }
+    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
+        return page;
+    }
+    status(&console, &signed, true).await
+}
+
+/// How the node is doing: its outbox, its oldest pending claim, and its ledger and each peer's
+/// as the last witness round left them — or, with `check`, as checked now.
+async fn status(console: &Console, signed: &Signed, check: bool) -> Response {
     let lang = signed.lang;
     let node = &console.node;
     let roster = node.roster();
@@ -732,11 +810,16 @@ async fn status_page(State(console): State<Console>, signed: Signed) -> Response
         .filter(|m| m.id() != node.id && m.entry.endpoint.is_some())
         .cloned()
         .collect();
-    let checks = peers
-        .iter()
-        .map(|peer| witness::check_peer(node, peer.id()));
-    let checks = futures::future::join_all(checks).await;
-    let own = node.store.ledger_head().ok();
+    let checks = if check {
+        let asked = peers
+            .iter()
+            .map(|peer| witness::check_peer(node, peer.id()));
+        Some(futures::future::join_all(asked).await)
+    } else {
+        None
+    };
+    let own = check.then(|| crate::domain::ledger::verify_own(node));
+    let head = node.store.ledger_head().map(|h| h.seq).unwrap_or(0);
     let outbox = node.store.outbox_depth();
     let pending = claim::list_pending(node).unwrap_or_default();
     let oldest = pending
@@ -749,32 +832,53 @@ async fn status_page(State(console): State<Console>, signed: Signed) -> Response
             dt { (lang.t("Knoten", "Node")) } dd { (node.name) " (" (node.id) ")" }
             dt { (lang.t("Abrechnungen unterwegs (Postausgang)", "Claims waiting to be delivered (outbox)")) } dd { (outbox) }
             dt { (lang.t("Älteste offene Abrechnung", "Oldest pending claim")) } dd { @match oldest { Some(day) => (page::date(day)), None => "—" } }
-            @if let Some(own) = &own { dt { (lang.t("Eigenes Hauptbuch", "Own ledger")) } dd { (own.seq) (lang.t(" Einträge", " entries")) } }
+            dt { (lang.t("Eigenes Hauptbuch", "Own ledger")) }
+            dd { @match &own {
+                None => { (head) (lang.t(" Einträge", " entries")) }
+                Some(Ok(entries)) => { span.badge.good { (lang.t("stimmt", "checks out")) } " " (entries) (lang.t(" Einträge, jeder mit dem Hash des vorigen, Kopf unterschrieben", " entries, each holding the hash of the one before, head signed")) }
+                Some(Err(problem)) => { span.badge.bad { (lang.t("FEHLER", "BROKEN")) } " " span lang="en" { (problem) } }
+            } }
+        }
+        form method="post" action="/office/status" {
+            input type="hidden" name="csrf" value=(signed.form_token(console));
+            button type="submit" { (lang.t("Alle Hauptbücher jetzt prüfen", "Check every ledger now")) }
         }
         table.list {
-            caption { (lang.t("Andere Städte: erreichbar, und hält ihr Hauptbuch, was sie uns gezeigt hat?", "Other cities: reachable, and does its ledger hold what it showed us?")) }
+            caption { (lang.t("Andere Städte: hält ihr Hauptbuch, was sie uns gezeigt hat?", "Other cities: does its ledger hold what it showed us?")) }
             thead { tr {
                 th scope="col" { (lang.t("Stadt", "City")) }
-                th scope="col" { (lang.t("Erreichbar", "Reachable")) }
+                th scope="col" { (lang.t("Zuletzt bezeugt", "Last witnessed")) }
                 th scope="col" { (lang.t("Hauptbuch", "Ledger")) }
             } }
             tbody {
-                @for (peer, check) in peers.iter().zip(&checks) {
+                @for (i, peer) in peers.iter().enumerate() {
+                    @let witnessed = node.store.witnessed(peer.id()).ok().flatten();
+                    @let alarm = node.store.contradiction(peer.id()).ok().flatten();
                     tr {
-                        td { (peer.name()) }
-                        @match check {
-                            Ok(check) => {
-                                td { span.badge.good { (lang.t("ja", "yes")) } }
-                                td { @if check.findings.is_empty() {
-                                        span.badge.good { (lang.t("stimmt", "consistent")) } " " (check.entries) (lang.t(" Einträge, ", " entries, ")) (check.receipts_checked) (lang.t(" Quittungen geprüft", " receipts checked"))
-                                    } @else {
-                                        span.badge.bad { (lang.t("VERÄNDERT", "CHANGED")) }
-                                        ul lang="en" { @for f in &check.findings { li { (f) } } }
-                                    } }
+                        th scope="row" { (peer.name()) }
+                        td { @match &witnessed {
+                            Some(w) => { (lang.t("Eintrag ", "entry ")) (w.seq) ", " (page::date(Day::of_unix_seconds(w.at))) }
+                            None => "—",
+                        } }
+                        td {
+                            @if let Some(alarm) = &alarm {
+                                span.badge.bad { (lang.t("VERÄNDERT", "CHANGED")) } " " span lang="en" { (alarm.finding) }
                             }
-                            Err(error) => {
-                                td { span.badge.warn { (lang.t("nein", "no")) } }
-                                td lang="en" { (error.to_string()) }
+                            @match checks.as_ref().and_then(|c| c.get(i)) {
+                                None => {}
+                                Some(Ok(found)) if found.findings.is_empty() => {
+                                    span.badge.good { (lang.t("stimmt", "consistent")) } " " (found.entries) (lang.t(" Einträge, ", " entries, ")) (found.receipts_checked) (lang.t(" Quittungen geprüft", " receipts checked"))
+                                }
+                                Some(Ok(found)) => {
+                                    span.badge.bad { (lang.t("VERÄNDERT", "CHANGED")) }
+                                    ul lang="en" { @for f in &found.findings { li { (f) } } }
+                                }
+                                Some(Err(witness::WitnessError::Unreachable(error))) => {
+                                    span.badge.warn { (lang.t("nicht erreichbar", "not reachable")) } " " span lang="en" { (error) }
+                                }
+                                Some(Err(error)) => {
+                                    span.badge.bad { (lang.t("ANTWORT UNGÜLTIG", "INVALID ANSWER")) } " " span lang="en" { (error.to_string()) }
+                                }
                             }
                         }
                     }
@@ -784,8 +888,8 @@ async fn status_page(State(console): State<Console>, signed: Signed) -> Response
     };
     show(
         lang,
-        &signed,
-        &console,
+        signed,
+        console,
         lang.t("Knoten", "Node"),
         "/office/status",
         body,

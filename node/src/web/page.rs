@@ -43,6 +43,20 @@ impl Lang {
     }
 }
 
+impl Lang {
+    /// The language the `lang` cookie names (German without one).
+    pub(super) fn from_headers(headers: &axum::http::HeaderMap) -> Lang {
+        let english = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix("lang="))
+            .is_some_and(|v| v == "en");
+        if english { Lang::En } else { Lang::De }
+    }
+}
+
 /// `?lang=en` chooses; otherwise the `lang` cookie the switch set; otherwise German.
 impl<S: Send + Sync> FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
@@ -53,18 +67,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
                 .find_map(|pair| pair.strip_prefix("lang="))
                 .map(|v| v == "en")
         });
-        let from_cookie = || {
-            parts
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|c| c.trim().strip_prefix("lang="))
-                .map(|v| v == "en")
-        };
-        let english = from_query.or_else(from_cookie).unwrap_or(false);
-        Ok(if english { Lang::En } else { Lang::De })
+        Ok(match from_query {
+            Some(true) => Lang::En,
+            Some(false) => Lang::De,
+            None => Lang::from_headers(&parts.headers),
+        })
     }
 }
 
@@ -139,7 +146,8 @@ pub(super) fn frame(
                             strong { (who.name) } " (" (role_word(lang, who.role)) ")"
                         }
                     }
-                    a.lang href={ "?lang=" (other.code()) } hreflang=(other.code()) lang=(other.code()) {
+                    // To the section's own page: the page shown may be the answer to a form.
+                    a.lang href={ (if current.is_empty() { "/" } else { current }) "?lang=" (other.code()) } hreflang=(other.code()) lang=(other.code()) {
                         (other.t("Deutsch", "English"))
                     }
                 }

@@ -28,7 +28,7 @@ use crate::pki::Identity;
 
 pub(super) fn routes() -> Router<Console> {
     Router::new()
-        .route("/practice", get(check_page))
+        .route("/practice", get(check_page).post(check_code))
         .route("/practice/check", get(live_check))
         .route("/practice/bill", post(bill))
         .route("/practice/claims", get(claims_page))
@@ -51,17 +51,31 @@ struct CheckQuery {
     code: String,
 }
 
-async fn check_page(
+async fn check_page(State(console): State<Console>, signed: Signed) -> Response {
+    check(console, signed, String::new()).await
+}
+
+/// The check of a code sent with the form: by POST, so that no code lands in the browser's
+/// history or in an address.
+async fn check_code(
     State(console): State<Console>,
     signed: Signed,
-    Query(query): Query<CheckQuery>,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    let code = form
+        .get("code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    check(console, signed, code).await
+}
+
+async fn check(console: Console, signed: Signed, code: String) -> Response {
     let provider = match signed.may(&console, Operation::VerifyVoucher) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
     let lang = signed.lang;
-    let code = query.code.trim();
+    let code = code.as_str();
     let answer = if code.is_empty() {
         None
     } else {
@@ -93,7 +107,7 @@ async fn check_page(
 
 fn check_form(lang: Lang, code: &str) -> Markup {
     html! {
-        form.check method="get" action="/practice" {
+        form.check method="post" action="/practice" {
             label for="code" { (lang.t(
                 "Gutscheincode (eintippen oder mit dem Scanner lesen)",
                 "Voucher code (type it or read it with the scanner)"
@@ -452,7 +466,10 @@ async fn bill(
                     p { (lang.t("Bitte korrigieren:", "Please correct:")) }
                     ul { @for problem in &bill.problems { li { (problem) } } }
                 }
-                p { a href={ "/practice?code=" (code) } { (lang.t("Zurück zum Formular", "Back to the form")) } }
+                form method="post" action="/practice" {
+                    input type="hidden" name="code" value=(code);
+                    button type="submit" { (lang.t("Zurück zum Formular", "Back to the form")) }
+                }
             } @else {
                 (preview(lang, &console, &signed, &form, &bill.items, total, left))
             }
