@@ -336,6 +336,19 @@ impl Signed {
             .map_err(|error| refused(self.lang, &error))
     }
 
+    /// For a form that changes something: the identity if the role table admits it to
+    /// `operation` and the form is this console's own ([`check_forgery`]).
+    pub(crate) fn may_change(
+        &self,
+        console: &Console,
+        operation: Operation,
+        form: &std::collections::HashMap<String, String>,
+    ) -> Result<Identity, Response> {
+        let identity = self.may(console, operation)?;
+        check_forgery(self, console, form.get("csrf").map(String::as_str))?;
+        Ok(identity)
+    }
+
     /// The token every state-changing form of this person carries.
     pub(crate) fn form_token(&self, console: &Console) -> String {
         let mut hash = sha2::Sha256::new();

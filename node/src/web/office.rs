@@ -20,7 +20,7 @@ use schein_proto::v1::{
 use super::card::{Card, card};
 use super::page::{self, Lang, Who};
 use super::practice::{covers, scope_word};
-use super::{Console, Signed, check_forgery};
+use super::{Console, Signed};
 use crate::domain::access::Operation;
 use crate::domain::{claim, clearing, vouchers, witness};
 use crate::pki::Role;
@@ -141,13 +141,10 @@ async fn issue(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let office = match signed.may(&console, Operation::IssueVoucher) {
+    let office = match signed.may_change(&console, Operation::IssueVoucher, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let lang = signed.lang;
     let get = |name: &str| form.get(name).map(|v| v.trim()).unwrap_or("");
     let mut problems = Vec::new();
@@ -376,13 +373,10 @@ async fn revoke(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let office = match signed.may(&console, Operation::RevokeVoucher) {
+    let office = match signed.may_change(&console, Operation::RevokeVoucher, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let code = form.get("code").cloned().unwrap_or_default();
     let reason = match form.get("reason").map(String::as_str) {
         Some("lost") => RevocationReason::Lost,
@@ -414,13 +408,10 @@ async fn approve(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let office = match signed.may(&console, Operation::ApproveCap) {
+    let office = match signed.may_change(&console, Operation::ApproveCap, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let lang = signed.lang;
     let code = form.get("code").cloned().unwrap_or_default();
     let Some(cents) = form.get("cap").and_then(|c| page::parse_money(c)) else {
@@ -618,13 +609,10 @@ async fn decide_held(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let office = match signed.may(&console, Operation::DecideHeldClaim) {
+    let office = match signed.may_change(&console, Operation::DecideHeldClaim, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let lang = signed.lang;
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     let release = match field("decision").as_str() {
@@ -757,13 +745,10 @@ async fn close_period(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let office = match signed.may(&console, Operation::CloseClearing) {
+    let office = match signed.may_change(&console, Operation::CloseClearing, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let period = form.get("period").cloned().unwrap_or_default();
     let result = match clearing::parse_period(&period) {
         Ok(p) => clearing::close(&console.node, &office.name, p)
@@ -788,12 +773,10 @@ async fn check_ledgers(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    for operation in [Operation::Ledger, Operation::PeerLedger] {
-        if let Err(page) = signed.may(&console, operation) {
-            return page;
-        }
-    }
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
+    if let Err(page) = signed
+        .may(&console, Operation::Ledger)
+        .and_then(|_| signed.may_change(&console, Operation::PeerLedger, &form))
+    {
         return page;
     }
     status(&console, &signed, true).await

@@ -21,7 +21,7 @@ use schein_proto::v1::{
 };
 
 use super::page::{self, Lang, Who};
-use super::{Console, Signed, check_forgery};
+use super::{Console, Signed};
 use crate::domain::access::Operation;
 use crate::domain::{claim, verify};
 use crate::pki::Identity;
@@ -414,13 +414,10 @@ async fn bill(
     signed: Signed,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let provider = match signed.may(&console, Operation::SubmitClaim) {
+    let provider = match signed.may_change(&console, Operation::SubmitClaim, &form) {
         Ok(identity) => identity,
         Err(page) => return page,
     };
-    if let Err(page) = check_forgery(&signed, &console, form.get("csrf").map(String::as_str)) {
-        return page;
-    }
     let lang = signed.lang;
     let get = |name: &str| {
         form.get(name)
