@@ -592,6 +592,46 @@ async fn clearing_steps(
         )
         .await,
     );
+    lost_laptop(federation, steps, &late.short_code).await
+}
+
+/// A practice laptop is lost: Dresden's operator revokes its identity
+/// (`schein-node identity revoke`), and the laptop's next call is refused, on the connection it
+/// already had open.
+async fn lost_laptop(
+    federation: &LocalFederation,
+    steps: &mut Steps,
+    code: &str,
+) -> anyhow::Result<()> {
+    let laptop = Client::from_identity(
+        federation.enroll("dresden", Role::Provider, "praxis-laptop")?,
+        None,
+        TIMEOUT,
+    )
+    .await?;
+    let before = verify(&laptop, code, None).await;
+    let revoked = schein_node::enrolled::revoke(
+        &federation.node("dresden")?.dir,
+        "provider/praxis-laptop",
+        schein_proto::Day::today(),
+    )?;
+    // The node looks at its register every second.
+    let mut after = verify(&laptop, code, None).await;
+    for _ in 0..50 {
+        if after.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = verify(&laptop, code, None).await;
+    }
+    steps.report(
+        "A practice laptop is lost: Dresden's operator revokes its identity, and its next call is refused at once, on the connection it had open",
+        before.is_ok() && revoked.len() == 1 && after.is_err(),
+        &match after {
+            Err(error) => format!("{error:#}"),
+            Ok(_) => "it was still served".into(),
+        },
+    );
     Ok(())
 }
 

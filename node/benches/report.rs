@@ -75,7 +75,9 @@ async fn main() -> Result<(), common::Error> {
         store.flush().await?;
         let fill_seconds = fill.elapsed().as_secs_f64();
 
-        let node = Node::new(&config, store);
+        let revocations =
+            schein_node::revocation::Revocations::load(config.node_id(), &config.base_dir)?;
+        let node = Node::new(&config, store, revocations);
         let period = schein_proto::period::Period::containing(month)[1];
         let mut times = Vec::new();
         for _ in 0..200 {

@@ -1,8 +1,9 @@
 //! The register of client identities this node's operator enrolled (`enrolled.toml` beside the
-//! configuration): role, handle and last day of each certificate, appended by
-//! `schein-node enroll`. It holds no key and nothing about a person, only the handles the
-//! certificates carry. The node reads it to answer whether a provider exists, since an emergency
-//! voucher is bound to one provider and must not be issued for a name nobody holds.
+//! configuration): role, handle, last day and fingerprint of each certificate, appended by
+//! `schein-node enroll`, and whether it was revoked (`schein-node identity revoke`). It holds no
+//! key and nothing about a person, only the handles the certificates carry. The node reads it to
+//! answer whether a provider exists (an emergency voucher is bound to one provider and must not
+//! be issued for a name nobody holds) and which of its certificates it must refuse.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,20 @@ pub struct Enrolled {
     pub name: String,
     /// Last day the certificate is valid (`YYYY-MM-DD`).
     pub valid_until: String,
+    /// SHA-256 of the certificate's DER encoding, hex (absent in registers written before
+    /// revocation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The day it was revoked, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_on: Option<String>,
+}
+
+impl Enrolled {
+    /// `ROLE/NAME`, as `identity list` shows it and `identity revoke` takes it.
+    pub fn handle(&self) -> String {
+        format!("{}/{}", self.role, self.name)
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -63,15 +78,25 @@ pub fn load(dir: &Path) -> Result<Vec<Enrolled>, RegisterError> {
     Ok(file.identities)
 }
 
-/// Adds `identity` to the register in `dir`, replacing an entry of the same role and name
-/// (a renewed certificate).
+/// Adds `identity` to the register in `dir`. A renewed certificate is a new entry beside the
+/// old one: both stay valid until they expire or are revoked.
 pub fn record(dir: &Path, identity: Enrolled) -> Result<(), RegisterError> {
     let mut identities = load(dir)?;
-    identities.retain(|i| !(i.role == identity.role && i.name == identity.name));
+    identities.retain(|i| {
+        !(i.role == identity.role
+            && i.name == identity.name
+            && (i.fingerprint.is_none() || i.fingerprint == identity.fingerprint))
+    });
     identities.push(identity);
-    identities.sort_by(|a, b| (a.role.as_str(), &a.name).cmp(&(b.role.as_str(), &b.name)));
+    save(dir, identities)
+}
+
+fn save(dir: &Path, mut identities: Vec<Enrolled>) -> Result<(), RegisterError> {
+    identities.sort_by(|a, b| {
+        (a.role.as_str(), &a.name, &a.valid_until).cmp(&(b.role.as_str(), &b.name, &b.valid_until))
+    });
     let text = format!(
-        "# Identities enrolled at this node: handles only, no keys. Written by `schein-node enroll`.\n{}",
+        "# Identities enrolled at this node: handles only, no keys. Written by `schein-node enroll`\n# and `schein-node identity revoke`.\n{}",
         toml::to_string(&RegisterFile { identities }).unwrap_or_default()
     );
     let path = path_in(dir);
@@ -83,11 +108,90 @@ pub fn record(dir: &Path, identity: Enrolled) -> Result<(), RegisterError> {
     })
 }
 
+/// Why an identity could not be revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no identity '{0}' is enrolled here (see `schein-node identity list`)")]
+    Unknown(String),
+    #[error("'{0}' names identities of several roles; say which: {1}")]
+    Ambiguous(String, String),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+/// Revokes every certificate enrolled as `handle` (`NAME` or `ROLE/NAME`) from `today` on.
+/// Returns the entries revoked now (none if all were revoked already).
+pub fn revoke(dir: &Path, handle: &str, today: Day) -> Result<Vec<Enrolled>, RevokeError> {
+    let mut identities = load(dir)?;
+    let (role, name) = match handle.split_once('/') {
+        Some((role, name)) => (Some(role), name),
+        None => (None, handle),
+    };
+    let matches = |i: &Enrolled| i.name == name && role.is_none_or(|r| i.role.as_str() == r);
+    let mut roles: Vec<&str> = identities
+        .iter()
+        .filter(|i| matches(i))
+        .map(|i| i.role.as_str())
+        .collect();
+    roles.dedup();
+    match roles.len() {
+        0 => return Err(RevokeError::Unknown(handle.to_owned())),
+        1 => {}
+        _ => {
+            let choices = roles
+                .iter()
+                .map(|r| format!("{r}/{name}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(RevokeError::Ambiguous(handle.to_owned(), choices));
+        }
+    }
+    let mut revoked = Vec::new();
+    for identity in identities.iter_mut().filter(|i| matches(i)) {
+        if identity.revoked_on.is_none() {
+            identity.revoked_on = Some(today.to_string());
+            revoked.push(identity.clone());
+        }
+    }
+    save(dir, identities)?;
+    Ok(revoked)
+}
+
+/// What a register revoked: certificates by fingerprint, and the handles of revoked entries
+/// without a fingerprint (from registers older than revocation: refused by handle).
+#[derive(Debug, Default)]
+pub struct Revoked {
+    pub fingerprints: Vec<[u8; 32]>,
+    pub handles: Vec<(Role, String)>,
+}
+
+/// Every certificate revoked in `dir`.
+pub fn revoked(dir: &Path) -> Result<Revoked, RegisterError> {
+    let mut fingerprints = Vec::new();
+    let mut names = Vec::new();
+    for identity in load(dir)?.into_iter().filter(|i| i.revoked_on.is_some()) {
+        let parsed = identity
+            .fingerprint
+            .as_deref()
+            .and_then(|f| data_encoding::HEXLOWER.decode(f.as_bytes()).ok())
+            .and_then(|f| <[u8; 32]>::try_from(f).ok());
+        match parsed {
+            Some(fingerprint) => fingerprints.push(fingerprint),
+            None => names.push((identity.role, identity.name)),
+        }
+    }
+    Ok(Revoked {
+        fingerprints,
+        handles: names,
+    })
+}
+
 /// Whether a provider called `name` is enrolled in `dir` with a certificate valid on `today`.
 pub fn provider_known(dir: &Path, name: &str, today: Day) -> Result<bool, RegisterError> {
     Ok(load(dir)?.iter().any(|i| {
         i.role == Role::Provider
             && i.name == name
+            && i.revoked_on.is_none()
             && Day::parse(&i.valid_until).is_ok_and(|last| today <= last)
     }))
 }
@@ -101,6 +205,8 @@ mod tests {
             role: Role::Provider,
             name: name.into(),
             valid_until: valid_until.into(),
+            fingerprint: Some(data_encoding::HEXLOWER.encode(&[valid_until.len() as u8; 32])),
+            revoked_on: None,
         }
     }
 
@@ -117,6 +223,8 @@ mod tests {
                 role: Role::Office,
                 name: "team".into(),
                 valid_until: "2027-01-01".into(),
+                fingerprint: None,
+                revoked_on: None,
             },
         )
         .unwrap();
@@ -129,9 +237,53 @@ mod tests {
             !provider_known(dir.path(), "team", today).unwrap(),
             "not a provider"
         );
-        // Renewing replaces the entry.
-        record(dir.path(), provider("alt", "2027-06-30")).unwrap();
+        // A renewed certificate is a second entry.
+        let mut renewed = provider("alt", "2027-06-30");
+        renewed.fingerprint = Some(data_encoding::HEXLOWER.encode(&[7; 32]));
+        record(dir.path(), renewed).unwrap();
         assert!(provider_known(dir.path(), "alt", today).unwrap());
-        assert_eq!(load(dir.path()).unwrap().len(), 3);
+        assert_eq!(load(dir.path()).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn revoking_a_handle_revokes_every_certificate_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let today = Day::parse("2026-11-30").unwrap();
+        record(dir.path(), provider("praxis", "2027-01-01")).unwrap();
+        let mut second = provider("praxis", "2027-06-30");
+        second.fingerprint = Some(data_encoding::HEXLOWER.encode(&[9; 32]));
+        record(dir.path(), second).unwrap();
+        let mut office = provider("praxis", "2027-06-30");
+        office.role = Role::Office;
+        office.fingerprint = None;
+        record(dir.path(), office).unwrap();
+
+        assert!(matches!(
+            revoke(dir.path(), "praxis", today),
+            Err(RevokeError::Ambiguous(..))
+        ));
+        assert!(matches!(
+            revoke(dir.path(), "provider/nobody", today),
+            Err(RevokeError::Unknown(_))
+        ));
+        assert_eq!(
+            revoke(dir.path(), "provider/praxis", today).unwrap().len(),
+            2
+        );
+        assert!(
+            revoke(dir.path(), "provider/praxis", today)
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+        assert!(!provider_known(dir.path(), "praxis", today).unwrap());
+        let found = revoked(dir.path()).unwrap();
+        assert_eq!(found.fingerprints.len(), 2);
+        assert!(found.handles.is_empty());
+        revoke(dir.path(), "office/praxis", today).unwrap();
+        assert_eq!(
+            revoked(dir.path()).unwrap().handles,
+            vec![(Role::Office, "praxis".to_owned())]
+        );
     }
 }

@@ -283,6 +283,9 @@ pub fn enroll(
             role,
             name: name.to_owned(),
             valid_until: valid_until.to_string(),
+            fingerprint: crate::pki::fingerprint_of_pem(&identity.certificate)
+                .map(|f| data_encoding::HEXLOWER.encode(&f)),
+            revoked_on: None,
         },
     )?;
     Ok(identity)

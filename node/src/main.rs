@@ -80,7 +80,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Work with existing client identity files.
+    /// The client identities enrolled here: list, revoke, export as .p12.
     Identity {
         #[command(subcommand)]
         command: IdentityCommand,
@@ -106,6 +106,14 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum IdentityCommand {
+    /// Every identity enrolled here, with its last day and whether it was revoked.
+    List,
+    /// Revoke every certificate of an identity (a lost laptop, someone who left): refused at
+    /// once by this node, also on connections already open, and within a minute by every member.
+    Revoke {
+        /// NAME, or ROLE/NAME where a name is used by several roles (provider/praxis-nord).
+        handle: String,
+    },
     /// Write an identity as a password-protected .p12 file, which Windows, macOS and Firefox
     /// import with a double click. The password is the first line of --password-file, else
     /// SCHEIN_P12_PASSWORD, else generated and printed once.
@@ -243,6 +251,44 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                     password_file,
                 },
         } => export_identity(&identity, out, password_file.as_deref()),
+        Command::Identity {
+            command: IdentityCommand::List,
+        } => {
+            let config = load_config(&cli.config)?;
+            let identities = schein_node::enrolled::load(&config.base_dir)
+                .context("cannot read the register of identities")?;
+            if identities.is_empty() {
+                println!("no identities enrolled at this node yet (schein-node enroll)");
+            }
+            for identity in identities {
+                let state = match &identity.revoked_on {
+                    Some(day) => format!("REVOKED on {day}"),
+                    None => format!("valid until {}", identity.valid_until),
+                };
+                println!("{:<40} {state}", identity.handle());
+            }
+            Ok(())
+        }
+        Command::Identity {
+            command: IdentityCommand::Revoke { handle },
+        } => {
+            let config = load_config(&cli.config)?;
+            let revoked = schein_node::enrolled::revoke(
+                &config.base_dir,
+                &handle,
+                schein_proto::Day::today(),
+            )
+            .context("cannot revoke")?;
+            if revoked.is_empty() {
+                println!("{handle} was revoked already; nothing changed");
+            } else {
+                println!(
+                    "revoked {} certificate(s) of {handle}: a running node refuses them within a second, also on open connections; the other members within a minute",
+                    revoked.len()
+                );
+            }
+            Ok(())
+        }
         Command::Roster { command } => roster_command(&cli.config, command),
         Command::Member => {
             let config = load_config(&cli.config)?;

@@ -29,11 +29,17 @@ pub struct Node {
     pub base_dir: PathBuf,
     pub store: Store,
     pub peers: Peers,
+    /// Client certificates refused although their CA vouches for them.
+    pub revocations: Arc<crate::revocation::Revocations>,
     roster: RwLock<Arc<Roster>>,
 }
 
 impl Node {
-    pub fn new(config: &Config, store: Store) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        revocations: Arc<crate::revocation::Revocations>,
+    ) -> Self {
         let settings = &config.settings;
         Self {
             id: settings.node_id.clone(),
@@ -46,6 +52,7 @@ impl Node {
             clock_skew: config.clock_skew,
             base_dir: config.base_dir.clone(),
             store,
+            revocations,
             peers: Peers::new(
                 config.tls.clone(),
                 config.peer_timeout,

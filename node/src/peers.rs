@@ -12,8 +12,9 @@ use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
-    NodeReport, ProviderKnownRequest, ReportRequest, SettleBatchRequest, SettleRequest,
-    StatementRequest, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    NodeReport, ProviderKnownRequest, ReportRequest, RevokedIdentitiesRequest, SettleBatchRequest,
+    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
+    VoucherStatusesRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
@@ -209,6 +210,15 @@ impl Peers {
         let mut client = self.client(member)?;
         let call = client.ledger_proof(LedgerProofRequest { from_seq, limit });
         self.bounded(member, call).await
+    }
+
+    /// `member`'s signed list of the client certificates it revoked.
+    pub async fn revoked_identities(&self, member: &Member) -> Result<Vec<u8>, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.revoked_identities(RevokedIdentitiesRequest {});
+        self.bounded(member, call)
+            .await
+            .map(|response| response.signed_list)
     }
 
     /// `member`'s report for `period`, as it gives it to funders.

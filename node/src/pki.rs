@@ -361,6 +361,21 @@ impl NodeCa {
     }
 }
 
+/// SHA-256 of a certificate's DER encoding: what revocation lists name.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).into()
+}
+
+/// [`fingerprint`] of the first certificate in `pem`.
+pub fn fingerprint_of_pem(pem: &str) -> Option<[u8; 32]> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .ok()
+        .map(|der| fingerprint(&der))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

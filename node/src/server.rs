@@ -41,6 +41,8 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the register of enrolled identities: {0}")]
+    Register(String),
     #[error("the node ended before it served")]
     EndedEarly,
     #[error("the node's task panicked: {0}")]
@@ -79,8 +81,11 @@ pub async fn run(
         source,
     })?;
     let verifier = Arc::new(RosterClientVerifier::new(&config.roster)?);
+    let revocations = crate::revocation::Revocations::load(config.node_id(), &config.base_dir)
+        .map_err(|e| RunError::Register(e.to_string()))?;
+    verifier.refuse_revoked(revocations.clone());
     let tls = Arc::new(server_config(&config.tls, verifier.clone())?);
-    let node = Arc::new(Node::new(&config, store.clone()));
+    let node = Arc::new(Node::new(&config, store.clone(), revocations));
     let max = config.settings.max_message_bytes;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -154,7 +159,7 @@ pub async fn run(
             .await;
         }
     };
-    let (served, (), (), ()) = tokio::join!(
+    let (served, (), (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
@@ -162,6 +167,7 @@ pub async fn run(
         },
         crate::domain::outbox::run_outbox(node.clone(), stopped.clone()),
         crate::domain::witness::run_witness(node.clone(), witness_interval, stopped.clone()),
+        crate::revocation::run_sync(node.clone(), stopped.clone()),
         console,
     );
     if let Err(error) = store.flush().await {

@@ -68,6 +68,9 @@ pub struct Caller {
     /// against the roster in force, so removing a member or replacing its CA also cuts
     /// connections that are already open.
     pub ca_fingerprint: [u8; 32],
+    /// SHA-256 of the caller's certificate: each request checks it against the revocations, so
+    /// revoking a certificate also cuts connections already open.
+    pub fingerprint: [u8; 32],
 }
 
 /// A refusal of a client certificate, as rustls carries it to the handshake's error.
@@ -97,6 +100,8 @@ struct TrustedMember {
 pub struct RosterClientVerifier {
     state: RwLock<Arc<TrustState>>,
     provider: Arc<CryptoProvider>,
+    /// Certificates refused although their CA vouches for them.
+    revocations: std::sync::OnceLock<Arc<crate::revocation::Revocations>>,
 }
 
 impl std::fmt::Debug for RosterClientVerifier {
@@ -113,7 +118,13 @@ impl RosterClientVerifier {
         Ok(Self {
             state: RwLock::new(Arc::new(state)),
             provider,
+            revocations: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Refuses the certificates `revocations` names from now on (set once, when the node starts).
+    pub fn refuse_revoked(&self, revocations: Arc<crate::revocation::Revocations>) {
+        let _ = self.revocations.set(revocations);
     }
 
     /// Trusts the members of `roster` from now on, for new connections.
@@ -191,9 +202,17 @@ impl ClientCertVerifier for RosterClientVerifier {
                 identity.node, identity.role
             )));
         }
-        member
+        let verified = member
             .verifier
-            .verify_client_cert(end_entity, intermediates, now)
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self
+            .revocations
+            .get()
+            .is_some_and(|r| r.is_revoked(&identity, &crate::pki::fingerprint(end_entity)))
+        {
+            return Err(refuse(format!("the certificate of {identity} was revoked")));
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -324,6 +343,7 @@ impl RosterClientVerifier {
                 identity,
                 remote,
                 ca_fingerprint,
+                fingerprint: crate::pki::fingerprint(end_entity),
             }),
             None => Visitor::Refused(format!(
                 "node '{}' is not a member of this roster",
@@ -347,7 +367,39 @@ pub fn web_server_config(
         .with_client_cert_verifier(Arc::new(WebClientVerifier { roster: verifier }))
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    no_resumption(&mut config);
     Ok(config)
+}
+
+/// No session resumption: a resumed TLS session skips the client certificate, and so would
+/// outlive the identity that opened it (its expiry, its revocation, its node leaving the
+/// roster). Every connection shows its certificate; connections are long-lived anyway.
+fn no_resumption(config: &mut rustls::ServerConfig) {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.ticketer = Arc::new(NoTickets);
+}
+
+/// A ticketer that makes none (rustls' default already makes none; this states it).
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// How long a web client may take to complete the TLS handshake.
@@ -379,6 +431,7 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    no_resumption(&mut config);
     Ok(config)
 }
 
@@ -468,12 +521,15 @@ pub fn spawn_acceptor(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let identity = stream
+                        let end_entity = stream
                             .get_ref()
                             .1
                             .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .map(|cert| Identity::from_certificate(cert));
+                            .and_then(|certs| certs.first());
+                        let cert_fingerprint = end_entity
+                            .map(|cert| crate::pki::fingerprint(cert))
+                            .unwrap_or_default();
+                        let identity = end_entity.map(|cert| Identity::from_certificate(cert));
                         let fingerprint = identity
                             .as_ref()
                             .and_then(|i| i.as_ref().ok())
@@ -485,6 +541,7 @@ pub fn spawn_acceptor(
                                     identity,
                                     remote: Some(remote),
                                     ca_fingerprint,
+                                    fingerprint: cert_fingerprint,
                                 };
                                 let _ = tx
                                     .send(Ok(AuthenticatedStream {

@@ -111,7 +111,12 @@ async fn a_funder_sees_a_week_at_once_and_the_office_every_claim() {
         vouchers.push(signed);
     }
     let books = Books {
-        node: Node::new(&config, store),
+        node: Node::new(
+            &config,
+            store,
+            schein_node::revocation::Revocations::load(config.node_id(), &config.base_dir)
+                .expect("the register"),
+        ),
         vouchers,
     };
     // Monday 2 March 2026: six claims, one per voucher.

@@ -22,6 +22,7 @@ pub enum Kind {
     Receipt,
     LedgerHead,
     Statement,
+    Revocations,
 }
 
 impl Kind {
@@ -31,12 +32,13 @@ impl Kind {
             Kind::Receipt => b"schein/receipt/v1",
             Kind::LedgerHead => b"schein/ledger-head/v1",
             Kind::Statement => b"schein/statement/v1",
+            Kind::Revocations => b"schein/revocations/v1",
         }
     }
 
     const fn max_body_len(self) -> usize {
         match self {
-            Kind::Statement => MAX_STATEMENT_LEN,
+            Kind::Statement | Kind::Revocations => MAX_STATEMENT_LEN,
             _ => MAX_BODY_LEN,
         }
     }
@@ -72,6 +74,7 @@ names_key!(
     crate::v1::SettlementRecord => Kind::Settlement,
     crate::v1::Receipt => Kind::Receipt,
     crate::v1::LedgerHead => Kind::LedgerHead,
+    crate::v1::RevocationList => Kind::Revocations,
     crate::v1::PeriodStatement => Kind::Statement,
 );
 

@@ -39,6 +39,7 @@ pub enum Operation {
     ClosePeriod,
     ProviderKnown,
     LedgerProof,
+    RevokedIdentities,
     Report,
     Members,
 }
@@ -56,7 +57,7 @@ pub enum Admits {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -82,6 +83,7 @@ impl Operation {
         Operation::ClosePeriod,
         Operation::ProviderKnown,
         Operation::LedgerProof,
+        Operation::RevokedIdentities,
         Operation::Report,
         Operation::Members,
     ];
@@ -102,7 +104,7 @@ impl Operation {
                 Admits::Local(Role::Provider)
             }
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
-            | ClosePeriod | ProviderKnown | LedgerProof => Admits::Peers,
+            | ClosePeriod | ProviderKnown | LedgerProof | RevokedIdentities => Admits::Peers,
             Report | Members => Admits::Readers,
         }
     }
@@ -132,6 +134,7 @@ impl Operation {
             Statement | ClosePeriod => "clear periods",
             ProviderKnown => "ask about providers",
             LedgerProof => "witness ledgers",
+            RevokedIdentities => "read revocation lists",
             Report | Members => "read reports",
         }
     }
@@ -153,6 +156,8 @@ pub enum AccessError {
     NoIdentity,
     #[error("the authority that issued your certificate is no longer trusted by this node")]
     CaNotTrusted,
+    #[error("your certificate was revoked; ask your clearing office for a new one")]
+    Revoked,
     #[error("{0}")]
     WrongRole(String),
     #[error("{0}")]
@@ -162,7 +167,9 @@ pub enum AccessError {
 impl AccessError {
     pub fn reason(&self) -> ErrorReason {
         match self {
-            AccessError::NoIdentity | AccessError::CaNotTrusted => ErrorReason::UnknownIdentity,
+            AccessError::NoIdentity | AccessError::CaNotTrusted | AccessError::Revoked => {
+                ErrorReason::UnknownIdentity
+            }
             AccessError::WrongRole(_) => ErrorReason::WrongRole,
             AccessError::WrongNode(_) => ErrorReason::WrongNode,
         }
@@ -193,6 +200,10 @@ pub fn authorize(
     if !still_trusted {
         tracing::warn!(caller = %identity, "refused: its CA left the roster");
         return Err(AccessError::CaNotTrusted);
+    }
+    if node.revocations.is_revoked(identity, &caller.fingerprint) {
+        tracing::warn!(caller = %identity, "refused: its certificate was revoked");
+        return Err(AccessError::Revoked);
     }
     match operation.admits() {
         Admits::Local(role) => {

@@ -79,7 +79,9 @@ impl DirectNode {
             .member(DIRECT_NODE_ID)
             .map(|me| me.ca_fingerprint)
             .ok_or_else(|| LocalError::NoSuchNode(DIRECT_NODE_ID.into()))?;
-        let node = Arc::new(Node::new(&config, store));
+        let revocations = crate::revocation::Revocations::load(config.node_id(), &config.base_dir)
+            .map_err(SetupError::from)?;
+        let node = Arc::new(Node::new(&config, store, revocations));
         let mut direct = Self {
             office: OfficeService::new(node.clone()),
             provider: ProviderService::new(node.clone()),
@@ -125,6 +127,7 @@ impl DirectNode {
             },
             remote: None,
             ca_fingerprint: self.ca_fingerprint,
+            fingerprint: [0; 32],
         });
         request
     }
@@ -228,6 +231,9 @@ impl DirectNode {
             Rpc::ClosePeriod => handle!(federation.close_period, v1::ClosePeriodRequest),
             Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),
             Rpc::LedgerProof => handle!(federation.ledger_proof, v1::LedgerProofRequest),
+            Rpc::RevokedIdentities => {
+                handle!(federation.revoked_identities, v1::RevokedIdentitiesRequest)
+            }
             Rpc::Report => handle!(reports.report, v1::ReportRequest),
             Rpc::Members => handle!(reports.members, v1::MembersRequest),
         })

@@ -8,10 +8,10 @@ use schein_proto::error::refusal;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
-    Member, MemberEntryRequest, ProviderKnownRequest, ProviderKnownResponse, SettleAnswer,
-    SettleBatchRequest, SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest,
-    StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
-    VoucherStatusesResponse,
+    Member, MemberEntryRequest, ProviderKnownRequest, ProviderKnownResponse,
+    RevokedIdentitiesRequest, RevokedIdentitiesResponse, SettleAnswer, SettleBatchRequest,
+    SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest, StatementResponse,
+    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest, VoucherStatusesResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -111,6 +111,16 @@ impl Federation for FederationService {
         authorize(&request, &self.node, Operation::LedgerProof)?;
         let LedgerProofRequest { from_seq, limit } = *request.get_ref();
         Ok(Response::new(witness::proof(&self.node, from_seq, limit)?))
+    }
+
+    async fn revoked_identities(
+        &self,
+        request: Request<RevokedIdentitiesRequest>,
+    ) -> Result<Response<RevokedIdentitiesResponse>, Status> {
+        authorize(&request, &self.node, Operation::RevokedIdentities)?;
+        Ok(Response::new(RevokedIdentitiesResponse {
+            signed_list: self.node.revocations.signed_own(&self.node.signing_key),
+        }))
     }
 
     async fn statement(

@@ -1,4 +1,5 @@
-//! What this node witnessed of its peers' ledgers: for each peer, the latest head it signed and
+//! What this node keeps of its peers: their revocation lists (`revocations/`) and what it witnessed of
+//! their ledgers: for each peer, the latest head it signed and
 //! showed us as a continuation of what it showed before, and — once a peer contradicted itself —
 //! the two heads that prove it. Kept in the `meta` tree under `witness/` and `witness-alarm/`.
 
@@ -103,5 +104,27 @@ impl Store {
             .is_ok();
         self.commit().await?;
         Ok(stored)
+    }
+
+    /// Keeps `peer`'s signed revocation list, durably.
+    pub async fn keep_peer_revocations(
+        &self,
+        peer: &str,
+        signed_list: &[u8],
+    ) -> Result<(), StoreError> {
+        self.meta.insert(key("revocations/", peer), signed_list)?;
+        self.commit().await
+    }
+
+    /// Every member's revocation list kept, as (member, signed list).
+    pub fn peer_revocations(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.meta
+            .scan_prefix(b"revocations/")
+            .map(|entry| {
+                let (k, v) = entry?;
+                let member = String::from_utf8_lossy(&k["revocations/".len()..]).into_owned();
+                Ok((member, v.to_vec()))
+            })
+            .collect()
     }
 }

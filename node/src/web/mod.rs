@@ -362,7 +362,9 @@ impl Signed {
 fn refused(lang: Lang, error: &AccessError) -> Response {
     match error {
         AccessError::NoIdentity => help::no_certificate(lang, None),
-        AccessError::CaNotTrusted => help::no_certificate(lang, Some(&error.to_string())),
+        AccessError::CaNotTrusted | AccessError::Revoked => {
+            help::no_certificate(lang, Some(&error.to_string()))
+        }
         AccessError::WrongRole(reason) | AccessError::WrongNode(reason) => {
             help::not_for_you(lang, reason)
         }
