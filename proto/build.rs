@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schein/v1/office.proto",
         "schein/v1/provider.proto",
         "schein/v1/federation.proto",
+        "schein/v1/identity.proto",
         "schein/bench/v1/echo.proto",
     ];
     for file in files {

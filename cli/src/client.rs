@@ -49,12 +49,14 @@ impl Client {
                 schein_node::client::ClientError::NoAnswer { .. } => anyhow!("{e}"),
                 _ => anyhow!("{e}. Is the node running, and is the address right?"),
             })?;
-        Ok(Self {
+        let client = Self {
             identity,
             endpoint,
             timeout,
             channel,
-        })
+        };
+        crate::identity::warn_if_expiring(&client);
+        Ok(client)
     }
 
     pub(crate) fn channel(&self) -> Channel {

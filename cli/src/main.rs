@@ -18,6 +18,7 @@
 mod claim;
 mod client;
 mod demo;
+mod identity;
 mod output;
 mod report;
 mod voucher;
@@ -97,6 +98,9 @@ enum Command {
     Clearing(report::ClearingCommand),
     /// Check that your node answers and accepts your identity.
     Status,
+    /// Your own identity: renew its certificate before it expires.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Run a local federation of three cities and walk through issuing and verifying.
     Demo {
         /// Keep the nodes running, with their identity files in DIR, until Ctrl-C.
@@ -164,6 +168,13 @@ async fn execute(cli: Cli) -> anyhow::Result<Outcome> {
     let timeout = std::time::Duration::from_secs(cli.timeout);
     match cli.command {
         Command::Demo { keep } => demo::run(keep).await,
+        Command::Identity(command) => {
+            let path = cli.identity.clone().ok_or_else(|| {
+                anyhow::anyhow!("no identity: pass --identity FILE or set SCHEIN_IDENTITY")
+            })?;
+            let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
+            identity::execute(&client, &path, command, &out).await
+        }
         Command::Status => {
             let client = client::Client::connect(cli.identity, cli.endpoint, timeout).await?;
             client.status().await?;

@@ -72,17 +72,41 @@ impl IdentityFile {
 
     /// Writes the file readable by its owner only; never overwrites.
     pub fn save_new(&self, path: &Path) -> Result<(), ClientError> {
-        let text = format!(
+        crate::files::write_new(path, self.text().as_bytes(), true).map_err(|e| {
+            ClientError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// Replaces the file at `path` with this identity in one step (a renewed certificate):
+    /// readers see the old file or the new one, never half of either.
+    pub fn replace(&self, path: &Path) -> Result<(), ClientError> {
+        crate::files::write_atomically(path, self.text().as_bytes(), true).map_err(|e| {
+            ClientError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// When the certificate expires, Unix seconds.
+    pub fn not_after(&self) -> Option<i64> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_slice(self.certificate.as_bytes()).ok()?;
+        crate::pki::not_after(&der)
+    }
+
+    fn text(&self) -> String {
+        format!(
             "# schein identity: {} '{}' of node {}. Private: it holds a key.\n{}",
             self.role,
             self.name,
             self.node,
             toml::to_string(self).unwrap_or_default()
-        );
-        crate::files::write_new(path, text.as_bytes(), true).map_err(|e| ClientError::Write {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        )
     }
 
     pub fn certified_key(&self) -> CertifiedKey {

@@ -157,6 +157,23 @@ pub fn revoke(dir: &Path, handle: &str, today: Day) -> Result<Vec<Enrolled>, Rev
     Ok(revoked)
 }
 
+/// Revokes the one certificate with `fingerprint` (a renewed identity's old certificate).
+pub fn revoke_certificate(
+    dir: &Path,
+    fingerprint: &[u8; 32],
+    today: Day,
+) -> Result<(), RegisterError> {
+    let hex = data_encoding::HEXLOWER.encode(fingerprint);
+    let mut identities = load(dir)?;
+    for identity in identities
+        .iter_mut()
+        .filter(|i| i.fingerprint.as_deref() == Some(hex.as_str()) && i.revoked_on.is_none())
+    {
+        identity.revoked_on = Some(today.to_string());
+    }
+    save(dir, identities)
+}
+
 /// What a register revoked: certificates by fingerprint, and the handles of revoked entries
 /// without a fingerprint (from registers older than revocation: refused by handle).
 #[derive(Debug, Default)]

@@ -72,8 +72,8 @@ enum Command {
         /// A handle such as praxis-nord or team-1: no personal data.
         #[arg(long)]
         name: String,
-        /// Days the certificate is valid.
-        #[arg(long, default_value_t = 365)]
+        /// Days the certificate is valid (short: its holder renews it with `schein identity renew`).
+        #[arg(long, default_value_t = 90)]
         days: u32,
         /// Where to write the identity file (default: identities/ROLE-NAME.toml); the .p12
         /// file goes beside it.

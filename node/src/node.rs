@@ -27,6 +27,9 @@ pub struct Node {
     pub clock_skew: Duration,
     /// The node's directory (configuration, register of enrolled identities).
     pub base_dir: PathBuf,
+    /// The CA's key file and certificate: renewing a client identity signs with them.
+    pub ca_key_path: PathBuf,
+    pub ca_cert_pem: String,
     pub store: Store,
     pub peers: Peers,
     /// Client certificates refused although their CA vouches for them.
@@ -51,6 +54,8 @@ impl Node {
             annual_budget_cents: settings.annual_budget_cents,
             clock_skew: config.clock_skew,
             base_dir: config.base_dir.clone(),
+            ca_key_path: config.ca_key_path.clone(),
+            ca_cert_pem: config.ca_cert_pem.clone(),
             store,
             revocations,
             peers: Peers::new(

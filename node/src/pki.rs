@@ -314,6 +314,34 @@ impl NodeCa {
         self.sign(params, &identity, validity)
     }
 
+    /// A renewed client certificate for `role` and `name` of this node, for the public key
+    /// `spki_der` its holder made: the holder's private key never leaves the holder. PEM.
+    pub fn renew_client_cert(
+        &self,
+        role: Role,
+        name: &str,
+        validity: Validity,
+        spki_der: &[u8],
+    ) -> Result<String, IdentityError> {
+        let identity = Identity::new(&self.node, role, name)?;
+        let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+            .map_err(|e| IdentityError::Unreadable(format!("the new public key: {e}")))?;
+        let mut params = CertificateParams::default();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params
+            .subject_alt_names
+            .push(SanType::URI(identity.uri().try_into()?));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, identity.uri());
+        dn.push(DnType::OrganizationName, "schein");
+        params.distinguished_name = dn;
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
+    }
+
     /// Signs a certificate for any identity URI, even one this node would refuse. Exists so that
     /// tests can present malformed or impersonating certificates over real TLS.
     pub fn issue_raw(&self, uri: &str, validity: Validity) -> Result<CertifiedKey, IdentityError> {
@@ -365,6 +393,23 @@ impl NodeCa {
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(der).into()
+}
+
+/// A new key for a client identity (ECDSA P-256, as `enroll` makes): its private key (PEM) and
+/// its public key as a SubjectPublicKeyInfo (DER), for [`NodeCa::renew_client_cert`].
+pub fn new_client_key() -> Result<(String, Vec<u8>), IdentityError> {
+    let key = KeyPair::generate()?;
+    Ok((
+        key.serialize_pem(),
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+    ))
+}
+
+/// The last moment a certificate is valid, Unix seconds (`None` if it cannot be read).
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
 }
 
 /// [`fingerprint`] of the first certificate in `pem`.

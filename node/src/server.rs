@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use schein_proto::v1::federation_server::FederationServer;
+use schein_proto::v1::identities_server::IdentitiesServer;
 use schein_proto::v1::office_server::OfficeServer;
 use schein_proto::v1::provider_server::ProviderServer;
 use schein_proto::v1::reports_server::ReportsServer;
@@ -19,7 +20,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::config::Config;
 use crate::node::Node;
 use crate::roster::Roster;
-use crate::service::{FederationService, OfficeService, ProviderService, ReportsService};
+use crate::service::{
+    FederationService, IdentitiesService, OfficeService, ProviderService, ReportsService,
+};
 use crate::store::{Store, StoreError};
 use crate::tls::{
     RosterClientVerifier, TlsError, install_crypto_provider, server_config, spawn_acceptor,
@@ -97,6 +100,9 @@ pub async fn run(
         .set_serving::<FederationServer<FederationService>>()
         .await;
     health.set_serving::<ReportsServer<ReportsService>>().await;
+    health
+        .set_serving::<IdentitiesServer<IdentitiesService>>()
+        .await;
 
     let web = match config.web_listen {
         Some(addr) => {
@@ -141,6 +147,10 @@ pub async fn run(
         )
         .add_service(
             ReportsServer::new(ReportsService::new(node.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            IdentitiesServer::new(IdentitiesService::new(node.clone()))
+                .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
     // The outbox and the witness run inside this future, not on tasks of their own, so that a

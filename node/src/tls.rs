@@ -71,6 +71,9 @@ pub struct Caller {
     /// SHA-256 of the caller's certificate: each request checks it against the revocations, so
     /// revoking a certificate also cuts connections already open.
     pub fingerprint: [u8; 32],
+    /// When the caller's certificate expires, Unix seconds: a connection opened before does not
+    /// outlive it.
+    pub not_after: i64,
 }
 
 /// A refusal of a client certificate, as rustls carries it to the handshake's error.
@@ -344,6 +347,7 @@ impl RosterClientVerifier {
                 remote,
                 ca_fingerprint,
                 fingerprint: crate::pki::fingerprint(end_entity),
+                not_after: crate::pki::not_after(end_entity).unwrap_or(0),
             }),
             None => Visitor::Refused(format!(
                 "node '{}' is not a member of this roster",
@@ -529,6 +533,9 @@ pub fn spawn_acceptor(
                         let cert_fingerprint = end_entity
                             .map(|cert| crate::pki::fingerprint(cert))
                             .unwrap_or_default();
+                        let not_after = end_entity
+                            .and_then(|cert| crate::pki::not_after(cert))
+                            .unwrap_or(0);
                         let identity = end_entity.map(|cert| Identity::from_certificate(cert));
                         let fingerprint = identity
                             .as_ref()
@@ -542,6 +549,7 @@ pub fn spawn_acceptor(
                                     remote: Some(remote),
                                     ca_fingerprint,
                                     fingerprint: cert_fingerprint,
+                                    not_after,
                                 };
                                 let _ = tx
                                     .send(Ok(AuthenticatedStream {

@@ -5,7 +5,9 @@
 //! its session gets a full handshake every time (the nodes keep no sessions), so a resumed
 //! session cannot outlive the identity; an expired certificate is refused at the handshake. A
 //! funder enrolled at Leipzig reads Dresden's report until Leipzig revokes it; Dresden refuses
-//! it within a minute, without anyone touching Dresden.
+//! it within a minute, without anyone touching Dresden. A provider whose certificate expires
+//! soon is warned by every command and renews it with `schein identity renew`: a new key and
+//! certificate, and the old certificate refused from then on.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use schein_node::pki::{Role, Validity};
 use schein_proto::v1::provider_client::ProviderClient;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{ReportRequest, Scope, VerifyVoucherRequest};
-use schein_tests::process::{NodeProcess, ProcessFederation, node_binary};
+use schein_tests::process::{NodeProcess, ProcessFederation, node_binary, schein, text};
 use tokio_rustls::TlsConnector;
 
 /// `schein-node identity revoke HANDLE` at `node`, as its operator runs it.
@@ -223,4 +225,73 @@ async fn revoked_identities_are_refused_on_open_connections_at_handshakes_and_by
     );
     assert!(started.elapsed() < Duration::from_secs(61));
     assert!(refused.message().contains("revoked"), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_renews_its_own_certificate_and_the_old_one_is_refused() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation.start_all().await.unwrap();
+    let leipzig = federation.node("leipzig");
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("leipzig-praxis-neu.toml");
+    // Ten days left: every command warns.
+    let old = schein_node::init::enroll(
+        &leipzig.config().unwrap(),
+        Role::Provider,
+        "praxis-neu",
+        10,
+        &path,
+    )
+    .unwrap();
+    let (status, _) = schein(&old, files.path(), &["status"]).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let warning = text(&status.stderr);
+    assert!(
+        warning.contains("your certificate expires on")
+            && warning.contains("schein identity renew"),
+        "{warning}"
+    );
+    let old_channel = old.connect(None).await.unwrap();
+    verify(old_channel.clone()).await.unwrap();
+
+    let (renewed, _) = schein(&old, files.path(), &["identity", "renew"]).await;
+    assert!(renewed.status.success(), "{}", text(&renewed.stderr));
+    assert!(text(&renewed.stdout).contains("the old certificate is revoked"));
+
+    let new = IdentityFile::load(&path).unwrap();
+    assert_ne!(new.certificate, old.certificate);
+    assert_ne!(
+        new.private_key, old.private_key,
+        "a new key, made by the holder"
+    );
+    let days_left = (new.not_after().unwrap() - schein_node::node::unix_now()) / 86_400;
+    assert!((88..=90).contains(&days_left), "{days_left} days");
+    verify(new.connect(None).await.unwrap()).await.unwrap();
+    let (status, _) = schein(&new, files.path(), &["status"]).await;
+    assert!(
+        !text(&status.stderr).contains("expires"),
+        "no warning any more"
+    );
+
+    // The old certificate: refused on its open connection and at a new one.
+    let started = Instant::now();
+    while verify(old_channel.clone()).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the old certificate still served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = match old.connect(None).await {
+        Err(_) => true,
+        Ok(channel) => verify(channel).await.is_err(),
+    };
+    assert!(again, "the old certificate is refused at a new handshake");
+    let register = std::fs::read_to_string(leipzig.dir.join("enrolled.toml")).unwrap();
+    assert_eq!(
+        register.matches("name = \"praxis-neu\"").count(),
+        2,
+        "{register}"
+    );
+    assert_eq!(register.matches("revoked_on").count(), 1, "{register}");
 }

@@ -40,6 +40,7 @@ pub enum Operation {
     ProviderKnown,
     LedgerProof,
     RevokedIdentities,
+    RenewIdentity,
     Report,
     Members,
 }
@@ -54,10 +55,12 @@ pub enum Admits {
     Readers,
     /// Member nodes.
     Peers,
+    /// Office staff, providers and funders of this node, each for itself.
+    Holders,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 29] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -84,6 +87,7 @@ impl Operation {
         Operation::ProviderKnown,
         Operation::LedgerProof,
         Operation::RevokedIdentities,
+        Operation::RenewIdentity,
         Operation::Report,
         Operation::Members,
     ];
@@ -106,6 +110,7 @@ impl Operation {
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
             | ClosePeriod | ProviderKnown | LedgerProof | RevokedIdentities => Admits::Peers,
             Report | Members => Admits::Readers,
+            RenewIdentity => Admits::Holders,
         }
     }
 
@@ -135,6 +140,7 @@ impl Operation {
             ProviderKnown => "ask about providers",
             LedgerProof => "witness ledgers",
             RevokedIdentities => "read revocation lists",
+            RenewIdentity => "renew certificates",
             Report | Members => "read reports",
         }
     }
@@ -145,6 +151,7 @@ impl Operation {
             Admits::Local(role) => role,
             Admits::Readers => Role::Funder,
             Admits::Peers => Role::Node,
+            Admits::Holders => Role::Provider,
         }
     }
 }
@@ -158,6 +165,8 @@ pub enum AccessError {
     CaNotTrusted,
     #[error("your certificate was revoked; ask your clearing office for a new one")]
     Revoked,
+    #[error("your certificate expired on {0}; ask your clearing office for a new one")]
+    Expired(String),
     #[error("{0}")]
     WrongRole(String),
     #[error("{0}")]
@@ -167,9 +176,10 @@ pub enum AccessError {
 impl AccessError {
     pub fn reason(&self) -> ErrorReason {
         match self {
-            AccessError::NoIdentity | AccessError::CaNotTrusted | AccessError::Revoked => {
-                ErrorReason::UnknownIdentity
-            }
+            AccessError::NoIdentity
+            | AccessError::CaNotTrusted
+            | AccessError::Revoked
+            | AccessError::Expired(_) => ErrorReason::UnknownIdentity,
             AccessError::WrongRole(_) => ErrorReason::WrongRole,
             AccessError::WrongNode(_) => ErrorReason::WrongNode,
         }
@@ -200,6 +210,12 @@ pub fn authorize(
     if !still_trusted {
         tracing::warn!(caller = %identity, "refused: its CA left the roster");
         return Err(AccessError::CaNotTrusted);
+    }
+    if caller.not_after < crate::node::unix_now() {
+        tracing::warn!(caller = %identity, "refused: its certificate expired on an open connection");
+        return Err(AccessError::Expired(
+            schein_proto::Day::of_unix_seconds(caller.not_after).to_string(),
+        ));
     }
     if node.revocations.is_revoked(identity, &caller.fingerprint) {
         tracing::warn!(caller = %identity, "refused: its certificate was revoked");
@@ -236,6 +252,15 @@ pub fn authorize(
                 return Err(AccessError::WrongRole(
                     "reports are for funders, member nodes and this node's clearing office".into(),
                 ));
+            }
+        }
+        Admits::Holders => {
+            if identity.role == Role::Node || identity.node != node.id {
+                tracing::warn!(caller = %identity, "refused: renewal by a node or another node's holder");
+                return Err(AccessError::WrongNode(format!(
+                    "renew your certificate at the node that issued it ({})",
+                    identity.node
+                )));
             }
         }
         Admits::Peers => {

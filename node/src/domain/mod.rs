@@ -20,6 +20,7 @@
 pub mod access;
 pub mod claim;
 pub mod clearing;
+pub mod identities;
 pub mod ledger;
 pub mod members;
 pub mod outbox;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use prost::Message;
 use schein_proto::v1;
 use schein_proto::v1::federation_server::Federation;
+use schein_proto::v1::identities_server::Identities;
 use schein_proto::v1::office_server::Office;
 use schein_proto::v1::provider_server::Provider;
 use schein_proto::v1::reports_server::Reports;
@@ -24,7 +25,9 @@ use crate::domain::access::Operation;
 use crate::init::{InitOptions, SetupError, init};
 use crate::node::Node;
 use crate::pki::{Identity, Role};
-use crate::service::{FederationService, OfficeService, ProviderService, ReportsService};
+use crate::service::{
+    FederationService, IdentitiesService, OfficeService, ProviderService, ReportsService,
+};
 use crate::store::Store;
 use crate::tls::Caller;
 
@@ -44,6 +47,7 @@ pub struct DirectNode {
     provider: ProviderService,
     federation: FederationService,
     reports: ReportsService,
+    identities: IdentitiesService,
     ca_fingerprint: [u8; 32],
     voucher_codes: Vec<String>,
 }
@@ -87,6 +91,7 @@ impl DirectNode {
             provider: ProviderService::new(node.clone()),
             federation: FederationService::new(node.clone()),
             reports: ReportsService::new(node.clone()),
+            identities: IdentitiesService::new(node.clone()),
             node,
             ca_fingerprint,
             voucher_codes: Vec::new(),
@@ -128,6 +133,7 @@ impl DirectNode {
             remote: None,
             ca_fingerprint: self.ca_fingerprint,
             fingerprint: [0; 32],
+            not_after: i64::MAX,
         });
         request
     }
@@ -235,6 +241,7 @@ impl DirectNode {
                 handle!(federation.revoked_identities, v1::RevokedIdentitiesRequest)
             }
             Rpc::Report => handle!(reports.report, v1::ReportRequest),
+            Rpc::RenewIdentity => handle!(identities.renew, v1::RenewRequest),
             Rpc::Members => handle!(reports.members, v1::MembersRequest),
         })
     }

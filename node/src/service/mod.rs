@@ -3,12 +3,14 @@
 //! error to a status — the mapping lives here, in one place ([`status`]).
 
 mod federation;
+mod identities;
 mod office;
 mod provider;
 mod reports;
 mod status;
 
 pub use federation::FederationService;
+pub use identities::IdentitiesService;
 pub use office::OfficeService;
 pub use provider::ProviderService;
 pub use reports::ReportsService;

@@ -11,6 +11,7 @@ use crate::domain::Refusal;
 use crate::domain::access::AccessError;
 use crate::domain::claim::ClaimError;
 use crate::domain::clearing::ClearingError;
+use crate::domain::identities::RenewError;
 use crate::domain::report::ReportError;
 use crate::domain::settle::SettleError;
 use crate::domain::verify::VerifyError;
@@ -52,6 +53,7 @@ statuses!(
     ReportError,
     VerifyError,
     WitnessError,
+    RenewError,
 );
 
 impl From<AccessError> for Status {

@@ -362,7 +362,7 @@ impl Signed {
 fn refused(lang: Lang, error: &AccessError) -> Response {
     match error {
         AccessError::NoIdentity => help::no_certificate(lang, None),
-        AccessError::CaNotTrusted | AccessError::Revoked => {
+        AccessError::CaNotTrusted | AccessError::Revoked | AccessError::Expired(_) => {
             help::no_certificate(lang, Some(&error.to_string()))
         }
         AccessError::WrongRole(reason) | AccessError::WrongNode(reason) => {
