@@ -34,6 +34,8 @@ pub struct Node {
     pub peers: Peers,
     /// Client certificates refused although their CA vouches for them.
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// Records for vouchers this node never issued, per member today.
+    pub unknown_serials: crate::domain::settle::UnknownSerials,
     roster: RwLock<Arc<Roster>>,
 }
 
@@ -58,6 +60,7 @@ impl Node {
             ca_cert_pem: config.ca_cert_pem.clone(),
             store,
             revocations,
+            unknown_serials: Default::default(),
             peers: Peers::new(
                 config.tls.clone(),
                 config.peer_timeout,

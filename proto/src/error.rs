@@ -27,6 +27,7 @@ pub fn code_of(reason: ErrorReason) -> Code {
         | ErrorReason::PeriodClosed
         | ErrorReason::OverCeiling => Code::FailedPrecondition,
         ErrorReason::UnknownProvider => Code::NotFound,
+        ErrorReason::TooMany => Code::ResourceExhausted,
         ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => Code::Internal,
     }
 }

@@ -972,3 +972,98 @@ async fn a_batch_of_records_is_answered_as_each_would_be_alone() {
     assert_eq!(ledger_checks_out(&mut leipzig).await, 3, "three decisions");
     saxony.shutdown().await.unwrap();
 }
+
+/// A member is trusted, not believed: records for serials Leipzig never issued are rejected,
+/// and one member may send at most `UNKNOWN_PER_DAY` of them a day — the next is refused
+/// (RESOURCE_EXHAUSTED, nothing stored or counted), while a record sent before is still
+/// answered with its receipt, a record on a real voucher still settles, and another member
+/// keeps its own allowance.
+#[tokio::test]
+async fn records_for_vouchers_never_issued_are_bounded_per_member_and_day() {
+    use schein_node::domain::settle::UNKNOWN_PER_DAY;
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let (_, full) = issue_signed(&mut leipzig).await;
+    let dresden_key = saxony.signing_key("dresden").unwrap();
+    // A record on a serial Leipzig never issued: the real voucher's serial, changed.
+    let unknown = |i: u32| {
+        let mut record: schein_proto::v1::SettlementRecord =
+            signed::peek(&dresden_record(&full, &dresden_key, &format!("u-{i}"), 466)).unwrap();
+        record.serial[..4].copy_from_slice(&i.to_be_bytes());
+        record.serial[9] ^= 0xff;
+        signed::seal(Kind::Settlement, &record, &dresden_key)
+    };
+    let node = saxony.node_identity("dresden", "leipzig").unwrap();
+    let mut federation = saxony.federation_client(&node).await.unwrap();
+    let mut first = Vec::new();
+    for start in (0..UNKNOWN_PER_DAY).step_by(250) {
+        let batch: Vec<Vec<u8>> = (start..(start + 250).min(UNKNOWN_PER_DAY))
+            .map(unknown)
+            .collect();
+        let answers = federation
+            .settle_batch(schein_proto::v1::SettleBatchRequest {
+                signed_records: batch,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .answers;
+        for answer in &answers {
+            let receipt: Receipt = signed::peek(&answer.signed_receipt).expect("a receipt");
+            assert_eq!(receipt.reason(), RejectReason::UnknownVoucher);
+        }
+        if first.is_empty() {
+            first = answers[0].signed_receipt.clone();
+        }
+    }
+    let refused = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: unknown(UNKNOWN_PER_DAY),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(reason_of(&refused), Some(ErrorReason::TooMany));
+    // A record decided before: its original receipt, as ever.
+    let again = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: unknown(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.signed_receipt, first);
+    // A record on a voucher Leipzig issued still settles.
+    let real = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: dresden_record(&full, &dresden_key, "real", 466),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let receipt: Receipt = signed::peek(&real.signed_receipt).unwrap();
+    assert_eq!(receipt.outcome(), Outcome::Accepted);
+    // Chemnitz has its own allowance.
+    let chemnitz_key = saxony.signing_key("chemnitz").unwrap();
+    let mut record: schein_proto::v1::SettlementRecord =
+        signed::peek(&unknown(UNKNOWN_PER_DAY + 1)).unwrap();
+    record.redeemer = "chemnitz".into();
+    record.key_id = schein_proto::KeyId::of(&chemnitz_key.verifying_key()).0;
+    let chemnitz = saxony.node_identity("chemnitz", "leipzig").unwrap();
+    let answer = saxony
+        .federation_client(&chemnitz)
+        .await
+        .unwrap()
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: signed::seal(Kind::Settlement, &record, &chemnitz_key),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let receipt: Receipt = signed::peek(&answer.signed_receipt).unwrap();
+    assert_eq!(receipt.reason(), RejectReason::UnknownVoucher);
+}

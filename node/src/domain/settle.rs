@@ -46,6 +46,10 @@ pub enum SettleError {
     Invalid(String),
     #[error("this claim id was used before for a different claim; use a new claim id")]
     ClaimIdReused,
+    #[error(
+        "too many records today for vouchers this node never issued ({UNKNOWN_PER_DAY} per member and day); try again tomorrow"
+    )]
+    TooManyUnknown,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -70,6 +74,7 @@ impl Refusal for SettleError {
             SettleError::OtherNodesRecord => ErrorReason::WrongNode,
             SettleError::Invalid(_) => ErrorReason::InvalidArgument,
             SettleError::ClaimIdReused => ErrorReason::ClaimIdReused,
+            SettleError::TooManyUnknown => ErrorReason::TooMany,
             SettleError::Store(error) => error.reason(),
         }
     }
@@ -91,7 +96,52 @@ pub async fn settle(
         tracing::warn!(peer = %peer.node, "refused: settlement record of another node");
         return Err(SettleError::OtherNodesRecord);
     }
+    // A member is trusted, not believed: records for serials this node never issued are
+    // rejected, but each would still be kept (for its receipt) and counted; bound them per
+    // member and day, so that one member cannot fill the disk or the "rejected" counters.
+    let unknown = schein_proto::Serial::from_slice(&record.serial)
+        .ok()
+        .map(|serial| node.store.voucher(serial).map(|v| v.is_none()))
+        .transpose()?
+        .unwrap_or(true);
+    if unknown
+        && !node.store.decided(&record.redeemer, &record.claim_id)?
+        && !node.unknown_serials.admit(&peer.node, Day::today())
+    {
+        tracing::warn!(peer = %peer.node, "refused: too many records for unknown vouchers today");
+        return Err(SettleError::TooManyUnknown);
+    }
     settle_here(node, &record).await
+}
+
+/// Most records for vouchers this node never issued that one member may send in a day.
+pub const UNKNOWN_PER_DAY: u32 = 1000;
+
+/// How many records for unknown vouchers each member sent today (kept in memory: a restart
+/// gives every member a fresh day's allowance, which bounds the harm all the same).
+#[derive(Debug, Default)]
+pub struct UnknownSerials {
+    counts: std::sync::Mutex<std::collections::HashMap<String, (Day, u32)>>,
+}
+
+impl UnknownSerials {
+    /// Whether one more from `member` on `today` is within [`UNKNOWN_PER_DAY`]; counts it if so.
+    pub fn admit(&self, member: &str, today: Day) -> bool {
+        let mut counts = match self.counts.lock() {
+            Ok(counts) => counts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (day, count) = counts.entry(member.to_owned()).or_insert((today, 0));
+        if *day != today {
+            *day = today;
+            *count = 0;
+        }
+        if *count >= UNKNOWN_PER_DAY {
+            return false;
+        }
+        *count += 1;
+        true
+    }
 }
 
 /// Most records one batch may carry.

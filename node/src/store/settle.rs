@@ -47,6 +47,14 @@ fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreEr
 }
 
 impl Store {
+    /// Whether a record from `redeemer` with `claim_id` was decided already (a retry gets its
+    /// original receipt).
+    pub fn decided(&self, redeemer: &str, claim_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .settlements
+            .contains_key(settlement_key(redeemer, claim_id))?)
+    }
+
     /// Decides on `record` for this node as issuer `issuer`, on `today`: stores the decision,
     /// its ledger entry and the updated voucher state in one transaction (with whatever else the
     /// writer applies at the same time), flushes, and returns the signed receipt. `sign` seals a
