@@ -93,7 +93,7 @@ async fn issue_page(State(console): State<Console>, signed: Signed) -> Response 
         return page;
     }
     let lang = signed.lang;
-    let body = issue_form(lang, &console, &signed, None);
+    let body = issue_form(lang, &console, &signed, None, None, &[]);
     show(
         lang,
         &signed,
@@ -104,31 +104,63 @@ async fn issue_page(State(console): State<Console>, signed: Signed) -> Response 
     )
 }
 
-fn issue_form(lang: Lang, console: &Console, signed: &Signed, problem: Option<Markup>) -> Markup {
+/// A field's problem, tied to it for screen readers: `(field, sentence)`.
+type FieldProblem<'a> = (&'static str, &'a str);
+
+/// The issue form; after a refusal with what was typed (`filled`) and each field's problem.
+fn issue_form(
+    lang: Lang,
+    console: &Console,
+    signed: &Signed,
+    problem: Option<Markup>,
+    filled: Option<&HashMap<String, String>>,
+    problems: &[FieldProblem<'_>],
+) -> Markup {
     let default_cap = page::money(console.node.default_cap_cents);
+    let value = |name: &str| {
+        filled
+            .and_then(|f| f.get(name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let checked = |name: &str| value(name) == "1";
+    let error = |field: &str| problems.iter().find(|(f, _)| *f == field).map(|(_, p)| *p);
     html! {
         @if let Some(problem) = problem { (problem) }
-        form.issue method="post" action="/office/issue" {
+        form.issue method="post" action="/office/issue" novalidate {
             input type="hidden" name="csrf" value=(signed.form_token(console));
             div.fields {
                 label for="valid_until" { (lang.t("Gültig bis (leer: Ende des Quartals)", "Valid until (empty: end of the quarter)")) }
-                input #valid_until name="valid_until" type="date";
+                @if let Some(e) = error("valid_until") {
+                    input #valid_until name="valid_until" type="date" value=(value("valid_until")) aria-invalid="true" aria-describedby="valid_until-error";
+                    p #valid_until-error.field-error { (e) }
+                } @else {
+                    input #valid_until name="valid_until" type="date" value=(value("valid_until"));
+                }
                 label for="cap" { (lang.t("Obergrenze für Behandlungen in Euro (leer: ", "Treatment cap in euros (empty: ")) (default_cap) ")" }
-                input #cap name="cap" inputmode="decimal" autocomplete="off";
+                @if let Some(e) = error("cap") {
+                    input #cap name="cap" inputmode="decimal" autocomplete="off" value=(value("cap")) aria-invalid="true" aria-describedby="cap-error";
+                    p #cap-error.field-error { (e) }
+                } @else {
+                    input #cap name="cap" inputmode="decimal" autocomplete="off" value=(value("cap"));
+                }
             }
             fieldset {
                 legend { (lang.t("Deckt zusätzlich zur ambulanten Grundversorgung ab", "Covers, besides ambulatory basic care")) }
-                @for (scope, value) in EXTRA_SCOPES {
-                    label.check { input type="checkbox" name={ "scope_" (value) } value="1"; " " (scope_word(lang, scope)) }
+                @for (scope, name) in EXTRA_SCOPES {
+                    @let field = format!("scope_{name}");
+                    label.check { input type="checkbox" name=(field) value="1" checked[checked(&field)]; " " (scope_word(lang, scope)) }
                 }
             }
             fieldset {
                 legend { (lang.t("Notfall", "Emergency")) }
-                label.check { input type="checkbox" name="emergency" value="1"; " " (lang.t("Notfall-Gutschein (eigenes Budget), nur für einen Anbieter", "Emergency voucher (own budget), for one provider only")) }
+                label.check { input type="checkbox" name="emergency" value="1" checked[checked("emergency")]; " " (lang.t("Notfall-Gutschein (eigenes Budget), nur für einen Anbieter", "Emergency voucher (own budget), for one provider only")) }
                 label for="bound_provider" { (lang.t("Anbieter", "Provider")) }
                 select #bound_provider name="bound_provider" {
                     option value="" { "—" }
-                    @for provider in providers(console) { option value=(provider) { (provider) } }
+                    @for provider in providers(console) {
+                        option value=(provider) selected[value("bound_provider") == provider] { (provider) }
+                    }
                 }
             }
             button type="submit" { (lang.t("Gutschein ausstellen", "Issue the voucher")) }
@@ -147,15 +179,18 @@ async fn issue(
     };
     let lang = signed.lang;
     let get = |name: &str| form.get(name).map(|v| v.trim()).unwrap_or("");
-    let mut problems = Vec::new();
+    let mut problems: Vec<FieldProblem<'_>> = Vec::new();
     let valid_until = match get("valid_until") {
         "" => None,
         text => match Day::parse(text) {
             Ok(day) => Some(day.into()),
             Err(_) => {
-                problems.push(lang.t(
-                    "Das Datum „gültig bis“ ist nicht lesbar.",
-                    "The date “valid until” cannot be read.",
+                problems.push((
+                    "valid_until",
+                    lang.t(
+                        "Das Datum „gültig bis“ ist nicht lesbar.",
+                        "The date “valid until” cannot be read.",
+                    ),
                 ));
                 None
             }
@@ -166,27 +201,38 @@ async fn issue(
         text => match page::parse_money(text) {
             Some(cents) => Some(cents),
             None => {
-                problems.push(lang.t(
-                    "Die Obergrenze ist kein Euro-Betrag.",
-                    "The cap is not an amount in euros.",
+                problems.push((
+                    "cap",
+                    lang.t(
+                        "Die Obergrenze ist kein Euro-Betrag, z. B. 600 oder 600,00.",
+                        "The cap is not an amount in euros, e.g. 600 or 600.00.",
+                    ),
                 ));
                 None
             }
         },
     };
-    let form_page = |problem: Markup| {
+    let form_page = |problem: Markup, problems: &[FieldProblem<'_>]| {
         show(
             lang,
             &signed,
             &console,
             lang.t("Gutschein ausstellen", "Issue a voucher"),
             "/office",
-            issue_form(lang, &console, &signed, Some(problem)),
+            issue_form(
+                lang,
+                &console,
+                &signed,
+                Some(problem),
+                Some(&form),
+                problems,
+            ),
         )
     };
     if !problems.is_empty() {
         return form_page(
-            html! { div.answer.bad role="alert" { ul { @for p in &problems { li { (p) } } } } },
+            html! { div.answer.bad role="alert" { p { (lang.t("Bitte korrigieren Sie die markierten Felder.", "Please correct the marked fields.")) } } },
+            &problems,
         );
     }
     let request = IssueVoucherRequest {
@@ -205,7 +251,7 @@ async fn issue(
         Ok(record) => {
             Redirect::to(&voucher_url(&console, &record.short_code, true)).into_response()
         }
-        Err(error) => form_page(refusal(lang, &tonic::Status::from(error))),
+        Err(error) => form_page(refusal(lang, &tonic::Status::from(error)), &[]),
     }
 }
 
@@ -447,6 +493,9 @@ async fn approve(
 struct ListQuery {
     #[serde(default)]
     state: String,
+    /// Where the list goes on (the last page's token).
+    #[serde(default)]
+    after: String,
 }
 
 async fn list_page(
@@ -466,11 +515,11 @@ async fn list_page(
     };
     let request = ListVouchersRequest {
         limit: 100,
-        page_token: String::new(),
+        page_token: query.after.clone(),
         state: state as i32,
     };
-    let listed = match vouchers::list(&console.node, &request) {
-        Ok(list) => list.vouchers,
+    let (listed, next) = match vouchers::list(&console.node, &request) {
+        Ok(list) => (list.vouchers, list.next_page_token),
         Err(error) => {
             return show(
                 lang,
@@ -515,6 +564,9 @@ async fn list_page(
                         }
                     }
                 }
+            }
+            @if !next.is_empty() {
+                p { a href={ "/office/vouchers?state=" (query.state) "&after=" (next) } { (lang.t("Ältere Gutscheine", "Older vouchers")) } }
             }
         }
     };

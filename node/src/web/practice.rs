@@ -605,6 +605,9 @@ fn receipt_page(lang: Lang, console: &Console, signed: &Signed, record: &ClaimRe
 struct ClaimsQuery {
     #[serde(default)]
     state: String,
+    /// Where the list goes on (the last page's token).
+    #[serde(default)]
+    after: String,
 }
 
 async fn claims_page(
@@ -627,10 +630,10 @@ async fn claims_page(
     let request = ListClaimsRequest {
         pending_only: false,
         limit: 200,
-        page_token: String::new(),
+        page_token: query.after.clone(),
     };
-    let claims = match claim::list_own(&console.node, &provider, &request) {
-        Ok(list) => list.claims,
+    let (claims, next) = match claim::list_own(&console.node, &provider, &request) {
+        Ok(list) => (list.claims, list.next_page_token),
         Err(error) => {
             let status = tonic::Status::from(error);
             return page::message(
@@ -686,6 +689,9 @@ async fn claims_page(
                     }
                 }
             }
+        }
+        @if !next.is_empty() {
+            p { a href={ "/practice/claims?state=" (query.state) "&after=" (next) } { (lang.t("Ältere Abrechnungen", "Older claims")) } }
         }
     };
     page::respond(
