@@ -163,11 +163,6 @@ impl RosterClientVerifier {
         Ok(TrustState { members })
     }
 
-    /// Fingerprint of the CA trusted for member `node` now.
-    fn ca_fingerprint(&self, node: &str) -> Option<[u8; 32]> {
-        self.current().members.get(node).map(|m| m.ca_fingerprint)
-    }
-
     fn current(&self) -> Arc<TrustState> {
         match self.state.read() {
             Ok(guard) => guard.clone(),
@@ -187,35 +182,8 @@ impl ClientCertVerifier for RosterClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let identity = Identity::from_certificate(end_entity).map_err(|e| refuse(e.to_string()))?;
-        let state = self.current();
-        let member = state.members.get(&identity.node).ok_or_else(|| {
-            refuse(format!(
-                "node '{}' is not a member of this roster",
-                identity.node
-            ))
-        })?;
-        let role_fits = match member.kind {
-            MemberKind::Node => true,
-            MemberKind::Funder => identity.role == Role::Funder,
-        };
-        if !role_fits {
-            return Err(refuse(format!(
-                "member '{}' is a funder and cannot hold role {}",
-                identity.node, identity.role
-            )));
-        }
-        let verified = member
-            .verifier
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if self
-            .revocations
-            .get()
-            .is_some_and(|r| r.is_revoked(&identity, &crate::pki::fingerprint(end_entity)))
-        {
-            return Err(refuse(format!("the certificate of {identity} was revoked")));
-        }
-        Ok(verified)
+        self.check(&self.current(), end_entity, intermediates, now)
+            .map(|_| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -319,6 +287,47 @@ pub enum Visitor {
 }
 
 impl RosterClientVerifier {
+    /// Checks a chain against one snapshot of the roster: it names a member, fits its kind,
+    /// is signed by exactly that member's CA, and is not revoked. The identity and the CA that
+    /// vouched for it, from the same snapshot (a roster replaced meanwhile cannot stamp a chain
+    /// the old CA signed with the new CA's fingerprint).
+    fn check(
+        &self,
+        state: &TrustState,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(Identity, [u8; 32]), rustls::Error> {
+        let identity = Identity::from_certificate(end_entity).map_err(|e| refuse(e.to_string()))?;
+        let member = state.members.get(&identity.node).ok_or_else(|| {
+            refuse(format!(
+                "node '{}' is not a member of this roster",
+                identity.node
+            ))
+        })?;
+        let role_fits = match member.kind {
+            MemberKind::Node => true,
+            MemberKind::Funder => identity.role == Role::Funder,
+        };
+        if !role_fits {
+            return Err(refuse(format!(
+                "member '{}' is a funder and cannot hold role {}",
+                identity.node, identity.role
+            )));
+        }
+        member
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self
+            .revocations
+            .get()
+            .is_some_and(|r| r.is_revoked(&identity, &crate::pki::fingerprint(end_entity)))
+        {
+            return Err(refuse(format!("the certificate of {identity} was revoked")));
+        }
+        Ok((identity, member.ca_fingerprint))
+    }
+
     /// The caller a presented chain names, checked in full against the roster now.
     pub fn caller_of(
         &self,
@@ -328,31 +337,18 @@ impl RosterClientVerifier {
         let Some((end_entity, intermediates)) = chain.and_then(|c| c.split_first()) else {
             return Visitor::Anonymous;
         };
-        if let Err(error) = self.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
-            let reason = match error {
-                rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
-                    other.0.to_string()
-                }
-                other => other.to_string(),
-            };
-            return Visitor::Refused(reason);
-        }
-        let identity = match Identity::from_certificate(end_entity) {
-            Ok(identity) => identity,
-            Err(error) => return Visitor::Refused(error.to_string()),
-        };
-        match self.ca_fingerprint(&identity.node) {
-            Some(ca_fingerprint) => Visitor::Known(Caller {
+        match self.check(&self.current(), end_entity, intermediates, UnixTime::now()) {
+            Ok((identity, ca_fingerprint)) => Visitor::Known(Caller {
                 identity,
                 remote,
                 ca_fingerprint,
                 fingerprint: crate::pki::fingerprint(end_entity),
                 not_after: crate::pki::not_after(end_entity).unwrap_or(0),
             }),
-            None => Visitor::Refused(format!(
-                "node '{}' is not a member of this roster",
-                identity.node
-            )),
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
+                Visitor::Refused(other.0.to_string())
+            }
+            Err(other) => Visitor::Refused(other.to_string()),
         }
     }
 }
@@ -525,32 +521,13 @@ pub fn spawn_acceptor(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let end_entity = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first());
-                        let cert_fingerprint = end_entity
-                            .map(|cert| crate::pki::fingerprint(cert))
-                            .unwrap_or_default();
-                        let not_after = end_entity
-                            .and_then(|cert| crate::pki::not_after(cert))
-                            .unwrap_or(0);
-                        let identity = end_entity.map(|cert| Identity::from_certificate(cert));
-                        let fingerprint = identity
-                            .as_ref()
-                            .and_then(|i| i.as_ref().ok())
-                            .and_then(|i| verifier.ca_fingerprint(&i.node));
-                        match (identity, fingerprint) {
-                            (Some(Ok(identity)), Some(ca_fingerprint)) => {
-                                tracing::debug!(%remote, caller = %identity, "client authenticated");
-                                let caller = Caller {
-                                    identity,
-                                    remote: Some(remote),
-                                    ca_fingerprint,
-                                    fingerprint: cert_fingerprint,
-                                    not_after,
-                                };
+                        // The handshake checked the chain; the caller, with the CA that vouched
+                        // for it, comes from one snapshot of the roster taken now.
+                        let visitor = verifier
+                            .caller_of(stream.get_ref().1.peer_certificates(), Some(remote));
+                        match visitor {
+                            Visitor::Known(caller) => {
+                                tracing::debug!(%remote, caller = %caller.identity, "client authenticated");
                                 let _ = tx
                                     .send(Ok(AuthenticatedStream {
                                         inner: stream,
@@ -558,7 +535,10 @@ pub fn spawn_acceptor(
                                     }))
                                     .await;
                             }
-                            _ => {
+                            Visitor::Refused(reason) => {
+                                tracing::warn!(%remote, %reason, "connection closed: its certificate is no longer accepted");
+                            }
+                            Visitor::Anonymous => {
                                 tracing::warn!(%remote, "connection without a usable client identity closed")
                             }
                         }
