@@ -22,7 +22,7 @@ pub(crate) enum IdentityCommand {
     /// Get a new key and certificate for this identity before it expires (your node signs it;
     /// the old certificate is revoked). The identity file is replaced.
     Renew {
-        /// Days the new certificate is valid (default: the node's, 90; at most 366).
+        /// Days the new certificate is valid (default and most: 90).
         #[arg(long)]
         days: Option<u32>,
     },

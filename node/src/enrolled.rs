@@ -62,6 +62,29 @@ fn path_in(dir: &Path) -> PathBuf {
     dir.join(ENROLLED_FILE)
 }
 
+/// Runs `change` on the register in `dir` under an exclusive lock (`enrolled.lock`), then saves
+/// what it returns: the operator's `enroll` and `identity revoke` and the node's renewals write
+/// the same file, and none may undo another's change.
+fn change<T>(dir: &Path, change: impl FnOnce(&mut Vec<Enrolled>) -> T) -> Result<T, RegisterError> {
+    let lock_path = dir.join("enrolled.lock");
+    let write_err = |source: std::io::Error| RegisterError::Write {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(write_err)?;
+    fs2::FileExt::lock_exclusive(&lock).map_err(write_err)?;
+    let mut identities = load(dir)?;
+    let answer = change(&mut identities);
+    let saved = save(dir, identities);
+    let _ = fs2::FileExt::unlock(&lock);
+    saved.map(|()| answer)
+}
+
 /// The identities enrolled at the node in `dir` (none if nothing was enrolled yet).
 pub fn load(dir: &Path) -> Result<Vec<Enrolled>, RegisterError> {
     let path = path_in(dir);
@@ -79,16 +102,56 @@ pub fn load(dir: &Path) -> Result<Vec<Enrolled>, RegisterError> {
 }
 
 /// Adds `identity` to the register in `dir`. A renewed certificate is a new entry beside the
-/// old one: both stay valid until they expire or are revoked.
+/// old one: both stay valid until they expire or are revoked. A revoked entry is never dropped.
 pub fn record(dir: &Path, identity: Enrolled) -> Result<(), RegisterError> {
-    let mut identities = load(dir)?;
-    identities.retain(|i| {
-        !(i.role == identity.role
-            && i.name == identity.name
-            && (i.fingerprint.is_none() || i.fingerprint == identity.fingerprint))
-    });
-    identities.push(identity);
-    save(dir, identities)
+    change(dir, |identities| {
+        identities.retain(|i| {
+            i.revoked_on.is_some()
+                || !(i.role == identity.role
+                    && i.name == identity.name
+                    && (i.fingerprint.is_none() || i.fingerprint == identity.fingerprint))
+        });
+        identities.push(identity);
+    })
+}
+
+/// Why a renewal could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    #[error("the certificate presented was revoked meanwhile")]
+    Revoked,
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+/// Records a renewal in one step: `renewed` is added and the certificate with `presented`
+/// revoked — unless that was revoked already (a second renewal with a stolen copy, or a
+/// revocation that came first), which refuses the renewal.
+pub fn renew(
+    dir: &Path,
+    presented: &[u8; 32],
+    renewed: Enrolled,
+    today: Day,
+) -> Result<(), RenewalError> {
+    let hex = data_encoding::HEXLOWER.encode(presented);
+    let recorded = change(dir, |identities| {
+        let mut old = identities
+            .iter_mut()
+            .filter(|i| i.fingerprint.as_deref() == Some(hex.as_str()));
+        if let Some(entry) = old.next() {
+            if entry.revoked_on.is_some() {
+                return false;
+            }
+            entry.revoked_on = Some(today.to_string());
+        }
+        identities.push(renewed);
+        true
+    })?;
+    if recorded {
+        Ok(())
+    } else {
+        Err(RenewalError::Revoked)
+    }
 }
 
 fn save(dir: &Path, mut identities: Vec<Enrolled>) -> Result<(), RegisterError> {
@@ -122,56 +185,40 @@ pub enum RevokeError {
 /// Revokes every certificate enrolled as `handle` (`NAME` or `ROLE/NAME`) from `today` on.
 /// Returns the entries revoked now (none if all were revoked already).
 pub fn revoke(dir: &Path, handle: &str, today: Day) -> Result<Vec<Enrolled>, RevokeError> {
-    let mut identities = load(dir)?;
     let (role, name) = match handle.split_once('/') {
         Some((role, name)) => (Some(role), name),
         None => (None, handle),
     };
-    let matches = |i: &Enrolled| i.name == name && role.is_none_or(|r| i.role.as_str() == r);
-    let mut roles: Vec<&str> = identities
-        .iter()
-        .filter(|i| matches(i))
-        .map(|i| i.role.as_str())
-        .collect();
-    roles.dedup();
-    match roles.len() {
-        0 => return Err(RevokeError::Unknown(handle.to_owned())),
-        1 => {}
-        _ => {
-            let choices = roles
-                .iter()
-                .map(|r| format!("{r}/{name}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(RevokeError::Ambiguous(handle.to_owned(), choices));
+    change(dir, |identities| {
+        let matches = |i: &Enrolled| i.name == name && role.is_none_or(|r| i.role.as_str() == r);
+        let mut roles: Vec<&str> = identities
+            .iter()
+            .filter(|i| matches(i))
+            .map(|i| i.role.as_str())
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        match roles.len() {
+            0 => return Err(RevokeError::Unknown(handle.to_owned())),
+            1 => {}
+            _ => {
+                let choices = roles
+                    .iter()
+                    .map(|r| format!("{r}/{name}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(RevokeError::Ambiguous(handle.to_owned(), choices));
+            }
         }
-    }
-    let mut revoked = Vec::new();
-    for identity in identities.iter_mut().filter(|i| matches(i)) {
-        if identity.revoked_on.is_none() {
-            identity.revoked_on = Some(today.to_string());
-            revoked.push(identity.clone());
+        let mut revoked = Vec::new();
+        for identity in identities.iter_mut().filter(|i| matches(i)) {
+            if identity.revoked_on.is_none() {
+                identity.revoked_on = Some(today.to_string());
+                revoked.push(identity.clone());
+            }
         }
-    }
-    save(dir, identities)?;
-    Ok(revoked)
-}
-
-/// Revokes the one certificate with `fingerprint` (a renewed identity's old certificate).
-pub fn revoke_certificate(
-    dir: &Path,
-    fingerprint: &[u8; 32],
-    today: Day,
-) -> Result<(), RegisterError> {
-    let hex = data_encoding::HEXLOWER.encode(fingerprint);
-    let mut identities = load(dir)?;
-    for identity in identities
-        .iter_mut()
-        .filter(|i| i.fingerprint.as_deref() == Some(hex.as_str()) && i.revoked_on.is_none())
-    {
-        identity.revoked_on = Some(today.to_string());
-    }
-    save(dir, identities)
+        Ok(revoked)
+    })?
 }
 
 /// What a register revoked: certificates by fingerprint, and the handles of revoked entries
@@ -180,27 +227,36 @@ pub fn revoke_certificate(
 pub struct Revoked {
     pub fingerprints: Vec<[u8; 32]>,
     pub handles: Vec<(Role, String)>,
+    /// Certificates enrolled with a fingerprint and not revoked: under a handle revoked as a
+    /// whole (an entry from before fingerprints), these alone are still accepted.
+    pub allowed: Vec<[u8; 32]>,
 }
 
 /// Every certificate revoked in `dir`.
 pub fn revoked(dir: &Path) -> Result<Revoked, RegisterError> {
-    let mut fingerprints = Vec::new();
-    let mut names = Vec::new();
-    for identity in load(dir)?.into_iter().filter(|i| i.revoked_on.is_some()) {
+    let mut found = Revoked::default();
+    // A certificate long past its last day is refused by its expiry anyway: not listed, so that
+    // the list members exchange stays small.
+    let long_ago = Day::today().checked_add_days(-30);
+    for identity in load(dir)? {
         let parsed = identity
             .fingerprint
             .as_deref()
             .and_then(|f| data_encoding::HEXLOWER.decode(f.as_bytes()).ok())
             .and_then(|f| <[u8; 32]>::try_from(f).ok());
-        match parsed {
-            Some(fingerprint) => fingerprints.push(fingerprint),
-            None => names.push((identity.role, identity.name)),
+        let expired_long_ago = Day::parse(&identity.valid_until)
+            .ok()
+            .zip(long_ago)
+            .is_some_and(|(last, limit)| last < limit);
+        match (identity.revoked_on.is_some(), parsed) {
+            (true, Some(fingerprint)) if !expired_long_ago => found.fingerprints.push(fingerprint),
+            (true, Some(_)) => {}
+            (true, None) => found.handles.push((identity.role, identity.name)),
+            (false, Some(fingerprint)) => found.allowed.push(fingerprint),
+            (false, None) => {}
         }
     }
-    Ok(Revoked {
-        fingerprints,
-        handles: names,
-    })
+    Ok(found)
 }
 
 /// Whether a provider called `name` is enrolled in `dir` with a certificate valid on `today`.
@@ -263,6 +319,29 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_revokes_the_old_certificate_once_and_never_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let today = Day::parse("2026-11-30").unwrap();
+        let old = provider("praxis", "2026-12-10");
+        let presented: [u8; 32] = [10; 32];
+        assert_eq!(
+            old.fingerprint,
+            Some(data_encoding::HEXLOWER.encode(&presented))
+        );
+        record(dir.path(), old).unwrap();
+        let mut renewed = provider("praxis", "2027-02-28");
+        renewed.fingerprint = Some(data_encoding::HEXLOWER.encode(&[11; 32]));
+        renew(dir.path(), &presented, renewed.clone(), today).unwrap();
+        assert_eq!(revoked(dir.path()).unwrap().fingerprints, vec![presented]);
+        // The same old certificate again (a stolen copy): refused, nothing recorded.
+        assert!(matches!(
+            renew(dir.path(), &presented, renewed, today),
+            Err(RenewalError::Revoked)
+        ));
+        assert_eq!(load(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
     fn revoking_a_handle_revokes_every_certificate_it_holds() {
         let dir = tempfile::tempdir().unwrap();
         let today = Day::parse("2026-11-30").unwrap();
@@ -302,5 +381,14 @@ mod tests {
             revoked(dir.path()).unwrap().handles,
             vec![(Role::Office, "praxis".to_owned())]
         );
+        // Enrolled again after its old entry (without a fingerprint) was revoked: the revoked
+        // entry stays, and only the new certificate is allowed under that handle.
+        let mut again = provider("praxis", "2027-09-30");
+        again.role = Role::Office;
+        again.fingerprint = Some(data_encoding::HEXLOWER.encode(&[5; 32]));
+        record(dir.path(), again).unwrap();
+        let found = revoked(dir.path()).unwrap();
+        assert_eq!(found.handles, vec![(Role::Office, "praxis".to_owned())]);
+        assert!(found.allowed.contains(&[5; 32]));
     }
 }

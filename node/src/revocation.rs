@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use schein_proto::signed::{self, Kind};
@@ -17,23 +17,25 @@ use schein_proto::v1::RevocationList;
 use schein_proto::{Day, KeyId};
 use tokio::sync::watch;
 
-use crate::enrolled::{self, ENROLLED_FILE, RegisterError};
+use crate::enrolled::{self, RegisterError};
 use crate::node::{Node, unix_now};
 use crate::pki::{Identity, Role};
 use crate::roster::Member;
 
 /// How often each member is asked for its list.
 pub const PEER_INTERVAL: Duration = Duration::from_secs(30);
-/// How often the register is looked at for changes.
+/// How often the register is read again.
 const OWN_INTERVAL: Duration = Duration::from_secs(1);
+/// How far in the future a member's list may be dated (clocks differ a little).
+const FUTURE_TOLERANCE_SECONDS: i64 = 300;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Own {
     fingerprints: HashSet<[u8; 32]>,
-    /// Revoked entries of registers older than fingerprints: refused by handle.
+    /// Revoked entries of registers older than fingerprints: refused by handle...
     names: HashSet<(Role, String)>,
-    /// When the register was last read (its modification time then).
-    read: Option<SystemTime>,
+    /// ...except the certificates enrolled since, with a fingerprint, and not revoked.
+    allowed: HashSet<[u8; 32]>,
 }
 
 #[derive(Debug, Default)]
@@ -78,23 +80,18 @@ impl Revocations {
         Ok(Arc::new(revocations))
     }
 
-    /// Re-reads the register if it changed since the last read; whether it did.
+    /// Re-reads the register (it is small: every time, rather than trusting a modification
+    /// time that may not change within a second); whether what it revokes changed.
     pub fn refresh_own(&self) -> Result<bool, RegisterError> {
-        let modified = std::fs::metadata(self.register_dir.join(ENROLLED_FILE))
-            .and_then(|m| m.modified())
-            .ok();
-        if modified.is_some() && read(&self.own).read == modified {
-            return Ok(false);
-        }
         let revoked = enrolled::revoked(&self.register_dir)?;
-        let mut own = write(&self.own);
-        let changed = own.fingerprints.len() != revoked.fingerprints.len()
-            || own.names.len() != revoked.handles.len();
-        *own = Own {
+        let fresh = Own {
             fingerprints: revoked.fingerprints.into_iter().collect(),
             names: revoked.handles.into_iter().collect(),
-            read: modified,
+            allowed: revoked.allowed.into_iter().collect(),
         };
+        let mut own = write(&self.own);
+        let changed = *own != fresh;
+        *own = fresh;
         Ok(changed)
     }
 
@@ -104,7 +101,8 @@ impl Revocations {
         if identity.node == self.node {
             let own = read(&self.own);
             own.fingerprints.contains(fingerprint)
-                || own.names.contains(&(identity.role, identity.name.clone()))
+                || (own.names.contains(&(identity.role, identity.name.clone()))
+                    && !own.allowed.contains(fingerprint))
         } else {
             read(&self.peers)
                 .get(&identity.node)
@@ -137,6 +135,10 @@ impl Revocations {
         if list.node != member.id() {
             return Err(format!("the revocation list names node '{}'", list.node));
         }
+        // A list dated in the future would freeze the member's list until then.
+        if list.issued_at > unix_now() + FUTURE_TOLERANCE_SECONDS {
+            return Err("the revocation list is dated in the future".into());
+        }
         let mut peers = write(&self.peers);
         let held = peers.entry(member.id().to_owned()).or_default();
         if list.issued_at <= held.issued_at {
@@ -152,15 +154,23 @@ impl Revocations {
     }
 }
 
-/// Keeps the revocations current until `stop` turns true: the register within a second of a
-/// change, every member's list every [`PEER_INTERVAL`] (kept in the store as it came).
-pub async fn run_sync(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+/// Takes the members' lists kept in the store, before the node serves (a restart forgets none).
+pub fn adopt_stored(node: &Node) {
     for (member, signed_list) in node.store.peer_revocations().unwrap_or_default() {
         if let Some(member) = node.roster().member(&member) {
             let _ = node.revocations.adopt(member, &signed_list);
         }
     }
-    let mut last_asked: Option<tokio::time::Instant> = None;
+}
+
+/// Keeps the revocations current until `stop` turns true: the register every second, and every
+/// member's list every [`PEER_INTERVAL`] (kept in the store as it came), in two loops so that a
+/// slow member never delays this node's own revocations.
+pub async fn run_sync(node: Arc<Node>, stop: watch::Receiver<bool>) {
+    tokio::join!(own_loop(node.clone(), stop.clone()), peers_loop(node, stop));
+}
+
+async fn own_loop(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -174,37 +184,47 @@ pub async fn run_sync(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "the register of identities cannot be read"),
         }
-        if last_asked.is_some_and(|at| at.elapsed() < PEER_INTERVAL) {
-            continue;
-        }
-        last_asked = Some(tokio::time::Instant::now());
+    }
+}
+
+async fn peers_loop(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
         let roster = node.roster();
         let asked = roster
             .members()
             .filter(|m| m.id() != node.id && m.entry.endpoint.is_some())
-            .map(|member| {
-                let node = node.clone();
-                async move {
-                    match node.peers.revoked_identities(member).await {
-                        Ok(signed_list) => match node.revocations.adopt(member, &signed_list) {
-                            Ok(true) => {
-                                if let Err(error) =
-                                    node.store.keep_peer_revocations(member.id(), &signed_list).await
-                                {
-                                    tracing::warn!(%error, "a member's revocations could not be stored");
-                                }
-                            }
-                            Ok(false) => {}
-                            Err(error) => {
-                                tracing::warn!(peer = member.id(), %error, "a member's revocation list refused");
-                            }
-                        },
-                        Err(error) => {
-                            tracing::debug!(peer = member.id(), %error, "a member's revocations could not be asked for");
-                        }
-                    }
-                }
-            });
+            .map(|member| fetch(&node, member));
         futures::future::join_all(asked).await;
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(PEER_INTERVAL) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+/// Asks `member` for its list and keeps it if it is newer.
+async fn fetch(node: &Node, member: &Member) {
+    match node.peers.revoked_identities(member).await {
+        Ok(signed_list) => match node.revocations.adopt(member, &signed_list) {
+            Ok(true) => {
+                if let Err(error) = node
+                    .store
+                    .keep_peer_revocations(member.id(), &signed_list)
+                    .await
+                {
+                    tracing::warn!(%error, "a member's revocations could not be stored");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(peer = member.id(), %error, "a member's revocation list refused");
+            }
+        },
+        Err(error) => {
+            tracing::debug!(peer = member.id(), %error, "a member's revocations could not be asked for");
+        }
     }
 }

@@ -89,6 +89,7 @@ pub async fn run(
     verifier.refuse_revoked(revocations.clone());
     let tls = Arc::new(server_config(&config.tls, verifier.clone())?);
     let node = Arc::new(Node::new(&config, store.clone(), revocations));
+    crate::revocation::adopt_stored(&node);
     let max = config.settings.max_message_bytes;
 
     let (health, health_service) = tonic_health::server::health_reporter();

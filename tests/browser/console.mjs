@@ -11,7 +11,8 @@
 //   the funder's federation view at Dresden names Leipzig as not reachable.
 //
 // Environment: SCHEIN_LEIPZIG and SCHEIN_DRESDEN (console origins), SCHEIN_OFFICE_P12,
-// SCHEIN_PRACTICE_P12, SCHEIN_FUNDER_P12 and their SCHEIN_*_PASSWORD, SCHEIN_FUNDER_CERT and
+// SCHEIN_PRACTICE_P12, SCHEIN_FUNDER_P12, SCHEIN_SECOND_P12 (a second office identity) and their
+// SCHEIN_*_PASSWORD, SCHEIN_FUNDER_CERT and
 // SCHEIN_FUNDER_KEY (PEM), SCHEIN_SHORT_CODE (phase
 // issuer-down), NODE_EXTRA_CA_CERTS (both nodes' CAs), SCHEIN_SCREENSHOTS.
 
@@ -154,6 +155,27 @@ async function main(browser) {
   await practicePage.goto(`${dresden}/office`);
   results.wrong_role = await text(practicePage, '.answer .big');
   await record(practicePage, 'not-for-you');
+
+  // A cap above the threshold waits for a second person, who finds it on the caps page.
+  await officePage.goto(`${leipzig}/office/vouchers`);
+  await officePage.fill('#q', code);
+  await Promise.all([officePage.waitForURL(/\/office\/voucher\?h=/), officePage.press('#q', 'Enter')]);
+  await officePage.fill('#new_cap', '1200');
+  await Promise.all([officePage.waitForLoadState(), officePage.click('form[action="/office/approve"] button')]);
+  await officePage.waitForSelector('.answer');
+  results.cap_first = await text(officePage, '.answer');
+  await officePage.goto(`${leipzig}/office/caps`);
+  results.caps_listed = await text(officePage, 'main');
+  await record(officePage, 'office-caps');
+  const second = await signedIn(browser, leipzig, 'SECOND');
+  const secondPage = await second.newPage();
+  await secondPage.goto(`${leipzig}/office/caps`);
+  await Promise.all([secondPage.waitForURL(/\/office\/voucher\?h=/), secondPage.click('table.list button.link')]);
+  await secondPage.fill('#new_cap', '1200');
+  await Promise.all([secondPage.waitForLoadState(), secondPage.click('form[action="/office/approve"] button')]);
+  await secondPage.waitForSelector('.answer');
+  results.cap_second = await text(secondPage, '.answer');
+  await second.close();
 
   // The office finds the voucher in its list and revokes it; the practice sees it revoked.
   await officePage.goto(`${leipzig}/office/vouchers`);

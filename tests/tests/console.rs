@@ -48,6 +48,7 @@ async fn offices_practices_and_funders_work_in_the_browser() {
     let office = enrolled(leipzig, Role::Office, "empfang");
     let practice = enrolled(dresden, Role::Provider, "praxis-neustadt");
     let funder = enrolled(leipzig, Role::Funder, "land-sachsen");
+    let second = enrolled(leipzig, Role::Office, "zweite");
     let cas: PathBuf = files.path().join("cas.pem");
     std::fs::write(
         &cas,
@@ -64,27 +65,14 @@ async fn offices_practices_and_funders_work_in_the_browser() {
         ("NODE_EXTRA_CA_CERTS", cas.display().to_string()),
         ("SCHEIN_SCREENSHOTS", screenshots.display().to_string()),
     ];
-    for (who, enrollment) in [
-        ("OFFICE", &office),
-        ("PRACTICE", &practice),
-        ("FUNDER", &funder),
+    for (p12, password, enrollment) in [
+        ("SCHEIN_OFFICE_P12", "SCHEIN_OFFICE_PASSWORD", &office),
+        ("SCHEIN_PRACTICE_P12", "SCHEIN_PRACTICE_PASSWORD", &practice),
+        ("SCHEIN_FUNDER_P12", "SCHEIN_FUNDER_PASSWORD", &funder),
+        ("SCHEIN_SECOND_P12", "SCHEIN_SECOND_PASSWORD", &second),
     ] {
-        env.push((
-            match who {
-                "OFFICE" => "SCHEIN_OFFICE_P12",
-                "PRACTICE" => "SCHEIN_PRACTICE_P12",
-                _ => "SCHEIN_FUNDER_P12",
-            },
-            enrollment.p12_path.display().to_string(),
-        ));
-        env.push((
-            match who {
-                "OFFICE" => "SCHEIN_OFFICE_PASSWORD",
-                "PRACTICE" => "SCHEIN_PRACTICE_PASSWORD",
-                _ => "SCHEIN_FUNDER_PASSWORD",
-            },
-            enrollment.password.as_str().to_owned(),
-        ));
+        env.push((p12, enrollment.p12_path.display().to_string()));
+        env.push((password, enrollment.password.as_str().to_owned()));
     }
 
     let mut main = env.clone();
@@ -151,6 +139,13 @@ async fn offices_practices_and_funders_work_in_the_browser() {
     assert_eq!(field(&results, "claim_state"), "BEZAHLT");
     assert!(field(&results, "claims_list").contains(&short_code));
     assert_eq!(field(&results, "wrong_role"), "NICHT FÜR SIE");
+    // The raised cap: waiting after the first person, listed, applied by the second.
+    assert!(
+        field(&results, "caps_listed").contains(&short_code),
+        "{results}"
+    );
+    assert!(field(&results, "caps_listed").contains("1.200,00 €"));
+    assert_ne!(field(&results, "cap_first"), field(&results, "cap_second"));
     assert_eq!(field(&results, "revoked_state"), "gesperrt");
     assert_eq!(field(&results, "revoked_verdict"), "UNGÜLTIG");
     assert!(field(&results, "revoked_reason").contains("Gesperrt"));

@@ -14,8 +14,9 @@ use crate::pki::{Identity, NodeCa, Role, Validity};
 /// Days a renewed certificate is valid when the holder names none: short, since renewing is
 /// cheap and a lost certificate is then worth little for long.
 pub const DEFAULT_DAYS: u32 = 90;
-/// Most days a renewed certificate may be valid.
-pub const MOST_DAYS: u32 = 366;
+/// Most days a renewed certificate may be valid: a holder cannot lengthen its own leash (a
+/// longer certificate is the operator's decision, at `enroll`).
+pub const MOST_DAYS: u32 = DEFAULT_DAYS;
 
 /// Why a renewal was refused.
 #[derive(Debug, thiserror::Error)]
@@ -69,19 +70,22 @@ pub fn renew(
     let certificate_pem = ca
         .renew_client_cert(holder.role, &holder.name, validity, &request.public_key)
         .map_err(|e| RenewError::Invalid(e.to_string()))?;
-    let today = Day::today();
-    enrolled::record(
-        &node.base_dir,
-        Enrolled {
-            role: holder.role,
-            name: holder.name.clone(),
-            valid_until: valid_until.to_string(),
-            fingerprint: crate::pki::fingerprint_of_pem(&certificate_pem)
-                .map(|f| data_encoding::HEXLOWER.encode(&f)),
-            revoked_on: None,
-        },
-    )?;
-    enrolled::revoke_certificate(&node.base_dir, presented, today)?;
+    let renewed = Enrolled {
+        role: holder.role,
+        name: holder.name.clone(),
+        valid_until: valid_until.to_string(),
+        fingerprint: crate::pki::fingerprint_of_pem(&certificate_pem)
+            .map(|f| data_encoding::HEXLOWER.encode(&f)),
+        revoked_on: None,
+    };
+    // In one locked step: the old certificate revoked, the new one recorded — or nothing, if
+    // the old one was revoked meanwhile (then the new certificate is never handed out).
+    enrolled::renew(&node.base_dir, presented, renewed, Day::today()).map_err(|e| match e {
+        enrolled::RenewalError::Revoked => RenewError::Invalid(
+            "the certificate you presented was revoked; ask your clearing office".into(),
+        ),
+        enrolled::RenewalError::Register(e) => RenewError::Register(e),
+    })?;
     node.revocations.refresh_own()?;
     tracing::info!(holder = %holder, %valid_until, "identity renewed; the certificate it presented is revoked");
     Ok(RenewResponse {

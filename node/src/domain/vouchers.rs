@@ -418,6 +418,15 @@ pub fn list(
     })
 }
 
+/// The node's vouchers whose raised cap waits for a second office identity (at most a page,
+/// newest first).
+pub fn pending_caps(node: &Node) -> Result<Vec<VoucherRecord>, VoucherError> {
+    let (found, _) = node.store.list(None, page::size(0) * 4, |stored| {
+        stored.pending_cap_cents.is_some()
+    })?;
+    Ok(found.into_iter().map(|v| record(node, v)).collect())
+}
+
 /// One office identity's approval of a higher cap: at once up to the node's threshold, above it
 /// once a second, different identity approves the same amount.
 pub async fn approve_cap(

@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<Console> {
         .route("/office/approve", post(approve))
         .route("/office/vouchers", get(list_page))
         .route("/office/held", get(held_page).post(decide_held))
+        .route("/office/caps", get(caps_page))
         .route("/office/clearing", get(clearing_page).post(close_period))
         .route("/office/status", get(status_page).post(check_ledgers))
 }
@@ -576,6 +577,60 @@ async fn list_page(
         &console,
         lang.t("Gutscheine", "Vouchers"),
         "/office/vouchers",
+        body,
+    )
+}
+
+/// Raised caps waiting for a second office identity: each opens the voucher's page, where the
+/// second person approves the same amount.
+async fn caps_page(State(console): State<Console>, signed: Signed) -> Response {
+    if let Err(page) = signed.may(&console, Operation::ApproveCap) {
+        return page;
+    }
+    let lang = signed.lang;
+    let waiting = match vouchers::pending_caps(&console.node) {
+        Ok(waiting) => waiting,
+        Err(error) => {
+            return show(
+                lang,
+                &signed,
+                &console,
+                lang.t("Obergrenzen", "Caps"),
+                "/office/caps",
+                refusal(lang, &tonic::Status::from(error)),
+            );
+        }
+    };
+    let body = html! {
+        p { (lang.t(
+            "Eine Obergrenze über der Schwelle gilt erst, wenn eine zweite, andere Person der Clearingstelle denselben Betrag bestätigt. Öffnen Sie den Gutschein und geben Sie den Betrag noch einmal ein.",
+            "A cap above the threshold applies only once a second, different person of the office approves the same amount. Open the voucher and enter the amount again."
+        )) }
+        @if waiting.is_empty() { p { (lang.t("Keine.", "None.")) } } @else {
+            table.list {
+                thead { tr {
+                    th scope="col" { (lang.t("Gutschein", "Voucher")) }
+                    th.num scope="col" { (lang.t("Jetzt", "Now")) }
+                    th.num scope="col" { (lang.t("Beantragt", "Asked for")) }
+                } }
+                tbody {
+                    @for v in &waiting {
+                        tr {
+                            td.code { (open_button(&v.short_code)) }
+                            td.num { @match v.cap_cents { Some(c) => (page::money(c)), None => "—" } }
+                            td.num { @if let Some(c) = v.pending_cap_cents { (page::money(c)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    show(
+        lang,
+        &signed,
+        &console,
+        lang.t("Obergrenzen zur Bestätigung", "Caps to approve"),
+        "/office/caps",
         body,
     )
 }

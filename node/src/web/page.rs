@@ -98,6 +98,7 @@ fn nav(role: Role) -> &'static [(&'static str, &'static str, &'static str)] {
                 "Zurückgehaltene Abrechnungen",
                 "Held claims",
             ),
+            ("/office/caps", "Obergrenzen", "Caps"),
             ("/office/clearing", "Abrechnung mit Städten", "Clearing"),
             ("/funder", "Bericht", "Report"),
             ("/funder/federation", "Verbund", "Federation"),
