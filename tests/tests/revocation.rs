@@ -206,6 +206,32 @@ async fn revoked_identities_are_refused_on_open_connections_at_handshakes_and_by
     };
     assert!(call.is_err(), "an expired certificate is refused");
 
+    // A certificate that expires while its connection is open: served before, refused after.
+    let short_cert = ca
+        .issue_client_cert(
+            Role::Provider,
+            "short-lived",
+            Validity {
+                not_before: now - time::Duration::hours(1),
+                not_after: time::OffsetDateTime::now_utc() + time::Duration::seconds(4),
+            },
+        )
+        .unwrap();
+    let short = IdentityFile {
+        name: "short-lived".into(),
+        certificate: short_cert.cert_pem,
+        private_key: short_cert.key_pem,
+        ..laptop.clone()
+    };
+    let short_channel = short.connect(None).await.unwrap();
+    verify(short_channel.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let expired_on_open = verify(short_channel).await.expect_err("expired");
+    assert!(
+        expired_on_open.message().contains("expired"),
+        "{expired_on_open:?}"
+    );
+
     // The funder, revoked at Leipzig: Dresden refuses it within a minute, by itself.
     revoke(leipzig, "funder/land");
     let started = Instant::now();
