@@ -328,17 +328,7 @@ impl NodeCa {
             .map_err(|e| IdentityError::Unreadable(format!("the new public key: {e}")))?;
         let mut params = CertificateParams::default();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params
-            .subject_alt_names
-            .push(SanType::URI(identity.uri().try_into()?));
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, identity.uri());
-        dn.push(DnType::OrganizationName, "schein");
-        params.distinguished_name = dn;
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let params = with_validity(named(params, &identity)?, validity);
         Ok(params.signed_by(&key, &self.issuer)?.pem())
     }
 
@@ -357,29 +347,19 @@ impl NodeCa {
 
     fn sign(
         &self,
-        mut params: CertificateParams,
+        params: CertificateParams,
         identity: &Identity,
         validity: Validity,
     ) -> Result<CertifiedKey, IdentityError> {
-        params
-            .subject_alt_names
-            .push(SanType::URI(identity.uri().try_into()?));
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, identity.uri());
-        dn.push(DnType::OrganizationName, "schein");
-        params.distinguished_name = dn;
-        self.finish(params, validity)
+        self.finish(named(params, identity)?, validity)
     }
 
     fn finish(
         &self,
-        mut params: CertificateParams,
+        params: CertificateParams,
         validity: Validity,
     ) -> Result<CertifiedKey, IdentityError> {
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let params = with_validity(params, validity);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertifiedKey {
@@ -393,6 +373,30 @@ impl NodeCa {
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(der).into()
+}
+
+/// `params` naming `identity`: its URI as the one SAN and the common name.
+fn named(
+    mut params: CertificateParams,
+    identity: &Identity,
+) -> Result<CertificateParams, IdentityError> {
+    params
+        .subject_alt_names
+        .push(SanType::URI(identity.uri().try_into()?));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, identity.uri());
+    dn.push(DnType::OrganizationName, "schein");
+    params.distinguished_name = dn;
+    Ok(params)
+}
+
+/// `params` valid for `validity`, for signatures only, naming the CA's key.
+fn with_validity(mut params: CertificateParams, validity: Validity) -> CertificateParams {
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params
 }
 
 /// A new key for a client identity (ECDSA P-256, as `enroll` makes): its private key (PEM) and
