@@ -35,7 +35,9 @@ pub struct Node {
     /// Client certificates refused although their CA vouches for them.
     pub revocations: Arc<crate::revocation::Revocations>,
     /// Records for vouchers this node never issued, per member today.
-    pub unknown_serials: crate::domain::settle::UnknownSerials,
+    pub unknown_serials: crate::domain::settle::DailyQuota,
+    /// Other records this node rejected, per member today.
+    pub rejections: crate::domain::settle::DailyQuota,
     roster: RwLock<Arc<Roster>>,
 }
 
@@ -60,7 +62,12 @@ impl Node {
             ca_cert_pem: config.ca_cert_pem.clone(),
             store,
             revocations,
-            unknown_serials: Default::default(),
+            unknown_serials: crate::domain::settle::DailyQuota::new(
+                crate::domain::settle::UNKNOWN_PER_DAY,
+            ),
+            rejections: crate::domain::settle::DailyQuota::new(
+                crate::domain::settle::REJECTED_PER_DAY,
+            ),
             peers: Peers::new(
                 config.tls.clone(),
                 config.peer_timeout,

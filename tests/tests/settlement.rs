@@ -1067,3 +1067,60 @@ async fn records_for_vouchers_never_issued_are_bounded_per_member_and_day() {
     let receipt: Receipt = signed::peek(&answer.signed_receipt).unwrap();
     assert_eq!(receipt.reason(), RejectReason::UnknownVoucher);
 }
+
+/// A member that keeps sending records its issuer rejects (here: over the voucher's cap) may do
+/// so `REJECTED_PER_DAY` times a day; then its new records are refused until tomorrow
+/// (RESOURCE_EXHAUSTED: an honest member's outbox retries them), while records decided before
+/// still get their receipts.
+#[tokio::test]
+async fn rejected_records_are_bounded_per_member_and_day() {
+    use schein_node::domain::settle::REJECTED_PER_DAY;
+    let saxony = Saxony::start().await.unwrap();
+    let mut leipzig = saxony.office("leipzig").await.unwrap();
+    let (_, full) = issue_signed(&mut leipzig).await;
+    let dresden_key = saxony.signing_key("dresden").unwrap();
+    let node = saxony.node_identity("dresden", "leipzig").unwrap();
+    let mut federation = saxony.federation_client(&node).await.unwrap();
+    let over_cap = |i: u32| dresden_record(&full, &dresden_key, &format!("over-{i}"), 60_000);
+    for start in (0..REJECTED_PER_DAY).step_by(250) {
+        let batch: Vec<Vec<u8>> = (start..(start + 250).min(REJECTED_PER_DAY))
+            .map(over_cap)
+            .collect();
+        let answers = federation
+            .settle_batch(schein_proto::v1::SettleBatchRequest {
+                signed_records: batch,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .answers;
+        for answer in &answers {
+            let receipt: Receipt = signed::peek(&answer.signed_receipt).expect("a receipt");
+            assert_eq!(receipt.reason(), RejectReason::OverCap);
+        }
+    }
+    let refused = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: dresden_record(&full, &dresden_key, "fits", 466),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    let again = federation
+        .settle(schein_proto::v1::SettleRequest {
+            signed_record: over_cap(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let receipt: Receipt = signed::peek(&again.signed_receipt).unwrap();
+    assert_eq!(
+        receipt.reason(),
+        RejectReason::OverCap,
+        "decided before: answered"
+    );
+}

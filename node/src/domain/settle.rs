@@ -46,10 +46,8 @@ pub enum SettleError {
     Invalid(String),
     #[error("this claim id was used before for a different claim; use a new claim id")]
     ClaimIdReused,
-    #[error(
-        "too many records today for vouchers this node never issued ({UNKNOWN_PER_DAY} per member and day); try again tomorrow"
-    )]
-    TooManyUnknown,
+    #[error("too many {0} today ({1} per member and day); try again tomorrow")]
+    TooMany(&'static str, u32),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -74,7 +72,7 @@ impl Refusal for SettleError {
             SettleError::OtherNodesRecord => ErrorReason::WrongNode,
             SettleError::Invalid(_) => ErrorReason::InvalidArgument,
             SettleError::ClaimIdReused => ErrorReason::ClaimIdReused,
-            SettleError::TooManyUnknown => ErrorReason::TooMany,
+            SettleError::TooMany(..) => ErrorReason::TooMany,
             SettleError::Store(error) => error.reason(),
         }
     }
@@ -96,37 +94,60 @@ pub async fn settle(
         tracing::warn!(peer = %peer.node, "refused: settlement record of another node");
         return Err(SettleError::OtherNodesRecord);
     }
-    // A member is trusted, not believed: records for serials this node never issued are
-    // rejected, but each would still be kept (for its receipt) and counted; bound them per
-    // member and day, so that one member cannot fill the disk or the "rejected" counters.
+    // A member is trusted, not believed: every record is kept with its receipt and counted,
+    // also one that is rejected. Bound per member and day the records for serials this node
+    // never issued, and the records rejected otherwise, so that no member can fill the disk
+    // or the "rejected" counters. A record decided before is answered as ever.
+    let new = !node.store.decided(&record.redeemer, &record.claim_id)?;
     let unknown = schein_proto::Serial::from_slice(&record.serial)
         .ok()
         .map(|serial| node.store.voucher(serial).map(|v| v.is_none()))
         .transpose()?
         .unwrap_or(true);
-    if unknown
-        && !node.store.decided(&record.redeemer, &record.claim_id)?
-        && !node.unknown_serials.admit(&peer.node, Day::today())
-    {
+    let today = Day::today();
+    if new && unknown && !node.unknown_serials.admit(&peer.node, today) {
         tracing::warn!(peer = %peer.node, "refused: too many records for unknown vouchers today");
-        return Err(SettleError::TooManyUnknown);
+        return Err(SettleError::TooMany(
+            "records for vouchers this node never issued",
+            UNKNOWN_PER_DAY,
+        ));
     }
-    settle_here(node, &record).await
+    if new && !unknown && node.rejections.exhausted(&peer.node, today) {
+        tracing::warn!(peer = %peer.node, "refused: too many rejected records today");
+        return Err(SettleError::TooMany("rejected records", REJECTED_PER_DAY));
+    }
+    let signed_receipt = settle_here(node, &record).await?;
+    let rejected = schein_proto::signed::peek::<Receipt>(&signed_receipt)
+        .is_ok_and(|r| r.outcome() == schein_proto::v1::Outcome::Rejected);
+    if new && !unknown && rejected {
+        node.rejections.admit(&peer.node, today);
+    }
+    Ok(signed_receipt)
 }
 
 /// Most records for vouchers this node never issued that one member may send in a day.
 pub const UNKNOWN_PER_DAY: u32 = 1000;
+/// Most other rejected records of one member in a day; then its new records wait for tomorrow
+/// (an honest member's outbox retries them).
+pub const REJECTED_PER_DAY: u32 = 1000;
 
-/// How many records for unknown vouchers each member sent today (kept in memory: a restart
-/// gives every member a fresh day's allowance, which bounds the harm all the same).
-#[derive(Debug, Default)]
-pub struct UnknownSerials {
+/// A count per member that starts again every day (kept in memory: a restart gives every member
+/// a fresh day's allowance, which bounds the harm all the same).
+#[derive(Debug)]
+pub struct DailyQuota {
+    limit: u32,
     counts: std::sync::Mutex<std::collections::HashMap<String, (Day, u32)>>,
 }
 
-impl UnknownSerials {
-    /// Whether one more from `member` on `today` is within [`UNKNOWN_PER_DAY`]; counts it if so.
-    pub fn admit(&self, member: &str, today: Day) -> bool {
+impl DailyQuota {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            counts: Default::default(),
+        }
+    }
+
+    fn with_count<T>(&self, member: &str, today: Day, f: impl FnOnce(&mut u32) -> T) -> T {
         let mut counts = match self.counts.lock() {
             Ok(counts) => counts,
             Err(poisoned) => poisoned.into_inner(),
@@ -136,11 +157,25 @@ impl UnknownSerials {
             *day = today;
             *count = 0;
         }
-        if *count >= UNKNOWN_PER_DAY {
-            return false;
-        }
-        *count += 1;
-        true
+        f(count)
+    }
+
+    /// Whether one more from `member` on `today` is within the limit; counts it if so.
+    pub fn admit(&self, member: &str, today: Day) -> bool {
+        let limit = self.limit;
+        self.with_count(member, today, |count| {
+            if *count >= limit {
+                return false;
+            }
+            *count += 1;
+            true
+        })
+    }
+
+    /// Whether `member` used up its allowance for `today`.
+    pub fn exhausted(&self, member: &str, today: Day) -> bool {
+        let limit = self.limit;
+        self.with_count(member, today, |count| *count >= limit)
     }
 }
 
