@@ -253,17 +253,98 @@ fn chart(lang: Lang, report: &NodeReport) -> Markup {
     }
 }
 
-fn csv_cell(out: &mut String, measure: &str, cell: Option<&ReportCell>) {
-    match cell {
-        Some(c) if !c.suppressed => out.push_str(&format!(
-            "{measure},{},{},{:.2},no\n",
-            c.count,
-            c.vouchers,
-            c.amount_cents as f64 / 100.0
-        )),
-        Some(_) => out.push_str(&format!("{measure},,,,yes\n")),
-        None => {}
+/// Euros with a decimal point, from cents, without floating point: 1234.56
+fn euros(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+/// The report's rows for the CSV: each measure and its cell.
+fn csv_rows(report: &NodeReport) -> Vec<(String, Option<&ReportCell>)> {
+    let mut rows = vec![
+        ("issued".to_owned(), report.issued.as_ref()),
+        (
+            "claimed_vouchers".to_owned(),
+            report.claimed_vouchers.as_ref(),
+        ),
+        ("settled".to_owned(), report.settled.as_ref()),
+    ];
+    rows.extend(
+        report
+            .categories
+            .iter()
+            .map(|c| (format!("settled_{}", c.category), c.cell.as_ref())),
+    );
+    rows.extend(report.rejected.iter().map(|r| {
+        let reason = r
+            .reason()
+            .as_str_name()
+            .trim_start_matches("REJECT_REASON_")
+            .to_lowercase();
+        (format!("rejected_{reason}"), r.cell.as_ref())
+    }));
+    rows.extend(
+        report
+            .flows
+            .iter()
+            .map(|f| (format!("redeemed_in_{}", f.redeemer), f.cell.as_ref())),
+    );
+    rows.extend(
+        report
+            .quarters
+            .iter()
+            .map(|q| (format!("spent_{}", q.period), q.cell.as_ref())),
+    );
+    rows.push((
+        "spent_this_year".to_owned(),
+        report.spent_this_year.as_ref(),
+    ));
+    rows
+}
+
+/// The report as CSV: one line per measure, suppressed cells marked and left empty.
+fn report_csv(report: &NodeReport) -> Result<String, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "node",
+        "period",
+        "measure",
+        "count",
+        "vouchers",
+        "amount_eur",
+        "suppressed",
+    ])?;
+    let (node, period) = (report.node.as_str(), report.period.as_str());
+    for (measure, cell) in csv_rows(report) {
+        match cell {
+            Some(c) if !c.suppressed => out.write_record([
+                node,
+                period,
+                &measure,
+                &c.count.to_string(),
+                &c.vouchers.to_string(),
+                &euros(c.amount_cents),
+                "no",
+            ])?,
+            Some(_) => out.write_record([node, period, &measure, "", "", "", "yes"])?,
+            None => {}
+        }
     }
+    out.write_record([
+        node,
+        period,
+        "annual_budget",
+        "",
+        "",
+        &euros(report.annual_budget_cents),
+        "no",
+    ])?;
+    if let Some(forecast) = report.forecast_cents {
+        out.write_record([node, period, "forecast", "", "", &euros(forecast), "no"])?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 async fn csv(
@@ -276,67 +357,21 @@ async fn csv(
         Ok(report) => report,
         Err(page) => return page,
     };
-    let mut out = String::from("node,period,measure,count,vouchers,amount_eur,suppressed\n");
-    let mut rows = String::new();
-    csv_cell(&mut rows, "issued", report.issued.as_ref());
-    csv_cell(
-        &mut rows,
-        "claimed_vouchers",
-        report.claimed_vouchers.as_ref(),
-    );
-    csv_cell(&mut rows, "settled", report.settled.as_ref());
-    for c in &report.categories {
-        csv_cell(
-            &mut rows,
-            &format!("settled_{}", c.category),
-            c.cell.as_ref(),
-        );
-    }
-    for r in &report.rejected {
-        csv_cell(
-            &mut rows,
-            &format!(
-                "rejected_{}",
-                r.reason()
-                    .as_str_name()
-                    .trim_start_matches("REJECT_REASON_")
-                    .to_lowercase()
-            ),
-            r.cell.as_ref(),
-        );
-    }
-    for f in &report.flows {
-        csv_cell(
-            &mut rows,
-            &format!("redeemed_in_{}", f.redeemer),
-            f.cell.as_ref(),
-        );
-    }
-    for q in &report.quarters {
-        csv_cell(&mut rows, &format!("spent_{}", q.period), q.cell.as_ref());
-    }
-    csv_cell(
-        &mut rows,
-        "spent_this_year",
-        report.spent_this_year.as_ref(),
-    );
-    for line in rows.lines() {
-        out.push_str(&format!("{},{},{line}\n", report.node, report.period));
-    }
-    out.push_str(&format!(
-        "{},{},annual_budget,,,{:.2},no\n",
-        report.node,
-        report.period,
-        report.annual_budget_cents as f64 / 100.0
-    ));
-    if let Some(f) = report.forecast_cents {
-        out.push_str(&format!(
-            "{},{},forecast,,,{:.2},no\n",
-            report.node,
-            report.period,
-            f as f64 / 100.0
-        ));
-    }
+    let out = match report_csv(&report) {
+        Ok(out) => out,
+        Err(error) => {
+            tracing::error!(%error, "writing a report as CSV failed");
+            return page::message(
+                signed.lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                signed.lang.t("Fehler", "Error"),
+                signed.lang.t(
+                    "Die CSV-Datei konnte nicht erstellt werden.",
+                    "The CSV file could not be made.",
+                ),
+            );
+        }
+    };
     let file = format!(
         "attachment; filename=\"schein-{}-{}.csv\"",
         report.node, report.period
@@ -458,4 +493,63 @@ fn member_name(console: &Console, id: &str) -> String {
         .member(id)
         .map(|m| m.name().to_owned())
         .unwrap_or_else(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use schein_proto::v1::{FlowCell, NodeReport, ReportCell};
+
+    use super::*;
+
+    #[test]
+    fn the_csv_gives_euros_exactly_and_marks_suppressed_cells() {
+        let shown = ReportCell {
+            suppressed: false,
+            vouchers: 7,
+            count: 12,
+            amount_cents: 123_456_789,
+        };
+        let report = NodeReport {
+            node: "leipzig".into(),
+            period: "2026-Q4".into(),
+            settled: Some(shown),
+            issued: Some(ReportCell {
+                suppressed: true,
+                ..Default::default()
+            }),
+            flows: vec![FlowCell {
+                redeemer: "dresden".into(),
+                cell: Some(ReportCell {
+                    amount_cents: 5,
+                    ..shown
+                }),
+            }],
+            annual_budget_cents: 20_400_000,
+            forecast_cents: Some(-250),
+            ..Default::default()
+        };
+        let csv = report_csv(&report).expect("csv");
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "node,period,measure,count,vouchers,amount_eur,suppressed"
+        );
+        assert!(lines.contains(&"leipzig,2026-Q4,issued,,,,yes"), "{csv}");
+        assert!(
+            lines.contains(&"leipzig,2026-Q4,settled,12,7,1234567.89,no"),
+            "{csv}"
+        );
+        assert!(
+            lines.contains(&"leipzig,2026-Q4,redeemed_in_dresden,12,7,0.05,no"),
+            "{csv}"
+        );
+        assert!(
+            lines.contains(&"leipzig,2026-Q4,annual_budget,,,204000.00,no"),
+            "{csv}"
+        );
+        assert!(
+            lines.contains(&"leipzig,2026-Q4,forecast,,,-2.50,no"),
+            "{csv}"
+        );
+    }
 }
