@@ -13,8 +13,12 @@ document.addEventListener("DOMContentLoaded", () => {
       const code = input.value.trim();
       if (!code) { live.textContent = ""; live.className = "live"; return; }
       try {
-        const url = input.dataset.check + "?code=" + encodeURIComponent(code);
-        const answer = await (await fetch(url, { credentials: "same-origin" })).json();
+        // By POST: even a partly typed code stays out of every address.
+        const answer = await (await fetch(input.dataset.check, {
+          method: "POST",
+          credentials: "same-origin",
+          body: new URLSearchParams({ code }),
+        })).json();
         live.textContent = answer.text;
         live.className = "live " + answer.state;
       } catch (_) { /* the check is only a help; the form still works */ }

@@ -29,7 +29,7 @@ use crate::pki::Identity;
 pub(super) fn routes() -> Router<Console> {
     Router::new()
         .route("/practice", get(check_page).post(check_code))
-        .route("/practice/check", get(live_check))
+        .route("/practice/check", post(live_check))
         .route("/practice/bill", post(bill))
         .route("/practice/claims", get(claims_page))
 }
@@ -575,7 +575,8 @@ fn receipt_page(lang: Lang, console: &Console, signed: &Signed, record: &ClaimRe
             dl.facts {
                 dt { (lang.t("Abrechnungsnummer", "Claim id")) } dd.code { (record.claim_id) }
                 dt { (lang.t("Gutschein", "Voucher")) } dd.code { (record.voucher_short_code) }
-                dt { (lang.t("Ausgabestelle", "Issued by")) } dd { (record.issuer) }
+                dt { (lang.t("Ausgabestelle", "Issued by")) }
+                dd { (console.node.roster().member(&record.issuer).map_or(record.issuer.as_str(), |m| m.name()).to_owned()) }
                 @if let Some(day) = record.service_date { dt { (lang.t("Behandlungstag", "Day of treatment")) } dd { (page::date(Day::from(day))) } }
                 dt { (lang.t("Betrag", "Amount")) } dd { (page::money(record.amount_cents)) }
                 @if let Some(left) = record.remaining_cap_cents { dt { (lang.t("Noch verfügbar", "Left on the voucher")) } dd { (page::money(left)) } }
@@ -708,7 +709,8 @@ async fn claims_page(
 }
 
 /// The live check while typing: whether what is typed so far reads as a code.
-async fn live_check(lang: Lang, Query(query): Query<CheckQuery>) -> impl IntoResponse {
+/// By POST: even a partly typed code stays out of every address.
+async fn live_check(lang: Lang, Form(query): Form<CheckQuery>) -> impl IntoResponse {
     let (state, text) = match VoucherCode::parse(&query.code) {
         Ok(_) => (
             "ok",
