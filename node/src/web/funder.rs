@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use schein_proto::Day;
 use schein_proto::v1::{NodeReport, RejectReason, ReportCell};
 
-use super::page::{self, Lang, Who};
+use super::page::{self, Lang, PeriodQuery, Who};
 use super::{Console, Signed};
 use crate::domain::access::Operation;
 use crate::domain::report;
@@ -22,22 +22,6 @@ pub(super) fn routes() -> Router<Console> {
         .route("/funder", get(dashboard))
         .route("/funder/report.csv", get(csv))
         .route("/funder/federation", get(federation))
-}
-
-#[derive(serde::Deserialize, Default)]
-struct PeriodQuery {
-    #[serde(default)]
-    period: String,
-}
-
-fn period_or_current(query: &PeriodQuery) -> String {
-    if !query.period.trim().is_empty() {
-        return query.period.trim().to_owned();
-    }
-    Day::today()
-        .month()
-        .map(|m| schein_proto::period::Period::containing(m)[1].to_string())
-        .unwrap_or_default()
 }
 
 fn read(console: &Console, signed: &Signed, period: &str) -> Result<NodeReport, Response> {
@@ -116,19 +100,15 @@ async fn dashboard(
     signed: Signed,
     Query(query): Query<PeriodQuery>,
 ) -> Response {
-    let period = period_or_current(&query);
+    let period = query.or_current();
     let report = match read(&console, &signed, &period) {
         Ok(report) => report,
         Err(page) => return page,
     };
     let lang = signed.lang;
     let body = html! {
-        form.filters method="get" action="/funder" {
-            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
-            input #period name="period" value=(period);
-            button type="submit" { (lang.t("Anzeigen", "Show")) }
-            " " a.button href={ "/funder/report.csv?period=" (period) } download { (lang.t("CSV herunterladen", "Download CSV")) }
-        }
+        (page::period_form(lang, "/funder", &period))
+        p { a.button href={ "/funder/report.csv?period=" (period) } download { (lang.t("CSV herunterladen", "Download CSV")) } }
         p.hint {
             @match report.released_through {
                 Some(day) => { (lang.t("Stand: Ende ", "Figures up to the end of ")) (page::date(Day::from(day))) (lang.t(" (wöchentlich veröffentlicht).", " (released weekly).")) }
@@ -352,7 +332,7 @@ async fn csv(
     signed: Signed,
     Query(query): Query<PeriodQuery>,
 ) -> Response {
-    let period = period_or_current(&query);
+    let period = query.or_current();
     let report = match read(&console, &signed, &period) {
         Ok(report) => report,
         Err(page) => return page,
@@ -399,7 +379,7 @@ async fn federation(
         Err(page) => return page,
     };
     let lang = signed.lang;
-    let period = period_or_current(&query);
+    let period = query.or_current();
     let (reports, unanswered) = match report::federation(&console.node, &reader, &period).await {
         Ok(found) => found,
         Err(error) => {
@@ -420,11 +400,7 @@ async fn federation(
     redeemers.sort_unstable();
     redeemers.dedup();
     let body = html! {
-        form.filters method="get" action="/funder/federation" {
-            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
-            input #period name="period" value=(period);
-            button type="submit" { (lang.t("Anzeigen", "Show")) }
-        }
+        (page::period_form(lang, "/funder/federation", &period))
         div.answer.(if unanswered.is_empty() { "good" } else { "warn" }) role="status" {
             p { (reports.len()) (lang.t(" von ", " of ")) (asked) (lang.t(" Knoten haben geantwortet.", " nodes answered.")) }
             @if !unanswered.is_empty() {

@@ -18,7 +18,7 @@ use schein_proto::v1::{
 };
 
 use super::card::{Card, card};
-use super::page::{self, Lang, Who};
+use super::page::{self, Lang, PeriodQuery, Who};
 use super::practice::{covers, scope_word};
 use super::{Console, Signed};
 use crate::domain::access::Operation;
@@ -752,19 +752,6 @@ async fn decide_held(
     held(&console, &signed, Some(note))
 }
 
-#[derive(serde::Deserialize, Default)]
-struct PeriodQuery {
-    #[serde(default)]
-    period: String,
-}
-
-fn current_quarter() -> String {
-    Day::today()
-        .month()
-        .map(|m| schein_proto::period::Period::containing(m)[1].to_string())
-        .unwrap_or_default()
-}
-
 async fn clearing_page(
     State(console): State<Console>,
     signed: Signed,
@@ -773,11 +760,7 @@ async fn clearing_page(
     if let Err(page) = signed.may(&console, Operation::ShowClearing) {
         return page;
     }
-    let period = if query.period.is_empty() {
-        current_quarter()
-    } else {
-        query.period.clone()
-    };
+    let period = query.or_current();
     let result = clearing::parse_period(&period).and_then(|p| clearing::view(&console.node, p));
     clearing_result(
         &console,
@@ -795,11 +778,7 @@ fn clearing_result(
 ) -> Response {
     let lang = signed.lang;
     let body = html! {
-        form.filters method="get" action="/office/clearing" {
-            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
-            input #period name="period" value=(period);
-            button type="submit" { (lang.t("Anzeigen", "Show")) }
-        }
+        (page::period_form(lang, "/office/clearing", period))
         @match &result {
             Err(status) => (refusal(lang, status)),
             Ok(result) => {

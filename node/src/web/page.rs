@@ -214,6 +214,38 @@ pub(super) fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -
     respond(lang, status, frame(lang, title, None, "", body))
 }
 
+/// A page's `?period=` (2026-Q4, 2026-11, 2026).
+#[derive(serde::Deserialize, Default)]
+pub(super) struct PeriodQuery {
+    #[serde(default)]
+    period: String,
+}
+
+impl PeriodQuery {
+    /// The period asked for, or the current quarter.
+    pub(super) fn or_current(&self) -> String {
+        let asked = self.period.trim();
+        if !asked.is_empty() {
+            return asked.to_owned();
+        }
+        Day::today()
+            .month()
+            .map(|m| schein_proto::period::Period::containing(m)[1].to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// The form that chooses a period on a page at `action`.
+pub(super) fn period_form(lang: Lang, action: &str, period: &str) -> Markup {
+    html! {
+        form.filters method="get" action=(action) {
+            label for="period" { (lang.t("Zeitraum (z. B. 2026-Q4, 2026-11, 2026)", "Period (e.g. 2026-Q4, 2026-11, 2026)")) }
+            input #period name="period" value=(period);
+            button type="submit" { (lang.t("Anzeigen", "Show")) }
+        }
+    }
+}
+
 /// 30.11.2026
 pub(super) fn date(day: Day) -> String {
     super::card::german_date(day)
