@@ -221,6 +221,19 @@ impl Peers {
             .map(|response| response.signed_list)
     }
 
+    /// The roster versions `member` adopted after `version`, oldest first.
+    pub async fn roster_since(
+        &self,
+        member: &Member,
+        version: u64,
+    ) -> Result<Vec<schein_proto::v1::SignedRoster>, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.roster_since(schein_proto::v1::RosterSinceRequest { version });
+        self.bounded(member, call)
+            .await
+            .map(|response| response.versions)
+    }
+
     /// `member`'s report for `period`, as it gives it to funders.
     pub async fn report(&self, member: &Member, period: &str) -> Result<NodeReport, PeerError> {
         let mut client = ReportsClient::new(self.channel(member)?)

@@ -170,7 +170,23 @@ pub async fn run(
             .await;
         }
     };
-    let (served, (), (), (), ()) = tokio::join!(
+    let roster_control = Control {
+        node: node.clone(),
+        verifier: verifier.clone(),
+        web_addr,
+    };
+    let roster_sync = crate::quorum::run_sync(
+        node.clone(),
+        config.roster_path.clone(),
+        std::time::Duration::from_secs(config.settings.roster_interval_seconds),
+        move |roster| {
+            roster_control
+                .replace_roster(roster)
+                .map_err(|e| e.to_string())
+        },
+        stopped.clone(),
+    );
+    let (served, (), (), (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
@@ -179,6 +195,7 @@ pub async fn run(
         crate::domain::outbox::run_outbox(node.clone(), stopped.clone()),
         crate::domain::witness::run_witness(node.clone(), witness_interval, stopped.clone()),
         crate::revocation::run_sync(node.clone(), stopped.clone()),
+        roster_sync,
         console,
     );
     if let Err(error) = store.flush().await {

@@ -65,9 +65,13 @@ pub fn statement(node: &Node, peer: &str, period: Period) -> Result<Vec<u8>, Cle
         peer: peer.to_owned(),
         liabilities: node.store.liabilities_to(peer, period)?,
         receivables: node.store.receivables_from(peer, period)?,
-        key_id: KeyId::of(&node.signing_key.verifying_key()).0,
+        key_id: KeyId::of(&node.signing_key().verifying_key()).0,
     };
-    Ok(signed::seal(Kind::Statement, &statement, &node.signing_key))
+    Ok(signed::seal(
+        Kind::Statement,
+        &statement,
+        &node.signing_key(),
+    ))
 }
 
 fn open_statement(peer: &Member, bytes: &[u8]) -> Result<PeriodStatement, String> {
