@@ -7,7 +7,8 @@
 //! voucher. Leipzig rotates its signing key: vouchers from before verify, new ones carry the new
 //! key, and every member takes it up by itself. Dresden and Chemnitz declare Leipzig's new key
 //! compromised from yesterday: a voucher it signed today is refused everywhere, an old one still
-//! verifies. Going back to an older version is refused.
+//! verifies. Going back to an older version is refused. Chemnitz is expelled: its vouchers are
+//! refused and its node learns it from the others.
 
 use std::process::Command;
 use std::time::Duration;
@@ -252,6 +253,43 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     assert!(ok, "{out}");
     assert!(out.contains("roster version 3, threshold 2 of 4"), "{out}");
     assert!(out.contains("COMPROMISED"), "{out}");
+
+    // Chemnitz is expelled: once adopted, its vouchers are refused and its node is no longer
+    // let in, without anyone touching the other nodes.
+    let chemnitz_voucher = issue(&federation.node("chemnitz").office().unwrap()).await;
+    let expulsion = federation.dir.path().join("expel.toml");
+    let (ok, out) = operator(
+        federation.node("dresden"),
+        &[
+            "roster",
+            "propose",
+            "--remove",
+            "chemnitz",
+            "--out",
+            expulsion.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = operator(
+        federation.node("zwickau"),
+        &["roster", "sign", expulsion.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    for id in ["zwickau", "dresden", "leipzig"] {
+        adopted(federation.node(id), 4).await;
+    }
+    federation
+        .node("chemnitz")
+        .wait_for_log(
+            0,
+            &["the members removed this node from the roster"],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let (verdict, reason, message) = verify(&dresden_practice, &chemnitz_voucher).await;
+    assert_eq!(verdict, Verdict::Invalid, "{message}");
+    assert_eq!(reason, InvalidReason::UnknownIssuer, "{message}");
     for node in &mut federation.nodes {
         node.assert_alive().unwrap();
     }
