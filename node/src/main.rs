@@ -179,7 +179,12 @@ enum RosterCommand {
     },
     /// Show a proposal's changes and fingerprints, then add this node's signature to it. With
     /// enough signatures this node adopts it, and the other members take it up by themselves.
-    Sign { proposal: PathBuf },
+    Sign {
+        proposal: PathBuf,
+        /// Sign without asking (after reading what `roster status FILE` shows).
+        #[arg(long)]
+        yes: bool,
+    },
     /// The roster held (version, threshold, members), or where a proposal stands.
     Status { proposal: Option<PathBuf> },
     /// Adopt a version signed by enough members (the others take it up by themselves).
@@ -189,6 +194,9 @@ enum RosterCommand {
         version_file: PathBuf,
         #[arg(long)]
         first: bool,
+        /// With --first: install without asking (after comparing the fingerprints).
+        #[arg(long)]
+        yes: bool,
     },
     /// Add another member's entry (founding only: before the members signed a version).
     Add {
@@ -411,12 +419,13 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
             threshold,
             out,
         } => propose(&config, add, replace, remove, &compromised, threshold, out)?,
-        RosterCommand::Sign { proposal } => sign_proposal(&config, &proposal)?,
+        RosterCommand::Sign { proposal, yes } => sign_proposal(&config, &proposal, yes)?,
         RosterCommand::Status { proposal } => roster_status(&config, proposal.as_deref())?,
         RosterCommand::Adopt {
             version_file,
             first,
-        } => adopt_version(&config, &version_file, first)?,
+            yes,
+        } => adopt_version(&config, &version_file, first, yes)?,
         RosterCommand::Add {
             member_file,
             replace,
@@ -520,7 +529,8 @@ fn propose(
         threshold,
         compromised,
     };
-    let next = quorum::propose(&config.roster, &edits).context("cannot propose")?;
+    let next = quorum::propose(&config.roster, &edits, schein_proto::Day::today())
+        .context("cannot propose")?;
     let mut signed = quorum::SignedRoster::new(&next);
     signed.sign(config.node_id(), &config.signing_key);
     let out = out.unwrap_or_else(|| {
@@ -543,8 +553,35 @@ fn propose(
     Ok(())
 }
 
-/// `roster sign`: shows what is signed, signs, and adopts once the signatures suffice.
-fn sign_proposal(config: &Config, path: &Path) -> Result<(), Failure> {
+/// Asks the operator to go on: yes with `--yes`, else on a terminal by a typed "y".
+fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow::anyhow!(
+            "nothing done: read the above, compare the fingerprints, then run the command again with --yes"
+        )
+        .into());
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if matches!(answer.trim(), "y" | "Y" | "j" | "J" | "yes" | "ja") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("nothing done").into())
+    }
+}
+
+/// `roster sign`: shows what is signed, signs when the operator agrees, and adopts once the
+/// signatures suffice.
+fn sign_proposal(config: &Config, path: &Path, yes: bool) -> Result<(), Failure> {
     let mut signed = quorum::SignedRoster::load(path).context("cannot read the proposal")?;
     let held = &config.roster;
     let today = schein_proto::Day::today();
@@ -559,44 +596,43 @@ fn sign_proposal(config: &Config, path: &Path) -> Result<(), Failure> {
         == Some(true);
     if held.version() == 0 && held.members().count() == 1 && names_us {
         // A joining city signs the version that names it, before it holds any.
-        signed.sign(config.node_id(), &config.signing_key);
-        signed.save(path).context("cannot write the proposal")?;
         let roster = signed.roster().context("cannot read the proposal")?;
         println!(
-            "signed as the joining member '{}' of version {}; its members' CA fingerprints:",
-            config.node_id(),
-            roster.version()
+            "version {} names this node '{}' as a member; its members' CA fingerprints:",
+            roster.version(),
+            config.node_id()
         );
         for member in roster.members() {
             println!("  {:<12} {}", member.id(), member.fingerprint());
         }
+        println!("compare them with the operators by phone before signing");
+        confirm(yes, "Sign as the joining member?")?;
+        signed.sign(config.node_id(), &config.signing_key);
+        signed.save(path).context("cannot write the proposal")?;
         println!(
-            "compare them with the operators by phone; once the members adopt it, install it here with `schein-node roster adopt FILE --first`"
+            "signed as the joining member '{}'; once the members adopt it, install it here with `schein-node roster adopt FILE --first`",
+            config.node_id()
         );
         return Ok(());
     }
-    match quorum::tally(held, &signed, today) {
-        Ok(_) => {
-            signed.sign(config.node_id(), &config.signing_key);
-            signed.save(path).context("cannot write the proposal")?;
-            let tally = quorum::tally(held, &signed, today).context("cannot check the proposal")?;
-            print!("{}", quorum::describe(held, &tally));
-            match tally.complete(held) {
-                Ok(()) => {
-                    let version = quorum::History::beside(&config.roster_path)
-                        .adopt(&signed, &config.roster_path)
-                        .context("cannot adopt the version")?;
-                    println!(
-                        "signed; the signatures suffice: version {version} adopted here (a running node takes it up within a second); the other members take it up by themselves within a minute"
-                    );
-                }
-                Err(missing) => {
-                    println!("signed by this node into {}; {missing}", path.display());
-                }
-            }
+    let tally = quorum::tally(held, &signed, today)
+        .map_err(|error| anyhow::anyhow!("not signed: {error}"))?;
+    print!("{}", quorum::describe(held, &tally));
+    confirm(yes, "Sign this version?")?;
+    signed.sign(config.node_id(), &config.signing_key);
+    signed.save(path).context("cannot write the proposal")?;
+    let tally = quorum::tally(held, &signed, today).context("cannot check the proposal")?;
+    match tally.complete(held) {
+        Ok(()) => {
+            let version = quorum::History::beside(&config.roster_path)
+                .adopt(held.version(), &signed, &config.roster_path)
+                .context("cannot adopt the version")?;
+            println!(
+                "signed; the signatures suffice: version {version} adopted here (a running node takes it up within a second); the other members take it up by themselves within a minute"
+            );
         }
-        Err(error) => {
-            return Err(anyhow::anyhow!("not signed: {error}").into());
+        Err(missing) => {
+            println!("signed by this node into {}; {missing}", path.display());
         }
     }
     Ok(())
@@ -655,7 +691,7 @@ fn roster_status(config: &Config, proposal: Option<&Path>) -> Result<(), Failure
 }
 
 /// `roster adopt`: a version signed by enough members, or a joining city's first roster.
-fn adopt_version(config: &Config, path: &Path, first: bool) -> Result<(), Failure> {
+fn adopt_version(config: &Config, path: &Path, first: bool, yes: bool) -> Result<(), Failure> {
     let signed = quorum::SignedRoster::load(path).context("cannot read the roster version")?;
     let today = schein_proto::Day::today();
     let held = &config.roster;
@@ -672,12 +708,21 @@ fn adopt_version(config: &Config, path: &Path, first: bool) -> Result<(), Failur
             .member(config.node_id())
             .map(|m| m.entry.clone())
             .context("this node is not in its own roster")?;
-        quorum::check_first(&own, &signed, today).context("not adopted")?
+        let roster = quorum::check_first(&own, &signed, today).context("not adopted")?;
+        println!(
+            "version {} names this node; it is taken on trust, so compare every fingerprint with its operator by phone:",
+            roster.version()
+        );
+        for member in roster.members() {
+            println!("  {:<12} {}", member.id(), member.fingerprint());
+        }
+        confirm(yes, "Install this roster?")?;
+        roster
     } else {
         quorum::check_next(held, &signed, today).context("not adopted")?
     };
     quorum::History::beside(&config.roster_path)
-        .adopt(&signed, &config.roster_path)
+        .adopt(held.version(), &signed, &config.roster_path)
         .context("cannot adopt the version")?;
     println!(
         "roster version {} adopted: {} members; a running node takes it up within a second",
@@ -709,6 +754,18 @@ fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
         .context("this node is not in its own roster")?
         .entry
         .clone();
+    if let Some(pending) = entry
+        .signing_keys
+        .iter()
+        .find(|k| schein_proto::Day::parse(&k.valid_from).is_ok_and(|d| d > today))
+    {
+        return Err(anyhow::anyhow!(
+            "key {} begins on {} already: one rotation at a time",
+            pending.key_id,
+            pending.valid_from
+        )
+        .into());
+    }
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     for old in &mut entry.signing_keys {
         if old.valid_until.is_none() && old.compromised_from.is_none() {
@@ -727,6 +784,7 @@ fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
             replace: vec![entry],
             ..Default::default()
         },
+        today,
     )
     .context("cannot list the new key")?;
     let mut signed = quorum::SignedRoster::new(&next);
@@ -740,7 +798,7 @@ fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
     )
     .context("cannot write the new key")?;
     let version = quorum::History::beside(&config.roster_path)
-        .adopt(&signed, &config.roster_path)
+        .adopt(held.version(), &signed, &config.roster_path)
         .context("cannot adopt the version")?;
     let new_id = schein_proto::KeyId::of(&key.verifying_key()).0;
     println!("new signing key {new_id} written to {}", key_path.display());
@@ -942,6 +1000,11 @@ async fn wait_for_signals(
 fn reload_roster(control: Option<&schein_node::server::Control>, path: &Path, node_id: &str) {
     let Some(control) = control else { return };
     match Roster::load(path) {
+        Ok(roster) if roster.version() < control.roster_version() => tracing::error!(
+            file = roster.version(),
+            held = control.roster_version(),
+            "roster not reloaded: the file holds an older version than the node"
+        ),
         Ok(roster) if roster.member(node_id).is_some() => match control.replace_roster(roster) {
             Ok(()) => tracing::info!("roster reloaded"),
             Err(error) => tracing::error!(%error, "roster not reloaded"),

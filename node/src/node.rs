@@ -62,7 +62,17 @@ impl Node {
             id: settings.node_id.clone(),
             name: settings.name.clone(),
             prefix: settings.prefix.clone(),
-            signing_keys: RwLock::new(Arc::new(config.signing_keys.clone())),
+            signing_keys: RwLock::new(Arc::new(
+                std::iter::once(config.signing_key.clone())
+                    .chain(
+                        config
+                            .signing_keys
+                            .iter()
+                            .filter(|k| k.verifying_key() != config.signing_key.verifying_key())
+                            .cloned(),
+                    )
+                    .collect(),
+            )),
             key_dir: config.key_dir.clone(),
             log_secret: config.signing_key.to_bytes(),
             default_cap_cents: settings.default_cap_cents,
@@ -111,6 +121,7 @@ impl Node {
         if unknown_key {
             let first = self.keys().first().cloned();
             if let Some(first) = first {
+                // The first key stays first: it is the fallback.
                 match crate::config::read_rotated_keys(&self.key_dir, first) {
                     Ok(keys) => {
                         *self
@@ -137,7 +148,7 @@ impl Node {
 
     /// The key this node signs with on `day`: the one of its keys that the roster's windows
     /// choose (the newest whose window holds the day, unless declared compromised). Falls back
-    /// to the first key, which configuration loading checked signs today.
+    /// to the key configuration loading chose for the day the node started (kept first).
     pub fn signing_key_on(&self, day: Day) -> SigningKey {
         let keys = self.keys();
         let chosen = self

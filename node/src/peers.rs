@@ -227,7 +227,9 @@ impl Peers {
         member: &Member,
         version: u64,
     ) -> Result<Vec<schein_proto::v1::SignedRoster>, PeerError> {
-        let mut client = self.client(member)?;
+        // A roster of many members is larger than any other message: its own limit.
+        let mut client = FederationClient::new(self.channel(member)?)
+            .max_decoding_message_size(crate::quorum::MAX_ANSWER_BYTES + (1 << 20));
         let call = client.roster_since(schein_proto::v1::RosterSinceRequest { version });
         self.bounded(member, call)
             .await

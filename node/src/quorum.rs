@@ -9,7 +9,7 @@
 //! operator who signs it, the history of adopted versions kept beside the roster, and the loop
 //! by which a running node takes up newer versions from the other members by itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +31,15 @@ const LOCAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most versions one `RosterSince` answer carries.
 pub const MAX_VERSIONS_PER_ANSWER: usize = 16;
+
+/// Most roster text one `RosterSince` answer carries (at least one version always goes).
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// A voucher naming an unknown key makes the node ask the members early, at most this often.
+const WANTED_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+
+/// How many members a node asks at once.
+const ASKED_AT_ONCE: usize = 4;
 
 /// Largest roster text taken from a member (a roster of 400 members with certificates and fee
 /// schedules stays well below).
@@ -71,7 +80,9 @@ pub enum QuorumError {
     NotNext { held: u64, offered: u64 },
     #[error("'{0}' signed it, but is not a member: a roster is signed by its members only")]
     ForeignSignature(String),
-    #[error("the signature of '{0}' is not genuine, or made with a key it does not use today")]
+    #[error(
+        "the signature of '{0}' is not genuine, or made with a key it does not list or declared compromised"
+    )]
     BadSignature(String),
     #[error(
         "{have} of the {need} member signatures this change needs (signed by: {signers}); ask more members to sign"
@@ -89,6 +100,16 @@ pub enum QuorumError {
     NotOurs(String),
     #[error("{0}")]
     Proposal(String),
+    #[error("the version's day: {0}")]
+    MadeOn(String),
+    #[error("'{0}' signed twice")]
+    SignedTwice(String),
+    #[error("more signatures than members")]
+    TooManySignatures,
+    #[error(
+        "the roster changed meanwhile (this node now holds version {0}): look at `schein-node roster status` and run the command again"
+    )]
+    Changed(u64),
 }
 
 impl SignedRoster {
@@ -378,9 +399,9 @@ pub enum Needed {
     },
 }
 
-/// Whether the only change is `id`'s own routine rotation: new keys that begin today or later,
-/// its open windows closed on today or later, nothing else.
-fn routine_rotation(old: &MemberEntry, new: &MemberEntry, today: Day) -> bool {
+/// Whether the only change is a member's own routine rotation: new keys that begin on the day
+/// the version was made or later, its open windows closed on that day or later, nothing else.
+fn routine_rotation(old: &MemberEntry, new: &MemberEntry, made_on: Day) -> bool {
     let strip = |e: &MemberEntry| MemberEntry {
         signing_keys: Vec::new(),
         ..e.clone()
@@ -388,28 +409,30 @@ fn routine_rotation(old: &MemberEntry, new: &MemberEntry, today: Day) -> bool {
     if strip(old) != strip(new) || old.signing_keys == new.signing_keys {
         return false;
     }
-    let not_before_today =
-        |text: &Option<String>| text.as_deref().and_then(|t| Day::parse(t).ok()) >= Some(today);
+    let from_made_on = |text: Option<&str>| text.and_then(|t| Day::parse(t).ok()) >= Some(made_on);
     let kept = old.signing_keys.iter().all(|held| {
-        new.signing_keys.iter().any(|k| {
-            k.key_id == held.key_id
-                && k.public_key == held.public_key
-                && k.valid_from == held.valid_from
-                && k.compromised_from == held.compromised_from
-                && (k.valid_until == held.valid_until
-                    || (held.valid_until.is_none() && not_before_today(&k.valid_until)))
-        })
+        let mut same_id = new.signing_keys.iter().filter(|k| k.key_id == held.key_id);
+        match (same_id.next(), same_id.next()) {
+            (Some(k), None) => {
+                k.public_key == held.public_key
+                    && k.valid_from == held.valid_from
+                    && k.compromised_from == held.compromised_from
+                    && (k.valid_until == held.valid_until
+                        || (held.valid_until.is_none() && from_made_on(k.valid_until.as_deref())))
+            }
+            _ => false,
+        }
     });
     let added_ahead = new
         .signing_keys
         .iter()
         .filter(|k| !old.signing_keys.iter().any(|held| held.key_id == k.key_id))
-        .all(|k| k.compromised_from.is_none() && not_before_today(&Some(k.valid_from.clone())));
+        .all(|k| k.compromised_from.is_none() && from_made_on(Some(&k.valid_from)));
     kept && added_ahead
 }
 
-/// Who must sign the change from `held` to `next`.
-pub fn needed(held: &Roster, next: &Roster, today: Day) -> Needed {
+/// Who must sign the change from `held` to `next`, made on `made_on`.
+pub fn needed(held: &Roster, next: &Roster, made_on: Day) -> Needed {
     let changed: Vec<&str> = next
         .members()
         .filter(|m| held.member(m.id()).is_none_or(|h| h.entry != m.entry))
@@ -421,7 +444,7 @@ pub fn needed(held: &Roster, next: &Roster, today: Day) -> Needed {
         && same_members
         && held.threshold_setting() == next.threshold_setting()
         && let (Some(old), Some(new)) = (held.member(id), next.member(id))
-        && routine_rotation(&old.entry, &new.entry, today)
+        && routine_rotation(&old.entry, &new.entry, made_on)
     {
         return Needed::Owner((*id).to_owned());
     }
@@ -435,28 +458,31 @@ pub fn needed(held: &Roster, next: &Roster, today: Day) -> Needed {
     }
 }
 
-/// The members whose signatures on `signed` are genuine, made with a key they sign with today
-/// (members of `held`, or nodes that `next` names anew with their own key). A signature of
-/// anyone else, or one that is not genuine, refuses the whole version.
+/// The members whose signatures on `signed` are genuine, each with the key it signed with:
+/// a key the member (of `held`, or a node `next` names anew) signs with on `made_on`, the day
+/// the version was made. A signature of anyone else, a second one by the same member, or one
+/// that is not genuine refuses the whole version.
 fn genuine_signers(
     held: &Roster,
     next: &Roster,
     signed: &SignedRoster,
-    today: Day,
-) -> Result<BTreeSet<String>, QuorumError> {
+    made_on: Day,
+) -> Result<BTreeMap<String, KeyId>, QuorumError> {
+    if signed.signatures.len() > held.members().count() + next.members().count() {
+        return Err(QuorumError::TooManySignatures);
+    }
     let message = signed.message();
-    let mut signers = BTreeSet::new();
+    let mut signers = BTreeMap::new();
     for signature in &signed.signatures {
         let member = match held.member(&signature.member) {
             Some(member) => member,
             None => next
                 .member(&signature.member)
-                .ok_or_else(|| QuorumError::ForeignSignature(signature.member.clone()))?,
+                .ok_or_else(|| QuorumError::ForeignSignature(printable(&signature.member)))?,
         };
-        let bad = || QuorumError::BadSignature(signature.member.clone());
-        let key = member
-            .key_in_use(&KeyId(signature.key_id.clone()), today)
-            .map_err(|_| bad())?;
+        let bad = || QuorumError::BadSignature(member.id().to_owned());
+        let key_id = KeyId(signature.key_id.clone());
+        let key = member.key_in_use(&key_id, made_on).map_err(|_| bad())?;
         let bytes = data_encoding::BASE64
             .decode(signature.signature.as_bytes())
             .map_err(|_| bad())?;
@@ -464,9 +490,24 @@ fn genuine_signers(
         key.public_key
             .verify_strict(&message, &Signature::from_bytes(&bytes))
             .map_err(|_| bad())?;
-        signers.insert(signature.member.clone());
+        if signers.insert(member.id().to_owned(), key_id).is_some() {
+            return Err(QuorumError::SignedTwice(member.id().to_owned()));
+        }
     }
     Ok(signers)
+}
+
+/// A message that may quote another member's text, bounded for a log line.
+fn printable_long(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
+/// A name from another member, short and without control characters, for messages and logs.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// How far a version is from being adopted after `held`: its roster, who signed, who must.
@@ -474,7 +515,8 @@ fn genuine_signers(
 pub struct Tally {
     pub roster: Roster,
     pub changes: Vec<Change>,
-    pub signers: BTreeSet<String>,
+    /// Who signed, with which key.
+    pub signers: BTreeMap<String, KeyId>,
     pub needed: Needed,
 }
 
@@ -483,7 +525,13 @@ impl Tally {
     pub fn complete(&self, held: &Roster) -> Result<(), QuorumError> {
         match &self.needed {
             Needed::Owner(id) => {
-                if self.signers.contains(id) {
+                // Its newest key on that day: a key it retired cannot rotate the one after it.
+                let current = self.roster.made_on().and_then(|day| {
+                    held.member(id)
+                        .and_then(|m| m.signing_key_on(day))
+                        .map(|k| k.key_id.clone())
+                });
+                if current.is_some() && self.signers.get(id) == current.as_ref() {
                     Ok(())
                 } else {
                     Err(QuorumError::OwnerUnsigned(id.clone()))
@@ -495,7 +543,7 @@ impl Tally {
             } => {
                 let have = self
                     .signers
-                    .iter()
+                    .keys()
                     .filter(|s| {
                         held.member(s)
                             .is_some_and(|m| m.entry.kind == MemberKind::Node)
@@ -505,10 +553,10 @@ impl Tally {
                     return Err(QuorumError::TooFew {
                         have,
                         need: *threshold,
-                        signers: self.signers.iter().cloned().collect::<Vec<_>>().join(", "),
+                        signers: self.signers.keys().cloned().collect::<Vec<_>>().join(", "),
                     });
                 }
-                match new_nodes.iter().find(|n| !self.signers.contains(*n)) {
+                match new_nodes.iter().find(|n| !self.signers.contains_key(*n)) {
                     Some(unsigned) => Err(QuorumError::NewMemberUnsigned(unsigned.clone())),
                     None => Ok(()),
                 }
@@ -539,13 +587,33 @@ pub fn tally(held: &Roster, signed: &SignedRoster, today: Day) -> Result<Tally, 
             offered: roster.version(),
         });
     }
-    let signers = genuine_signers(held, &roster, signed, today)?;
+    let made_on = made_on(&roster, today)?;
+    if held.made_on().is_some_and(|before| made_on < before) {
+        return Err(QuorumError::MadeOn(format!(
+            "made on {made_on}, before the version it follows"
+        )));
+    }
+    let signers = genuine_signers(held, &roster, signed, made_on)?;
     Ok(Tally {
         changes: changes(held, &roster),
-        needed: needed(held, &roster, today),
+        needed: needed(held, &roster, made_on),
         roster,
         signers,
     })
+}
+
+/// The day a signed version was made: it must name one, and not a day after tomorrow.
+fn made_on(roster: &Roster, today: Day) -> Result<Day, QuorumError> {
+    let made_on = roster
+        .made_on()
+        .ok_or_else(|| QuorumError::MadeOn("a signed version names the day it was made".into()))?;
+    if today
+        .checked_add_days(1)
+        .is_some_and(|tomorrow| made_on > tomorrow)
+    {
+        return Err(QuorumError::MadeOn(format!("{made_on} lies in the future")));
+    }
+    Ok(made_on)
 }
 
 /// The version after `held` that `signed` is, if its signatures suffice.
@@ -567,9 +635,10 @@ pub fn check_first(
     if roster.member(&own.id).is_none_or(|m| &m.entry != own) {
         return Err(QuorumError::NotOurs(own.id.clone()));
     }
-    let signers = genuine_signers(&roster, &roster, signed, today)?;
+    let made_on = made_on(&roster, today)?;
+    let signers = genuine_signers(&roster, &roster, signed, made_on)?;
     let have = signers
-        .iter()
+        .keys()
         .filter(|s| *s != &own.id)
         .filter(|s| {
             roster
@@ -584,7 +653,7 @@ pub fn check_first(
         return Err(QuorumError::TooFew {
             have,
             need,
-            signers: signers.into_iter().collect::<Vec<_>>().join(", "),
+            signers: signers.into_keys().collect::<Vec<_>>().join(", "),
         });
     }
     Ok(roster)
@@ -604,8 +673,8 @@ pub struct Edits {
     pub compromised: Vec<(String, String, Day)>,
 }
 
-/// The version after `held` with `edits` applied (unsigned).
-pub fn propose(held: &Roster, edits: &Edits) -> Result<Roster, QuorumError> {
+/// The version after `held` with `edits` applied, made `today` (unsigned).
+pub fn propose(held: &Roster, edits: &Edits, today: Day) -> Result<Roster, QuorumError> {
     let mut roster = held.clone();
     for entry in &edits.add {
         if roster.member(&entry.id).is_some() {
@@ -649,7 +718,7 @@ pub fn propose(held: &Roster, edits: &Edits) -> Result<Roster, QuorumError> {
     let threshold = edits.threshold.or(held.threshold_setting());
     let threshold =
         threshold.map(|t| t.min(u32::try_from(roster.node_count()).unwrap_or(u32::MAX)));
-    let next = roster.with_version(held.version() + 1, threshold)?;
+    let next = roster.with_version(held.version() + 1, threshold, today)?;
     if changes(held, &next).is_empty() {
         return Err(QuorumError::Proposal("the proposal changes nothing".into()));
     }
@@ -669,7 +738,7 @@ pub fn describe(held: &Roster, tally: &Tally) -> String {
     let signers = if tally.signers.is_empty() {
         "nobody yet".to_owned()
     } else {
-        tally.signers.iter().cloned().collect::<Vec<_>>().join(", ")
+        tally.signers.keys().cloned().collect::<Vec<_>>().join(", ")
     };
     text.push_str(&format!("signed by: {signers}\n"));
     match &tally.needed {
@@ -736,33 +805,65 @@ impl History {
         SignedRoster::load(&self.path(version)).ok()
     }
 
-    /// The kept versions after `version`, oldest first, at most `limit`.
+    /// The kept versions after `version`, oldest first, at most `limit` and (beyond the first)
+    /// at most [`MAX_ANSWER_BYTES`] of text.
     pub fn since(&self, version: u64, limit: usize) -> Vec<SignedRoster> {
         let Some(latest) = self.latest() else {
             return Vec::new();
         };
+        let mut bytes = 0;
         (version.saturating_add(1)..=latest)
             .map_while(|v| self.get(v))
             .take(limit)
+            .take_while(|signed| {
+                let first = bytes == 0;
+                bytes += signed.body.len();
+                first || bytes <= MAX_ANSWER_BYTES
+            })
             .collect()
     }
 
-    /// Keeps `signed` as its version and writes its body as the roster file: what `roster
-    /// adopt`, `key rotate` and the running node's loop do once a version was checked.
-    pub fn adopt(&self, signed: &SignedRoster, roster_path: &Path) -> Result<u64, QuorumError> {
-        let version = signed.roster()?.version();
-        std::fs::create_dir_all(&self.dir).map_err(|e| QuorumError::File {
-            path: self.dir.display().to_string(),
+    /// Keeps `signed`, the version after `held`, and writes its body as the roster file: what
+    /// `roster sign`/`adopt`, `key rotate` and the running node's loop do once a version was
+    /// checked against `held`. Under a lock shared by them all: if another adopted a version
+    /// meanwhile, this one is refused (unless it is that very version), so no two versions with
+    /// one number are ever kept.
+    pub fn adopt(
+        &self,
+        held: u64,
+        signed: &SignedRoster,
+        roster_path: &Path,
+    ) -> Result<u64, QuorumError> {
+        let file_error = |path: &Path, e: std::io::Error| QuorumError::File {
+            path: path.display().to_string(),
             message: e.to_string(),
-        })?;
+        };
+        let version = signed.roster()?.version();
+        std::fs::create_dir_all(&self.dir).map_err(|e| file_error(&self.dir, e))?;
+        let lock_path = self.dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| file_error(&lock_path, e))?;
+        fs2::FileExt::lock_exclusive(&lock).map_err(|e| file_error(&lock_path, e))?;
+        let on_disk = Roster::load(roster_path)
+            .map(|r| r.version())
+            .unwrap_or_default()
+            .max(self.latest().unwrap_or_default());
+        if on_disk != held {
+            let _ = fs2::FileExt::unlock(&lock);
+            return match self.get(version) {
+                Some(kept) if kept.body == signed.body => Ok(version),
+                _ => Err(QuorumError::Changed(on_disk)),
+            };
+        }
         signed.save(&self.path(version))?;
-        crate::files::write_atomically(roster_path, signed.body.as_bytes(), false).map_err(
-            |e| QuorumError::File {
-                path: roster_path.display().to_string(),
-                message: e.to_string(),
-            },
-        )?;
-        Ok(version)
+        let written = crate::files::write_atomically(roster_path, signed.body.as_bytes(), false)
+            .map_err(|e| file_error(roster_path, e));
+        let _ = fs2::FileExt::unlock(&lock);
+        written.map(|()| version)
     }
 }
 
@@ -778,9 +879,11 @@ pub async fn run_sync(
 ) {
     let history = History::beside(&roster_path);
     let mut last_asked = tokio::time::Instant::now() - interval;
+    let mut last_wanted = tokio::time::Instant::now() - WANTED_AT_MOST_EVERY;
     let mut refused: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut local_failure = None;
     loop {
-        take_local(&node, &history, &apply);
+        take_local(&node, &history, &apply, &mut local_failure);
         if last_asked.elapsed() >= interval {
             last_asked = tokio::time::Instant::now();
             ask_members(&node, &history, &roster_path, &apply, &mut refused).await;
@@ -789,7 +892,11 @@ pub async fn run_sync(
             _ = stop.changed() => {}
             () = tokio::time::sleep(LOCAL_INTERVAL) => {}
             () = node.roster_wanted.notified() => {
-                last_asked = tokio::time::Instant::now() - interval;
+                // Anyone can name an unknown key in a made-up voucher: ask early, but not often.
+                if last_wanted.elapsed() >= WANTED_AT_MOST_EVERY {
+                    last_wanted = tokio::time::Instant::now();
+                    last_asked = tokio::time::Instant::now() - interval;
+                }
             }
         }
         if *stop.borrow() {
@@ -799,14 +906,23 @@ pub async fn run_sync(
 }
 
 /// A newer version on disk (an operator's `roster adopt` or `key rotate`), checked again here.
+/// Failures are logged once each, not every second.
 fn take_local(
     node: &Node,
     history: &History,
     apply: &(dyn Fn(Roster) -> Result<(), String> + Sync),
+    last_failure: &mut Option<(u64, String)>,
 ) {
     let held = node.roster();
     let Some(latest) = history.latest().filter(|&v| v > held.version()) else {
         return;
+    };
+    let mut fail = |version: u64, error: String| {
+        let failure = Some((version, error.clone()));
+        if *last_failure != failure {
+            tracing::error!(version, %error, "roster version on disk not adopted");
+            *last_failure = failure;
+        }
     };
     let mut roster = (*held).clone();
     for version in held.version() + 1..=latest {
@@ -816,14 +932,11 @@ fn take_local(
         match check_next(&roster, &signed, Day::today()) {
             Ok(next) if next.member(&node.id).is_some() => roster = next,
             Ok(_) => {
-                tracing::error!(
-                    version,
-                    "roster version on disk removes this node: not adopted"
-                );
+                fail(version, "it removes this node".into());
                 break;
             }
             Err(error) => {
-                tracing::error!(version, %error, "roster version on disk not adopted");
+                fail(version, error.to_string());
                 break;
             }
         }
@@ -833,10 +946,23 @@ fn take_local(
         let summary = summary(&held, &roster);
         match apply(roster) {
             Ok(()) => tracing::info!(version, changes = %summary, "roster version adopted"),
-            Err(error) => tracing::error!(version, %error, "roster version not put in force"),
+            Err(error) => fail(version, format!("not put in force: {error}")),
         }
     }
 }
+
+/// One member's answer to `RosterSince`, on its way.
+type Asked<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    String,
+                    Result<Vec<v1::SignedRoster>, crate::peers::PeerError>,
+                ),
+            > + Send
+            + 'a,
+    >,
+>;
 
 async fn ask_members(
     node: &Node,
@@ -845,21 +971,30 @@ async fn ask_members(
     apply: &(dyn Fn(Roster) -> Result<(), String> + Sync),
     refused: &mut BTreeSet<(String, u64)>,
 ) {
+    use futures::StreamExt;
     let held = node.roster();
     let version = held.version();
-    let asked = held
+    // A few members at a time, each answer checked as it comes: memory stays bounded by a few
+    // answers however many members there are.
+    let asked: Vec<Asked<'_>> = held
         .members()
         .filter(|m| m.id() != node.id && m.entry.endpoint.is_some())
-        .map(|member| async move {
-            (
-                member.id().to_owned(),
-                node.peers.roster_since(member, version).await,
-            )
-        });
-    let answers = futures::future::join_all(asked).await;
+        .map(|member| -> Asked<'_> {
+            Box::pin(async move {
+                (
+                    member.id().to_owned(),
+                    node.peers.roster_since(member, version).await,
+                )
+            })
+        })
+        .collect();
+    let mut answers = futures::stream::iter(asked).buffer_unordered(ASKED_AT_ONCE);
     let mut roster = (*held).clone();
     let mut adopted = Vec::new();
-    for (peer, answer) in answers {
+    if refused.len() > 1000 {
+        refused.clear();
+    }
+    while let Some((peer, answer)) = answers.next().await {
         let versions = match answer {
             Ok(versions) => versions,
             Err(error) => {
@@ -890,6 +1025,7 @@ async fn ask_members(
                 }
                 Err(error) => {
                     if refused.insert((peer.clone(), offered)) {
+                        let error = printable_long(&error.to_string());
                         tracing::warn!(peer, version = offered, %error, "a roster version offered by a member refused");
                     }
                     break;
@@ -900,10 +1036,15 @@ async fn ask_members(
     if adopted.is_empty() {
         return;
     }
+    let mut version = held.version();
     for signed in &adopted {
-        if let Err(error) = history.adopt(signed, roster_path) {
-            tracing::error!(%error, "an adopted roster version could not be kept");
-            return;
+        match history.adopt(version, signed, roster_path) {
+            Ok(kept) => version = kept,
+            Err(error) => {
+                // An operator adopted one meanwhile: the next local round takes it up.
+                tracing::warn!(%error, "a roster version from the members not kept");
+                return;
+            }
         }
     }
     let version = roster.version();

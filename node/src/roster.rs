@@ -100,6 +100,9 @@ struct RosterFile {
     /// Signatures of members of this version a change to the next needs; absent: a majority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     threshold: Option<u32>,
+    /// The day the version was proposed (`YYYY-MM-DD`); the signatures' keys must sign on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    made_on: Option<String>,
     #[serde(default, rename = "member")]
     members: Vec<MemberEntry>,
 }
@@ -123,6 +126,10 @@ pub enum RosterError {
     Invalid { id: String, message: String },
     #[error("the threshold {threshold} must be between 1 and the {nodes} member nodes")]
     Threshold { threshold: u32, nodes: usize },
+    #[error("the roster's made_on: {0}")]
+    MadeOn(String),
+    #[error("the signing key {0} is listed twice")]
+    DuplicateKey(String),
     #[error("two members have the id '{0}'")]
     DuplicateId(String),
     #[error("members '{0}' and '{1}' have short-code prefixes that read alike")]
@@ -490,6 +497,7 @@ impl SigningKeyEntry {
 pub struct Roster {
     version: u64,
     threshold: Option<u32>,
+    made_on: Option<Day>,
     members: Vec<Member>,
     by_id: HashMap<String, usize>,
     by_prefix: HashMap<String, usize>,
@@ -526,6 +534,18 @@ impl Roster {
                     member.entry.id,
                 ));
             }
+            for key in &member.signing_keys {
+                let listed = roster
+                    .members
+                    .iter()
+                    .chain(std::iter::once(&member))
+                    .flat_map(|m| &m.signing_keys)
+                    .filter(|k| k.key_id == key.key_id || k.public_key == key.public_key)
+                    .count();
+                if listed > 1 {
+                    return Err(RosterError::DuplicateKey(key.key_id.0.clone()));
+                }
+            }
             roster.members.push(member);
         }
         Ok(roster)
@@ -535,6 +555,12 @@ impl Roster {
         let mut roster = Self::from_entries(file.members)?;
         roster.version = file.version;
         roster.threshold = file.threshold;
+        roster.made_on = file
+            .made_on
+            .as_deref()
+            .map(Day::parse)
+            .transpose()
+            .map_err(|e| RosterError::MadeOn(e.to_string()))?;
         if let Some(threshold) = file.threshold {
             let nodes = roster.node_count();
             if threshold == 0 || threshold as usize > nodes {
@@ -560,6 +586,7 @@ impl Roster {
         let file = RosterFile {
             version: self.version,
             threshold: self.threshold,
+            made_on: self.made_on.map(|d| d.to_string()),
             members: self.members.iter().map(|m| m.entry.clone()).collect(),
         };
         format!(
@@ -574,19 +601,24 @@ impl Roster {
         self.version
     }
 
-    /// This roster with another version number and threshold (for a proposal).
+    /// This roster as another version with a threshold, proposed on `made_on`.
     pub fn with_version(
-        mut self,
+        &self,
         version: u64,
         threshold: Option<u32>,
+        made_on: Day,
     ) -> Result<Self, RosterError> {
-        self.version = version;
-        self.threshold = threshold;
         Self::from_file(RosterFile {
             version,
             threshold,
+            made_on: Some(made_on.to_string()),
             members: self.members.iter().map(|m| m.entry.clone()).collect(),
         })
+    }
+
+    /// The day this version was proposed; absent for a hand-assembled roster.
+    pub fn made_on(&self) -> Option<Day> {
+        self.made_on
     }
 
     /// The threshold as written, if any.
@@ -636,6 +668,7 @@ impl Roster {
         let file = RosterFile {
             version: self.version,
             threshold: self.threshold,
+            made_on: self.made_on.map(|d| d.to_string()),
             members: entries,
         };
         Ok((Self::from_file(file)?, replaced))
@@ -646,18 +679,21 @@ impl Roster {
         if !self.by_id.contains_key(id) {
             return Ok(None);
         }
-        let members = self
+        let members: Vec<MemberEntry> = self
             .members
             .iter()
             .filter(|m| m.entry.id != id)
             .map(|m| m.entry.clone())
             .collect();
-        let threshold = self
-            .threshold
-            .map(|t| t.min(1.max(self.node_count() as u32 - 1)));
+        let nodes = members
+            .iter()
+            .filter(|m| m.kind == MemberKind::Node)
+            .count();
+        let nodes = u32::try_from(nodes).unwrap_or(u32::MAX).max(1);
         Self::from_file(RosterFile {
             version: self.version,
-            threshold,
+            threshold: self.threshold.map(|t| t.min(nodes)),
+            made_on: self.made_on.map(|d| d.to_string()),
             members,
         })
         .map(Some)

@@ -62,6 +62,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// The version of the roster in force.
+    pub fn roster_version(&self) -> u64 {
+        self.node.roster().version()
+    }
+
     /// Puts a new roster in force: new connections are checked against it at once.
     pub fn replace_roster(&self, roster: Roster) -> Result<(), TlsError> {
         self.verifier.update(&roster)?;

@@ -126,7 +126,7 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     assert!(out.contains("JOIN  zwickau"), "{out}");
     let (ok, out) = operator(
         federation.node("zwickau"),
-        &["roster", "sign", proposal_arg],
+        &["roster", "sign", proposal_arg, "--yes"],
     );
     assert!(ok, "{out}");
     assert!(out.contains("joining member 'zwickau'"), "{out}");
@@ -137,10 +137,16 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
         assert_eq!(roster_version(federation.node(at)), 0);
     }
 
+    // Dresden's operator reads it first: without --yes (and no terminal to ask) nothing is signed.
+    let (ok, out) = operator(federation.node("dresden"), &["roster", "sign", proposal_arg]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("JOIN  zwickau") && out.contains("--yes"), "{out}");
+    assert_eq!(roster_version(federation.node("dresden")), 0);
+
     // Dresden's signature completes it; Leipzig and Chemnitz follow by themselves.
     let (ok, out) = operator(
         federation.node("dresden"),
-        &["roster", "sign", proposal_arg],
+        &["roster", "sign", proposal_arg, "--yes"],
     );
     assert!(ok, "{out}");
     assert!(out.contains("version 1 adopted here"), "{out}");
@@ -149,7 +155,7 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     }
     let (ok, out) = operator(
         federation.node("zwickau"),
-        &["roster", "adopt", proposal_arg, "--first"],
+        &["roster", "adopt", proposal_arg, "--first", "--yes"],
     );
     assert!(ok, "{out}");
     federation.start_one("zwickau").await.unwrap();
@@ -219,7 +225,7 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     assert!(out.contains("COMPROMISED key"), "{out}");
     let (ok, out) = operator(
         federation.node("chemnitz"),
-        &["roster", "sign", declaration.to_str().unwrap()],
+        &["roster", "sign", declaration.to_str().unwrap(), "--yes"],
     );
     assert!(ok, "{out}");
     for id in ["chemnitz", "dresden", "zwickau", "leipzig"] {
@@ -272,7 +278,7 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     assert!(ok, "{out}");
     let (ok, out) = operator(
         federation.node("zwickau"),
-        &["roster", "sign", expulsion.to_str().unwrap()],
+        &["roster", "sign", expulsion.to_str().unwrap(), "--yes"],
     );
     assert!(ok, "{out}");
     for id in ["zwickau", "dresden", "leipzig"] {

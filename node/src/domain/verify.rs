@@ -428,13 +428,13 @@ fn check_signed_with<'r>(
             format!("This is not a readable voucher ({other})."),
         ),
     })?;
-    // A voucher is issued on its first day: the key must have signed on that day.
-    match member.key_in_use(&key_id, voucher.valid_from) {
+    // The key must sign on the day it signed the voucher, and not after a declared compromise.
+    match member.key_in_use(&key_id, voucher.issued_on) {
         Ok(_) => Ok((member, voucher)),
         Err(KeyLookupError::Compromised) => Err(refusal(
             InvalidReason::KeyCompromised,
             format!(
-                "The voucher was signed with a key that the network declared stolen before the voucher began; {} did not issue it. Do not accept it.",
+                "The voucher was signed with a key that the network declared compromised (stolen) before that day; {} did not issue it. Do not accept it.",
                 member.name()
             ),
         )),

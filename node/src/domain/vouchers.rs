@@ -240,7 +240,7 @@ pub fn cap(
     Ok(cap_cents)
 }
 
-/// Checks that one of the node's signing keys signs on `from`, the voucher's issue day.
+/// Checks that one of the node's signing keys signs on `from` (today: the issue day).
 fn key_window_fits(node: &Node, from: Day) -> Result<(), VoucherError> {
     let roster = node.roster();
     let me = roster.member(&node.id);
@@ -263,7 +263,7 @@ fn key_window_fits(node: &Node, from: Day) -> Result<(), VoucherError> {
         })
         .unwrap_or_default();
     Err(invalid(format!(
-        "no signing key of this node signs on {from} (its keys sign {windows}); choose another first day or rotate the key"
+        "no signing key of this node signs on {from} (its keys sign {windows}): the operator must rotate the key (`schein-node key rotate`)"
     )))
 }
 
@@ -328,7 +328,7 @@ pub async fn issue(
 ) -> Result<VoucherRecord, VoucherError> {
     let today = Day::today();
     let (valid_from, valid_until) = validity(request, today)?;
-    key_window_fits(node, valid_from)?;
+    key_window_fits(node, today)?;
     let cap_cents = cap(
         request.cap_cents,
         node.default_cap_cents,
@@ -340,7 +340,7 @@ pub async fn issue(
         .iter()
         .map(|&s| Scope::try_from(s).map_err(|_| invalid(format!("unknown scope {s}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let key = &node.signing_key_on(valid_from);
+    let key = &node.signing_key_on(today);
     // 80 random bits collide practically never; retry anyway rather than fail.
     for _ in 0..3 {
         let serial = Serial::random();
@@ -355,6 +355,7 @@ pub async fn issue(
         );
         body.emergency = request.emergency;
         body.bound_provider = bound_provider.clone();
+        body.issued_on = Some(today.into());
         let signed = SignedVoucher::sign(&body, key);
         match node.store.issue(&signed, today).await {
             Ok(()) => {

@@ -44,7 +44,7 @@ fn saxony() -> (Roster, Vec<City>, City) {
     ];
     let roster = Roster::from_entries(cities.iter().map(|c| c.entry.clone()).collect())
         .unwrap()
-        .with_version(1, Some(2))
+        .with_version(1, Some(2), Day::parse("2026-11-01").unwrap())
         .unwrap();
     (roster, cities, city("zwickau", "ZWI", 4))
 }
@@ -66,6 +66,7 @@ fn a_join_needs_the_threshold_and_the_new_city() {
             add: vec![zwickau.entry.clone()],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     assert_eq!(next.version(), 2);
@@ -105,6 +106,7 @@ fn foreign_forged_and_stale_signatures_refuse_the_version() {
             remove: vec!["chemnitz".into()],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     let foreign = signed_by(&next, &[&cities[0], &cities[1], &zwickau]);
@@ -141,13 +143,13 @@ fn versions_only_go_forward_one_at_a_time() {
             offered: 1
         })
     ));
-    let older = held.clone().with_version(0, Some(2)).unwrap();
+    let older = held.with_version(0, Some(2), today()).unwrap();
     let older = signed_by(&older, &[&cities[0], &cities[1], &cities[2]]);
     assert!(matches!(
         check_next(&held, &older, today()),
         Err(QuorumError::Rollback { .. })
     ));
-    let skip = held.clone().with_version(3, Some(1)).unwrap();
+    let skip = held.with_version(3, Some(1), today()).unwrap();
     let skip = signed_by(&skip, &[&cities[0], &cities[1], &cities[2]]);
     assert!(matches!(
         check_next(&held, &skip, today()),
@@ -173,6 +175,7 @@ fn a_routine_rotation_is_signed_by_its_owner_and_a_compromise_by_the_quorum() {
             replace: vec![entry.clone()],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     let own = signed_by(&rotated, &[&cities[0]]);
@@ -208,6 +211,7 @@ fn a_routine_rotation_is_signed_by_its_owner_and_a_compromise_by_the_quorum() {
             replace: vec![backdated],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     assert!(matches!(
@@ -222,6 +226,7 @@ fn a_routine_rotation_is_signed_by_its_owner_and_a_compromise_by_the_quorum() {
             compromised: vec![("leipzig".into(), key_id, today())],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     assert!(matches!(
@@ -256,6 +261,7 @@ fn a_joining_city_takes_its_first_roster_on_the_members_signatures() {
             add: vec![zwickau.entry.clone()],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     let signed = signed_by(&next, &[&cities[0], &cities[1], &zwickau]);
@@ -285,10 +291,34 @@ fn the_history_keeps_versions_and_serves_those_after_one() {
             add: vec![zwickau.entry.clone()],
             ..Default::default()
         },
+        today(),
     )
     .unwrap();
     let signed = signed_by(&next, &[&cities[0], &cities[1], &zwickau]);
-    assert_eq!(history.adopt(&signed, &roster_path).unwrap(), 2);
+    held.save(&roster_path).unwrap();
+    assert_eq!(history.adopt(1, &signed, &roster_path).unwrap(), 2);
+    assert_eq!(
+        history.adopt(1, &signed, &roster_path).unwrap(),
+        2,
+        "the very same version again changes nothing"
+    );
+    let other = propose(
+        &held,
+        &Edits {
+            remove: vec!["chemnitz".into()],
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let other = signed_by(&other, &[&cities[0], &cities[1]]);
+    assert!(
+        matches!(
+            history.adopt(1, &other, &roster_path),
+            Err(QuorumError::Changed(2))
+        ),
+        "a second version 2 is never kept"
+    );
     assert_eq!(history.latest(), Some(2));
     assert_eq!(history.since(1, 16), vec![signed.clone()]);
     assert!(history.since(2, 16).is_empty());
@@ -297,4 +327,151 @@ fn the_history_keeps_versions_and_serves_those_after_one() {
     assert_eq!(std::fs::read_to_string(&roster_path).unwrap(), signed.body);
     let proto = SignedRoster::from_proto(signed.to_proto());
     assert_eq!(proto, signed);
+}
+
+fn rotation_of(held: &Roster, city: &City, next_key: &Secret, made_on: Day) -> Roster {
+    let mut entry = held.member(&city.entry.id).unwrap().entry.clone();
+    for key in &mut entry.signing_keys {
+        if key.valid_until.is_none() {
+            key.valid_until = Some(made_on.to_string());
+        }
+    }
+    entry
+        .signing_keys
+        .push(SigningKeyEntry::new(&next_key.verifying_key(), made_on));
+    propose(
+        held,
+        &Edits {
+            replace: vec![entry],
+            ..Default::default()
+        },
+        made_on,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_rotation_is_judged_by_the_day_it_was_made_not_the_day_it_arrives() {
+    let (held, cities, _) = saxony();
+    let next_key = Secret::from_bytes(&[42; 32]);
+    let rotated = rotation_of(&held, &cities[0], &next_key, today());
+    let signed = signed_by(&rotated, &[&cities[0]]);
+    let two_days_later = Day::parse("2026-12-02").unwrap();
+    assert!(check_next(&held, &signed, two_days_later).is_ok());
+    let far_ahead = held
+        .with_version(2, Some(2), Day::parse("2027-01-01").unwrap())
+        .unwrap();
+    assert!(matches!(
+        check_next(
+            &held,
+            &signed_by(&far_ahead, &cities.iter().collect::<Vec<_>>()),
+            today()
+        ),
+        Err(QuorumError::MadeOn(_))
+    ));
+    let before_held = held
+        .with_version(2, Some(2), Day::parse("2026-10-01").unwrap())
+        .unwrap();
+    assert!(matches!(
+        check_next(
+            &held,
+            &signed_by(&before_held, &cities.iter().collect::<Vec<_>>()),
+            today()
+        ),
+        Err(QuorumError::MadeOn(_))
+    ));
+}
+
+#[test]
+fn one_member_cannot_reopen_revive_or_steal_keys_alone() {
+    let (held, cities, _) = saxony();
+    let next_key = Secret::from_bytes(&[42; 32]);
+    // The quorum declares Leipzig's first key compromised and Leipzig rotates.
+    let key_id = cities[0].entry.signing_keys[0].key_id.clone();
+    let declared = propose(
+        &held,
+        &Edits {
+            compromised: vec![("leipzig".into(), key_id.clone(), today())],
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let held = check_next(
+        &held,
+        &signed_by(&declared, &[&cities[1], &cities[2]]),
+        today(),
+    )
+    .unwrap();
+
+    // A clean copy of the compromised key listed again: refused as a roster at all.
+    let mut revived = held.member("leipzig").unwrap().entry.clone();
+    let mut clean = revived.signing_keys[0].clone();
+    clean.compromised_from = None;
+    clean.valid_from = "2020-01-01".into();
+    revived.signing_keys.insert(0, clean);
+    assert!(matches!(
+        propose(
+            &held,
+            &Edits {
+                replace: vec![revived],
+                ..Default::default()
+            },
+            today(),
+        ),
+        Err(QuorumError::Invalid(RosterError::DuplicateKey(_)))
+    ));
+
+    // Listing Dresden's key as Leipzig's: refused too.
+    let mut stolen = held.member("leipzig").unwrap().entry.clone();
+    stolen
+        .signing_keys
+        .push(cities[1].entry.signing_keys[0].clone());
+    assert!(matches!(
+        propose(
+            &held,
+            &Edits {
+                replace: vec![stolen],
+                ..Default::default()
+            },
+            today(),
+        ),
+        Err(QuorumError::Invalid(RosterError::DuplicateKey(_)))
+    ));
+
+    // A key retired by a rotation cannot sign the next rotation.
+    let (fresh, cities, _) = saxony();
+    let rotated = rotation_of(&fresh, &cities[0], &next_key, today());
+    let held = check_next(&fresh, &signed_by(&rotated, &[&cities[0]]), today()).unwrap();
+    let thief = Secret::from_bytes(&[66; 32]);
+    let stolen_rotation = rotation_of(&held, &cities[0], &thief, today());
+    let by_retired_key = signed_by(&stolen_rotation, &[&cities[0]]);
+    assert!(matches!(
+        check_next(&held, &by_retired_key, today()),
+        Err(QuorumError::OwnerUnsigned(_))
+    ));
+    let mut by_new_key = SignedRoster::new(&stolen_rotation);
+    by_new_key.sign("leipzig", &next_key);
+    assert!(check_next(&held, &by_new_key, today()).is_ok());
+}
+
+#[test]
+fn a_member_signs_once() {
+    let (held, cities, _) = saxony();
+    let next = propose(
+        &held,
+        &Edits {
+            remove: vec!["chemnitz".into()],
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let mut twice = signed_by(&next, &[&cities[0]]);
+    let again = twice.signatures[0].clone();
+    twice.signatures.push(again);
+    assert!(matches!(
+        check_next(&held, &twice, today()),
+        Err(QuorumError::SignedTwice(id)) if id == "leipzig"
+    ));
 }
