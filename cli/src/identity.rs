@@ -59,9 +59,15 @@ pub(crate) async fn execute(
         .await
         .map_err(|s| client.explain(&s))?
         .into_inner();
+    let node_ca = if answer.node_ca_pem.trim().is_empty() {
+        client.identity.node_ca.clone()
+    } else {
+        answer.node_ca_pem
+    };
     let renewed = schein_node::client::IdentityFile {
         certificate: answer.certificate_pem,
         private_key: key_pem,
+        node_ca,
         ..client.identity.clone()
     };
     renewed

@@ -335,9 +335,11 @@ impl Config {
                 settings.node_id
             ))
         })?;
-        if me.entry.ca_cert.trim() != ca_cert_pem.trim() {
+        let own_ca_listed = crate::pki::fingerprint_of_pem(&ca_cert_pem)
+            .is_some_and(|f| me.trusts_ca(&f, schein_proto::Day::today()));
+        if !own_ca_listed {
             return Err(invalid(
-                "the roster's entry for this node names another CA certificate".into(),
+                "the roster's entry for this node names another CA certificate (after a CA rotation: `schein-node ca activate`)".into(),
             ));
         }
         let key_dir = resolve(&settings.signing_key)

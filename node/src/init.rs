@@ -148,6 +148,7 @@ pub fn init(options: &InitOptions) -> Result<Initialized, SetupError> {
         prefix: Some(options.prefix.to_ascii_uppercase()),
         endpoint: Some(options.endpoint.clone()),
         ca_cert: ca_pem.cert_pem.clone(),
+        previous_cas: Vec::new(),
         signing_keys: vec![SigningKeyEntry::new(&signing_key.verifying_key(), key_from)],
         fee_schedule: Some(crate::fees::FeeSchedule::builtin()),
         limits: Some(crate::roster::Limits::default()),
@@ -276,7 +277,12 @@ pub fn enroll(
         name: name.to_owned(),
         certificate: cert.cert_pem,
         private_key: cert.key_pem,
-        node_ca: config.ca_cert_pem.clone(),
+        node_ca: crate::pki::node_ca_bundle(
+            &config.ca_cert_pem,
+            &config.roster,
+            config.node_id(),
+            &config.key_dir,
+        ),
     };
     identity.save_new(out)?;
     crate::enrolled::record(

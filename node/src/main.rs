@@ -98,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// This node's CA: rotate it (the members must sign), then activate it.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Print a member's fee schedule in euros: per fee code its base amount and the most the
     /// member pays for one unit (base times the catalogue's factor).
     Fees {
@@ -150,6 +155,25 @@ enum KeyCommand {
         #[arg(long)]
         from: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Make a new CA and a node certificate it signs (in keys/next/), and propose the roster
+    /// version that lists it, with the current CA still taken for --overlap-days. The members
+    /// co-sign it like any change of an entry; once adopted, `ca activate`.
+    Rotate {
+        #[arg(long, default_value_t = 90)]
+        overlap_days: u16,
+        /// Where to write the proposal (default: proposals/roster-vN.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Put the new CA and node certificate from keys/next/ in place (the old ones are kept in
+    /// keys/old-DATE/), once the members adopted the version that lists it. Restart the node
+    /// afterwards; identities of the old CA work until its last day, `schein identity renew`
+    /// moves them to the new CA.
+    Activate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,6 +380,12 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Key {
             command: KeyCommand::Rotate { from },
         } => rotate_key(&cli.config, from.as_deref()),
+        Command::Ca {
+            command: CaCommand::Rotate { overlap_days, out },
+        } => rotate_ca(&cli.config, overlap_days, out),
+        Command::Ca {
+            command: CaCommand::Activate,
+        } => activate_ca(&cli.config),
         Command::Member => {
             let config = load_config(&cli.config)?;
             let me = config
@@ -809,6 +839,162 @@ fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
         "roster version {version} lists it, signed by this node's current key; a running node takes it up within a second, the other members within a minute"
     );
     println!("back up the new key file offline now, as the first one");
+    Ok(())
+}
+
+/// The files a CA rotation replaces: their names in `keys/next/`, and where the configuration
+/// keeps them.
+fn ca_files(config: &Config) -> [(&'static str, PathBuf); 4] {
+    let at = |p: &Path| config.base_dir.join(p);
+    let s = &config.settings;
+    [
+        ("ca.pem", at(&s.ca_cert)),
+        ("ca.key", at(&s.ca_key)),
+        ("node.pem", at(&s.tls_cert)),
+        ("node.key", at(&s.tls_key)),
+    ]
+}
+
+/// `ca rotate`: a new CA and node certificate waiting in keys/next/, and the proposal.
+fn rotate_ca(config_path: &Path, overlap_days: u16, out: Option<PathBuf>) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let next_dir = config.key_dir.join("next");
+    if next_dir.exists() {
+        return Err(anyhow::anyhow!(
+            "{} exists: a CA rotation waits already (`schein-node ca activate` once adopted, or remove the directory to start again)",
+            next_dir.display()
+        )
+        .into());
+    }
+    let today = schein_proto::Day::today();
+    let last_day = today
+        .checked_add_days(i32::from(overlap_days))
+        .context("--overlap-days is too large")?;
+    let held = &config.roster;
+    let mut entry = held
+        .member(config.node_id())
+        .context("this node is not in its own roster")?
+        .entry
+        .clone();
+    let (ca, ca_pem) =
+        schein_node::pki::NodeCa::generate(config.node_id()).context("cannot make a CA")?;
+    let hostnames = schein_node::pki::dns_names_of_pem(&config.tls.cert_pem)
+        .into_iter()
+        .filter(|h| h != config.node_id())
+        .collect::<Vec<_>>();
+    let node_cert = ca
+        .issue_node_cert(
+            &hostnames,
+            schein_node::pki::Validity::days_from_now(5 * 365),
+        )
+        .context("cannot make the node certificate")?;
+    entry.previous_cas.push(schein_node::roster::PreviousCa {
+        ca_cert: entry.ca_cert.clone(),
+        valid_until: last_day.to_string(),
+    });
+    entry.ca_cert = ca_pem.cert_pem.clone();
+    let next = quorum::propose(
+        held,
+        &quorum::Edits {
+            replace: vec![entry],
+            ..Default::default()
+        },
+        today,
+    )
+    .context("cannot propose the new CA")?;
+    for (name, text, private) in [
+        ("ca.pem", &ca_pem.cert_pem, false),
+        ("ca.key", &ca_pem.key_pem, true),
+        ("node.pem", &node_cert.cert_pem, false),
+        ("node.key", &node_cert.key_pem, true),
+    ] {
+        schein_node::files::write_atomically(&next_dir.join(name), text.as_bytes(), private)
+            .with_context(|| format!("cannot write keys/next/{name}"))?;
+    }
+    // The identity files kept here trust both CAs from now on, so that they reach the node
+    // before and after `ca activate`.
+    let bundle = schein_node::pki::node_ca_bundle(
+        &config.ca_cert_pem,
+        held,
+        config.node_id(),
+        &config.key_dir,
+    );
+    let mut updated = 0;
+    if let Ok(entries) = std::fs::read_dir(config.base_dir.join("identities")) {
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            if path.extension().is_some_and(|e| e == "toml")
+                && let Ok(mut identity) = IdentityFile::load(&path)
+            {
+                identity.node_ca = bundle.clone();
+                identity
+                    .replace(&path)
+                    .with_context(|| format!("cannot update {}", path.display()))?;
+                updated += 1;
+            }
+        }
+    }
+    let mut signed = quorum::SignedRoster::new(&next);
+    signed.sign(config.node_id(), &config.signing_key);
+    let out = out.unwrap_or_else(|| {
+        config
+            .base_dir
+            .join("proposals")
+            .join(format!("roster-v{}.toml", next.version()))
+    });
+    signed.save(&out).context("cannot write the proposal")?;
+    let tally = quorum::tally(held, &signed, today).context("the proposal does not check")?;
+    print!("{}", quorum::describe(held, &tally));
+    println!(
+        "new CA and node certificate written to {}",
+        next_dir.display()
+    );
+    println!(
+        "{updated} identity files in identities/ now trust both CAs; holders elsewhere renew (`schein identity renew`) before `ca activate` to trust both"
+    );
+    println!(
+        "proposal written to {}: the members co-sign it (`schein-node roster sign FILE`); once adopted, run `schein-node ca activate` and restart the node",
+        out.display()
+    );
+    println!(
+        "certificates of the current CA are taken until {last_day}: renew every identity before then"
+    );
+    Ok(())
+}
+
+/// `ca activate`: the CA from keys/next/ in place, once the roster lists it.
+fn activate_ca(config_path: &Path) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let next_dir = config.key_dir.join("next");
+    let next_ca = std::fs::read_to_string(next_dir.join("ca.pem"))
+        .with_context(|| format!("no CA waits in {}", next_dir.display()))?;
+    let listed = config
+        .roster
+        .member(config.node_id())
+        .is_some_and(|me| me.entry.ca_cert.trim() == next_ca.trim());
+    if !listed {
+        return Err(anyhow::anyhow!(
+            "the roster in force does not list the new CA yet: wait until the members adopted the version (`schein-node roster status`)"
+        )
+        .into());
+    }
+    let old_dir = config
+        .key_dir
+        .join(format!("old-{}", schein_proto::Day::today()));
+    std::fs::create_dir_all(&old_dir).context("cannot keep the old CA")?;
+    for (name, path) in ca_files(&config) {
+        std::fs::rename(&path, old_dir.join(name))
+            .with_context(|| format!("cannot move {} aside", path.display()))?;
+        std::fs::rename(next_dir.join(name), &path)
+            .with_context(|| format!("cannot put keys/next/{name} in place"))?;
+    }
+    std::fs::remove_dir(&next_dir).context("cannot remove keys/next")?;
+    println!(
+        "the new CA is in place (the old one kept in {}); restart the node (systemctl restart schein-node)",
+        old_dir.display()
+    );
+    println!(
+        "identities of the old CA work until its last day; their holders renew with `schein identity renew`, or enrol them again"
+    );
     Ok(())
 }
 

@@ -95,9 +95,10 @@ impl Peers {
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ca_bundle = member.ca_bundle(schein_proto::Day::today());
         if let Some(cached) = channels.get(&id)
             && cached.endpoint == endpoint
-            && cached.ca_cert == member.entry.ca_cert
+            && cached.ca_cert == ca_bundle
         {
             return Ok(cached.channel.clone());
         }
@@ -107,7 +108,7 @@ impl Peers {
         };
         let channel = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| setup(e.to_string()))?
-            .tls_config(client_tls(&id, &member.entry.ca_cert, &self.identity))
+            .tls_config(client_tls(&id, &ca_bundle, &self.identity))
             .map_err(|e| setup(e.to_string()))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
@@ -117,7 +118,7 @@ impl Peers {
             id,
             CachedChannel {
                 endpoint,
-                ca_cert: member.entry.ca_cert.clone(),
+                ca_cert: ca_bundle,
                 channel: channel.clone(),
                 settle_queue: None,
             },

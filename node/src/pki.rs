@@ -369,6 +369,64 @@ impl NodeCa {
     }
 }
 
+/// The CA certificates a client of this node trusts its server certificate by (PEM): the CA
+/// in use, a new one waiting in `keys/next/` (a CA rotation), and previous ones still taken.
+/// Outside a rotation: the CA in use alone.
+pub fn node_ca_bundle(
+    ca_cert_pem: &str,
+    roster: &crate::roster::Roster,
+    node_id: &str,
+    key_dir: &std::path::Path,
+) -> String {
+    let mut pems = vec![ca_cert_pem.trim().to_owned()];
+    if let Ok(next) = std::fs::read_to_string(key_dir.join("next/ca.pem")) {
+        pems.push(next.trim().to_owned());
+    }
+    if let Some(me) = roster.member(node_id) {
+        let today = schein_proto::Day::today();
+        pems.push(me.entry.ca_cert.trim().to_owned());
+        pems.extend(
+            me.entry
+                .previous_cas
+                .iter()
+                .filter(|p| schein_proto::Day::parse(&p.valid_until).is_ok_and(|d| today <= d))
+                .map(|p| p.ca_cert.trim().to_owned()),
+        );
+    }
+    let mut seen = Vec::new();
+    pems.retain(|p| {
+        let new = !seen.contains(p);
+        seen.push(p.clone());
+        new
+    });
+    pems.join("\n") + "\n"
+}
+
+/// The DNS names a PEM certificate names (none if it cannot be read).
+pub fn dns_names_of_pem(pem: &str) -> Vec<String> {
+    use rustls::pki_types::pem::PemObject;
+    let Ok(der) = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()) else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return Vec::new();
+    };
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// SHA-256 of a certificate's DER encoding: what revocation lists name.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
     use sha2::Digest;

@@ -226,6 +226,10 @@ pub enum Change {
         id: String,
         fingerprint: String,
     },
+    PreviousCas {
+        id: String,
+        last_days: String,
+    },
     KeyAdded {
         id: String,
         key_id: String,
@@ -267,6 +271,9 @@ impl fmt::Display for Change {
             Change::Endpoint { id, to } => write!(f, "ENDPOINT of {id} becomes {to}"),
             Change::NewCa { id, fingerprint } => {
                 write!(f, "NEW CA of {id}, fingerprint {fingerprint}")
+            }
+            Change::PreviousCas { id, last_days } => {
+                write!(f, "OLD CA of {id} still taken until {last_days}")
             }
             Change::KeyAdded { id, key_id, from } => {
                 write!(f, "KEY   {id} signs with new key {key_id} from {from}")
@@ -321,6 +328,18 @@ pub fn changes(old: &Roster, new: &Roster) -> Vec<Change> {
             changes.push(Change::NewCa {
                 id: id.clone(),
                 fingerprint: member.fingerprint(),
+            });
+        }
+        if a.previous_cas != b.previous_cas {
+            let last_days = b
+                .previous_cas
+                .iter()
+                .map(|p| p.valid_until.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            changes.push(Change::PreviousCas {
+                id: id.clone(),
+                last_days,
             });
         }
         for (what, differs) in [

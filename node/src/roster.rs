@@ -44,6 +44,15 @@ pub struct SigningKeyEntry {
     pub compromised_from: Option<String>,
 }
 
+/// A CA a member rotated away from, and the last day certificates it signed are taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousCa {
+    pub ca_cert: String,
+    /// `YYYY-MM-DD`, inclusive.
+    pub valid_until: String,
+}
+
 /// A member entry as exchanged between operators (`member.toml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +68,10 @@ pub struct MemberEntry {
     pub endpoint: Option<String>,
     /// The member's CA certificate, PEM.
     pub ca_cert: String,
+    /// CAs the member used before, still trusted to their last day while its certificates move
+    /// to the new one.
+    #[serde(default, rename = "previous_ca", skip_serializing_if = "Vec::is_empty")]
+    pub previous_cas: Vec<PreviousCa>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signing_keys: Vec<SigningKeyEntry>,
     /// What the member pays for, as issuer. Absent: schein's built-in schedule.
@@ -171,6 +184,8 @@ pub struct Member {
     pub ca_cert: CertificateDer<'static>,
     /// SHA-256 of `ca_cert`: what a connection authenticated by this CA remembers.
     pub ca_fingerprint: [u8; 32],
+    /// CAs rotated away from: certificate, fingerprint, last day trusted.
+    pub previous_cas: Vec<(CertificateDer<'static>, [u8; 32], Day)>,
     pub signing_keys: Vec<SigningKey>,
 }
 
@@ -224,6 +239,31 @@ impl Member {
             .and_then(|p| schein_proto::ShortCode::new(p, serial).ok())
             .map(|c| c.to_string())
             .unwrap_or_default()
+    }
+
+    /// Whether certificates the CA with `fingerprint` signed are taken on `day`: the current
+    /// CA always, a previous one to its last day.
+    pub fn trusts_ca(&self, fingerprint: &[u8; 32], day: Day) -> bool {
+        &self.ca_fingerprint == fingerprint
+            || self
+                .previous_cas
+                .iter()
+                .any(|(_, f, last)| f == fingerprint && day <= *last)
+    }
+
+    /// Every CA certificate still trusted on `day` as PEM, the current one first: what a
+    /// client of this member trusts its server certificate by.
+    pub fn ca_bundle(&self, day: Day) -> String {
+        let mut bundle = self.entry.ca_cert.clone();
+        for (previous, (_, _, last)) in self.entry.previous_cas.iter().zip(&self.previous_cas) {
+            if day <= *last {
+                if !bundle.ends_with('\n') {
+                    bundle.push('\n');
+                }
+                bundle.push_str(&previous.ca_cert);
+            }
+        }
+        bundle
     }
 
     /// The ceilings this member pays by, as issuer.
@@ -330,10 +370,31 @@ impl MemberEntry {
         if self.name.trim().is_empty() || self.name.len() > 80 {
             return Err(invalid(id, "the display name must have 1 to 80 characters"));
         }
-        let ca_cert = CertificateDer::from_pem_slice(self.ca_cert.as_bytes())
-            .map_err(|e| invalid(id, format!("ca_cert is not a PEM certificate: {e}")))?;
-        x509_parser::parse_x509_certificate(&ca_cert)
-            .map_err(|e| invalid(id, format!("ca_cert cannot be read: {e}")))?;
+        let read_ca = |pem: &str| {
+            let der = CertificateDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| invalid(id, format!("ca_cert is not a PEM certificate: {e}")))?;
+            x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| invalid(id, format!("ca_cert cannot be read: {e}")))?;
+            let fingerprint: [u8; 32] = {
+                use sha2::Digest;
+                sha2::Sha256::digest(der.as_ref()).into()
+            };
+            Ok::<_, RosterError>((der.into_owned(), fingerprint))
+        };
+        let (ca_cert, ca_fingerprint) = read_ca(&self.ca_cert)?;
+        let previous_cas = self
+            .previous_cas
+            .iter()
+            .map(|previous| {
+                let (der, fingerprint) = read_ca(&previous.ca_cert)?;
+                let last = Day::parse(&previous.valid_until)
+                    .map_err(|e| invalid(id, format!("previous CA: {e}")))?;
+                if fingerprint == ca_fingerprint {
+                    return Err(invalid(id, "a previous CA is the current one"));
+                }
+                Ok((der, fingerprint, last))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let signing_keys = self
             .signing_keys
             .iter()
@@ -381,12 +442,11 @@ impl MemberEntry {
         if self.kind == MemberKind::Funder && self.prefix.is_some() {
             return Err(invalid(id, "a funder issues no vouchers and has no prefix"));
         }
-        use sha2::Digest;
-        let ca_fingerprint = sha2::Sha256::digest(ca_cert.as_ref()).into();
         Ok(Member {
             entry: self.clone(),
-            ca_cert: ca_cert.into_owned(),
+            ca_cert,
             ca_fingerprint,
+            previous_cas,
             signing_keys,
         })
     }
@@ -524,10 +584,16 @@ impl Roster {
                     member.entry.id,
                 ));
             }
+            let cas = |m: &Member| {
+                std::iter::once(m.ca_fingerprint)
+                    .chain(m.previous_cas.iter().map(|(_, f, _)| *f))
+                    .collect::<Vec<_>>()
+            };
+            let mine = cas(&member);
             if let Some(other) = roster
                 .members
                 .iter()
-                .find(|m| m.ca_fingerprint == member.ca_fingerprint)
+                .find(|m| cas(m).iter().any(|f| mine.contains(f)))
             {
                 return Err(RosterError::SharedCa(
                     other.entry.id.clone(),
@@ -747,6 +813,7 @@ mod tests {
             prefix: Some(prefix.into()),
             endpoint: Some("https://127.0.0.1:7443".into()),
             ca_cert: ca.cert_pem,
+            previous_cas: Vec::new(),
             signing_keys: vec![SigningKeyEntry::new(
                 &key,
                 Day::parse("2026-01-01").unwrap(),

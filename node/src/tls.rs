@@ -95,7 +95,13 @@ struct TrustState {
 /// What the handshake needs to know of one member.
 struct TrustedMember {
     kind: MemberKind,
-    ca_fingerprint: [u8; 32],
+    /// One verifier per CA: the current one (no last day), then those rotated away from.
+    cas: Vec<TrustedCa>,
+}
+
+struct TrustedCa {
+    fingerprint: [u8; 32],
+    last_day: Option<schein_proto::Day>,
     verifier: Arc<dyn ClientCertVerifier>,
 }
 
@@ -143,20 +149,32 @@ impl RosterClientVerifier {
     fn build(roster: &Roster, provider: &Arc<CryptoProvider>) -> Result<TrustState, TlsError> {
         let mut members = HashMap::new();
         for member in roster.members() {
-            let mut roots = RootCertStore::empty();
-            roots
-                .add(member.ca_cert.clone())
-                .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
-            let verifier =
+            let trusted = |ca: &CertificateDer<'static>| {
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(ca.clone())
+                    .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))?;
+                    .map_err(|e| TlsError::MemberCa(member.id().to_owned(), e.to_string()))
+            };
+            let mut cas = vec![TrustedCa {
+                fingerprint: member.ca_fingerprint,
+                last_day: None,
+                verifier: trusted(&member.ca_cert)?,
+            }];
+            for (ca, fingerprint, last_day) in &member.previous_cas {
+                cas.push(TrustedCa {
+                    fingerprint: *fingerprint,
+                    last_day: Some(*last_day),
+                    verifier: trusted(ca)?,
+                });
+            }
             members.insert(
                 member.id().to_owned(),
                 TrustedMember {
                     kind: member.entry.kind,
-                    ca_fingerprint: member.ca_fingerprint,
-                    verifier,
+                    cas,
                 },
             );
         }
@@ -315,9 +333,34 @@ impl RosterClientVerifier {
                 identity.node, identity.role
             )));
         }
-        member
-            .verifier
-            .verify_client_cert(end_entity, intermediates, now)?;
+        // The current CA first; a previous one only to its last day. The current CA's refusal is
+        // the one reported.
+        let today =
+            schein_proto::Day::of_unix_seconds(i64::try_from(now.as_secs()).unwrap_or(i64::MAX));
+        let mut verified = None;
+        let mut first_refusal = None;
+        for ca in &member.cas {
+            if ca.last_day.is_some_and(|last| today > last) {
+                continue;
+            }
+            match ca
+                .verifier
+                .verify_client_cert(end_entity, intermediates, now)
+            {
+                Ok(_) => {
+                    verified = Some(ca.fingerprint);
+                    break;
+                }
+                Err(error) => {
+                    first_refusal.get_or_insert(error);
+                }
+            }
+        }
+        let ca_fingerprint = match (verified, first_refusal) {
+            (Some(fingerprint), _) => fingerprint,
+            (None, Some(error)) => return Err(error),
+            (None, None) => return Err(refuse(format!("no CA of '{}' is trusted", identity.node))),
+        };
         if self
             .revocations
             .get()
@@ -325,7 +368,7 @@ impl RosterClientVerifier {
         {
             return Err(refuse(format!("the certificate of {identity} was revoked")));
         }
-        Ok((identity, member.ca_fingerprint))
+        Ok((identity, ca_fingerprint))
     }
 
     /// The caller a presented chain names, checked in full against the roster now.

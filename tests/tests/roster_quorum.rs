@@ -8,11 +8,14 @@
 //! key, and every member takes it up by itself. Dresden and Chemnitz declare Leipzig's new key
 //! compromised from yesterday: a voucher it signed today is refused everywhere, an old one still
 //! verifies. Going back to an older version is refused. Chemnitz is expelled: its vouchers are
-//! refused and its node learns it from the others.
+//! refused and its node learns it from the others. Dresden rotates its CA with the members'
+//! signatures: a practice that renewed in between, Zwickau, and identities of the new CA all
+//! reach it after it activated the new CA and restarted.
 
 use std::process::Command;
 use std::time::Duration;
 
+use schein_node::client::IdentityFile;
 use schein_node::pki::Role;
 use schein_node::roster::Roster;
 use schein_proto::v1::office_client::OfficeClient;
@@ -21,7 +24,7 @@ use schein_proto::v1::{
     Category, ClaimState, InvalidReason, IssueVoucherRequest, Verdict, VerifyVoucherRequest,
 };
 use schein_proto::{Day, FullCode};
-use schein_tests::process::{NodeProcess, ProcessFederation, node_binary, text};
+use schein_tests::process::{NodeProcess, ProcessFederation, node_binary, schein, text};
 use schein_tests::{FEE_CODES, claim_request};
 
 /// `schein-node ARGS` in `node`'s directory, as its operator runs it: exit status and output.
@@ -138,9 +141,15 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     }
 
     // Dresden's operator reads it first: without --yes (and no terminal to ask) nothing is signed.
-    let (ok, out) = operator(federation.node("dresden"), &["roster", "sign", proposal_arg]);
+    let (ok, out) = operator(
+        federation.node("dresden"),
+        &["roster", "sign", proposal_arg],
+    );
     assert!(!ok, "{out}");
-    assert!(out.contains("JOIN  zwickau") && out.contains("--yes"), "{out}");
+    assert!(
+        out.contains("JOIN  zwickau") && out.contains("--yes"),
+        "{out}"
+    );
     assert_eq!(roster_version(federation.node("dresden")), 0);
 
     // Dresden's signature completes it; Leipzig and Chemnitz follow by themselves.
@@ -296,7 +305,72 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     let (verdict, reason, message) = verify(&dresden_practice, &chemnitz_voucher).await;
     assert_eq!(verdict, Verdict::Invalid, "{message}");
     assert_eq!(reason, InvalidReason::UnknownIssuer, "{message}");
-    for node in &mut federation.nodes {
-        node.assert_alive().unwrap();
+    federation.node_mut("chemnitz").kill().unwrap();
+
+    // Dresden rotates its CA: the members sign the new one in (the old one still taken for
+    // its overlap), its practice renews and so trusts both, Dresden activates and restarts.
+    let files = tempfile::tempdir().unwrap();
+    let rotation = federation.dir.path().join("dresden-ca.toml");
+    let (ok, out) = operator(
+        federation.node("dresden"),
+        &[
+            "ca",
+            "rotate",
+            "--overlap-days",
+            "30",
+            "--out",
+            rotation.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("NEW CA of dresden") && out.contains("OLD CA of dresden"),
+        "{out}"
+    );
+    let (renewed, _) = schein(&dresden_practice, files.path(), &["identity", "renew"]).await;
+    assert!(renewed.status.success(), "{}", text(&renewed.stderr));
+    let dresden_practice =
+        IdentityFile::load(&files.path().join("dresden-praxis.toml")).expect("renewed identity");
+    let (ok, out) = operator(federation.node("dresden"), &["ca", "activate"]);
+    assert!(!ok && out.contains("does not list the new CA yet"), "{out}");
+    let (ok, out) = operator(
+        federation.node("leipzig"),
+        &["roster", "sign", rotation.to_str().unwrap(), "--yes"],
+    );
+    assert!(ok, "{out}");
+    for id in ["leipzig", "dresden", "zwickau"] {
+        adopted(federation.node(id), 5).await;
+    }
+    let (ok, out) = operator(federation.node("dresden"), &["ca", "activate"]);
+    assert!(ok, "{out}");
+    let dresden = federation.node_mut("dresden");
+    dresden.kill().unwrap();
+    dresden.start().unwrap();
+    dresden.ready(Duration::from_secs(60)).await.unwrap();
+    let (verdict, _, message) = verify(&dresden_practice, &before_rotation).await;
+    assert_eq!(
+        verdict,
+        Verdict::Valid,
+        "through Dresden's new certificate: {message}"
+    );
+    let dresden_voucher = issue(&federation.node("dresden").office().unwrap()).await;
+    let (verdict, _, message) = verify(&zwickau_practice, &dresden_voucher).await;
+    assert_eq!(
+        verdict,
+        Verdict::Valid,
+        "Zwickau reaches Dresden's new certificate: {message}"
+    );
+    let new_practice = federation
+        .node("dresden")
+        .enroll(Role::Provider, "praxis-neu")
+        .unwrap();
+    let (verdict, _, message) = verify(&new_practice, &dresden_voucher).await;
+    assert_eq!(
+        verdict,
+        Verdict::Valid,
+        "an identity of the new CA: {message}"
+    );
+    for id in ["leipzig", "dresden", "zwickau"] {
+        federation.node_mut(id).assert_alive().unwrap();
     }
 }

@@ -211,9 +211,9 @@ pub fn authorize(
     let still_trusted = node
         .roster()
         .member(&identity.node)
-        .is_some_and(|m| m.ca_fingerprint == caller.ca_fingerprint);
+        .is_some_and(|m| m.trusts_ca(&caller.ca_fingerprint, schein_proto::Day::today()));
     if !still_trusted {
-        tracing::warn!(caller = %identity, "refused: its CA left the roster");
+        tracing::warn!(caller = %identity, "refused: its CA left the roster or its last day passed");
         return Err(AccessError::CaNotTrusted);
     }
     if caller.not_after < crate::node::unix_now() {

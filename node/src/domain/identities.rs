@@ -91,5 +91,11 @@ pub fn renew(
     Ok(RenewResponse {
         certificate_pem,
         valid_until: Some(valid_until.into()),
+        node_ca_pem: crate::pki::node_ca_bundle(
+            &node.ca_cert_pem,
+            &node.roster(),
+            &node.id,
+            &node.key_dir,
+        ),
     })
 }

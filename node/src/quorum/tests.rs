@@ -20,6 +20,7 @@ fn city(id: &str, prefix: &str, seed: u8) -> City {
             prefix: Some(prefix.into()),
             endpoint: Some("https://127.0.0.1:7443".into()),
             ca_cert: ca.cert_pem,
+            previous_cas: Vec::new(),
             signing_keys: vec![SigningKeyEntry::new(
                 &key.verifying_key(),
                 Day::parse("2026-01-01").unwrap(),
