@@ -478,7 +478,7 @@ fn validate_limits(settings: &Settings) -> Result<(), String> {
     within(
         "max_connection_age_seconds",
         settings.max_connection_age_seconds,
-        10..=30 * 86_400,
+        1..=30 * 86_400,
     )?;
     within(
         "claims_per_provider_per_day",

@@ -41,6 +41,9 @@ struct Sizes {
     half_open: usize,
     streams: u32,
     record_seconds: u64,
+    /// Whether to repeat the stream flood against the node with a stream limit of 10,000, as a
+    /// baseline in the same run.
+    baseline: bool,
 }
 
 /// Longest a verify may take during a flood (the issue's bound, generous for a debug build).
@@ -54,6 +57,7 @@ async fn floods_leave_verify_answering_and_memory_bounded() {
         half_open: 300,
         streams: 5_000,
         record_seconds: 2,
+        baseline: false,
     })
     .await;
 }
@@ -65,8 +69,102 @@ async fn floods_at_full_size() {
         half_open: 500,
         streams: 20_000,
         record_seconds: 10,
+        baseline: true,
     })
     .await;
+}
+
+/// A TLS handshake that never finishes is closed after `handshake_timeout_seconds`, and a
+/// connection that reached `max_connection_age_seconds` is sent a GOAWAY; a client's channel
+/// used before and after that age keeps working (it reconnects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_handshakes_and_old_connections_are_closed() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().expect("two nodes made");
+    let leipzig = federation.node_mut("leipzig");
+    leipzig
+        .env
+        .push(("SCHEIN_HANDSHAKE_TIMEOUT_SECONDS".into(), "1".into()));
+    leipzig
+        .env
+        .push(("SCHEIN_MAX_CONNECTION_AGE_SECONDS".into(), "2".into()));
+    federation
+        .start_one("leipzig")
+        .await
+        .expect("leipzig serves");
+    let leipzig = federation.node("leipzig");
+    let addr = format!("127.0.0.1:{}", leipzig.port);
+
+    let started = Instant::now();
+    let mut socket = TcpStream::connect(&addr).await.expect("tcp connect");
+    socket
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .expect("write");
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the unfinished handshake is closed: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed by the timeout, not at once: {waited:?}"
+    );
+    println!("an unfinished TLS handshake was closed after {waited:?} (timeout 1 s)");
+
+    let provider = leipzig
+        .enroll(Role::Provider, "praxis")
+        .expect("provider enrolled");
+    let mut tls = h2_connect(&provider, &addr).await.expect("tls connects");
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    tls.write_all(&opening).await.expect("write");
+    let started = Instant::now();
+    let goaway = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut header = [0u8; 9];
+        loop {
+            tls.read_exact(&mut header).await.ok()?;
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; length];
+            tls.read_exact(&mut payload).await.ok()?;
+            if header[3] == 0x7 && payload.len() >= 8 {
+                return Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+        }
+    })
+    .await;
+    assert_eq!(goaway, Ok(Some(0)), "a GOAWAY without error at the age");
+    println!(
+        "a connection was sent a GOAWAY after {:?} (maximum age 2 s)",
+        started.elapsed()
+    );
+
+    let voucher = OfficeClient::new(
+        leipzig
+            .office()
+            .expect("office identity")
+            .connect(None)
+            .await
+            .expect("office connects"),
+    )
+    .issue_voucher(IssueVoucherRequest::default())
+    .await
+    .expect("a voucher is issued")
+    .into_inner();
+    let mut client = ProviderClient::new(provider.connect(None).await.expect("connects"));
+    for round in 0..3 {
+        client
+            .verify_voucher(VerifyVoucherRequest {
+                code: voucher.full_code.clone(),
+                for_scope: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("verify {round} on a channel across ages: {e}"));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
 }
 
 async fn floods(sizes: Sizes) {
@@ -182,6 +280,37 @@ async fn floods(sizes: Sizes) {
         .node_mut("leipzig")
         .assert_alive()
         .expect("the node survived every flood");
+
+    if sizes.baseline {
+        let leipzig = federation.node_mut("leipzig");
+        leipzig.kill().expect("leipzig stops");
+        leipzig
+            .env
+            .push(("SCHEIN_MAX_CONCURRENT_STREAMS".into(), "10000".into()));
+        federation
+            .start_one("leipzig")
+            .await
+            .expect("leipzig serves again");
+        let leipzig = federation.node("leipzig");
+        for _ in 0..5 {
+            verify_once(&checker, &voucher.full_code)
+                .await
+                .expect("verify answers before the flood");
+        }
+        let watch = Watch::start(leipzig, &checker, &voucher.full_code);
+        let streams = open_streams(&flooder, &addr, sizes.streams)
+            .await
+            .expect("the stream flood runs");
+        watch.stop(leipzig, ()).await.print(&format!(
+            "baseline: {} streams on one connection to a node allowing 10,000 ({} written, {} refused, goaway: {})",
+            sizes.streams,
+            streams.written,
+            streams.refused,
+            streams
+                .goaway
+                .map_or("none".to_owned(), |code| format!("error code {code}"))
+        ));
+    }
 }
 
 /// One verify over a fresh connection, as a provider's `schein voucher verify` makes it.
@@ -373,22 +502,7 @@ async fn open_streams(
     addr: &str,
     count: u32,
 ) -> anyhow::Result<StreamFlood> {
-    schein_node::tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(identity.node_ca.as_bytes())?)?;
-    let certs = vec![CertificateDer::from_pem_slice(
-        identity.certificate.as_bytes(),
-    )?];
-    let key = PrivateKeyDer::from_pem_slice(identity.private_key.as_bytes())?;
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(identity.node.clone())?, tcp)
-        .await?;
+    let tls = h2_connect(identity, addr).await?;
     let (mut reader, mut writer) = tokio::io::split(tls);
 
     // Read what the node sends while writing, or its writes would stall ours.
@@ -445,6 +559,31 @@ async fn open_streams(
     flood.written = written;
     drop(writer);
     Ok(flood)
+}
+
+/// A TLS connection to the node at `addr` with `identity`, speaking HTTP/2 (ALPN), before any
+/// HTTP/2 byte is sent.
+async fn h2_connect(
+    identity: &IdentityFile,
+    addr: &str,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    schein_node::tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(identity.node_ca.as_bytes())?)?;
+    let certs = vec![CertificateDer::from_pem_slice(
+        identity.certificate.as_bytes(),
+    )?];
+    let key = PrivateKeyDer::from_pem_slice(identity.private_key.as_bytes())?;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(identity.node.clone())?, tcp)
+        .await?;
+    Ok(tls)
 }
 
 /// The HPACK block of a verify call's request headers, every field a literal without

@@ -559,3 +559,81 @@ async fn every_service_refuses_undecodable_empty_oversized_and_doubled_requests(
     assert_eq!(before.vouchers, after.vouchers, "nothing was issued");
     federation.node_mut("leipzig").assert_alive().unwrap();
 }
+
+/// One provider's new claims per day are bounded (`claims_per_provider_per_day`): beyond it a
+/// new claim is refused with RESOURCE_EXHAUSTED and a sentence, and nothing is stored; a claim
+/// sent again is still answered, and another provider keeps its own allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_new_claims_per_day_are_bounded() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation
+        .node_mut("dresden")
+        .env
+        .push(("SCHEIN_CLAIMS_PER_PROVIDER_PER_DAY".into(), "2".into()));
+    federation.start_all().await.unwrap();
+    let voucher = OfficeClient::new(
+        federation
+            .node("leipzig")
+            .office()
+            .unwrap()
+            .connect(None)
+            .await
+            .unwrap(),
+    )
+    .issue_voucher(IssueVoucherRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
+    let dresden = federation.node("dresden");
+    let first = dresden.enroll(Role::Provider, "praxis-a").unwrap();
+    let second = dresden.enroll(Role::Provider, "praxis-b").unwrap();
+    let mut client = ProviderClient::new(first.connect(None).await.unwrap());
+    // Different services, so that the duplicate guard holds none of them.
+    let items = |fee_code: &str, cents| vec![item(fee_code, 1, cents)];
+    for (id, fee_code, cents) in [("a-1", "GOAE-1", 466), ("a-2", "GOAE-3", 874)] {
+        let record = client
+            .submit_claim(claim(id, &voucher, items(fee_code, cents)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(record.state(), ClaimState::Settled, "{}", record.message);
+    }
+    let refused = client
+        .submit_claim(claim("a-3", &voucher, items("GOAE-5", 466)))
+        .await
+        .expect_err("the third new claim of the day");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_refused(
+        "the third new claim of the day",
+        Err::<(), _>(refused),
+        ErrorReason::TooMany,
+    );
+    let again = client
+        .submit_claim(claim("a-1", &voucher, items("GOAE-1", 466)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.state(),
+        ClaimState::Settled,
+        "a stored claim is answered"
+    );
+    let other = ProviderClient::new(second.connect(None).await.unwrap())
+        .submit_claim(claim("b-1", &voucher, items("GOAE-1", 466)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(other.state(), ClaimState::Settled, "{}", other.message);
+    let stored: Vec<String> = list_claims(&first)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.claim_id)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        2,
+        "the refused claim was not stored: {stored:?}"
+    );
+    federation.node_mut("dresden").assert_alive().unwrap();
+}
