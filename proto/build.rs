@@ -1,4 +1,5 @@
-//! Compiles `schein/v1/*.proto` (and the benchmarks' echo service) with the pure-Rust `protox`
+//! Compiles `schein/v1/*.proto` (with the benchmarks' echo service and the two `google.rpc`
+//! messages that carry refusal reasons) with the pure-Rust `protox`
 //! compiler, so that building schein needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schein/v1/federation.proto",
         "schein/v1/identity.proto",
         "schein/bench/v1/echo.proto",
+        "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -75,6 +75,29 @@ pub struct Settings {
     /// Largest request accepted, in bytes.
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Most requests in flight on one connection (HTTP/2 streams); a client that opens more
+    /// has them refused.
+    #[serde(default = "defaults::max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Most TLS handshakes in progress at once; beyond it the oldest unfinished one is closed.
+    #[serde(default = "defaults::max_handshakes")]
+    pub max_handshakes: usize,
+    /// How long a client may take to finish its TLS handshake, in seconds.
+    #[serde(default = "defaults::handshake_timeout_seconds")]
+    pub handshake_timeout_seconds: u64,
+    /// How often to ping a connection that is quiet, in seconds (0: never).
+    #[serde(default = "defaults::keepalive_interval_seconds")]
+    pub keepalive_interval_seconds: u64,
+    /// How long to wait for a ping's answer before closing the connection, in seconds.
+    #[serde(default = "defaults::keepalive_timeout_seconds")]
+    pub keepalive_timeout_seconds: u64,
+    /// After how many seconds a connection is asked to close (requests in flight finish; the
+    /// client reconnects), so that no connection lives for ever.
+    #[serde(default = "defaults::max_connection_age_seconds")]
+    pub max_connection_age_seconds: u64,
+    /// Most new claims one provider may submit in a day.
+    #[serde(default = "defaults::claims_per_provider_per_day")]
+    pub claims_per_provider_per_day: u32,
     /// Log filter, e.g. `info` or `schein_node=debug,info`.
     #[serde(default = "defaults::log")]
     pub log: String,
@@ -131,6 +154,27 @@ mod defaults {
     pub(super) fn max_message_bytes() -> usize {
         64 * 1024
     }
+    pub(super) fn max_concurrent_streams() -> u32 {
+        64
+    }
+    pub(super) fn max_handshakes() -> usize {
+        256
+    }
+    pub(super) fn handshake_timeout_seconds() -> u64 {
+        10
+    }
+    pub(super) fn keepalive_interval_seconds() -> u64 {
+        60
+    }
+    pub(super) fn keepalive_timeout_seconds() -> u64 {
+        20
+    }
+    pub(super) fn max_connection_age_seconds() -> u64 {
+        3600
+    }
+    pub(super) fn claims_per_provider_per_day() -> u32 {
+        1000
+    }
     pub(super) fn log() -> String {
         "info".into()
     }
@@ -160,6 +204,13 @@ pub const SETTING_KEYS: &[&str] = &[
     "witness_interval_seconds",
     "roster_interval_seconds",
     "max_message_bytes",
+    "max_concurrent_streams",
+    "max_handshakes",
+    "handshake_timeout_seconds",
+    "keepalive_interval_seconds",
+    "keepalive_timeout_seconds",
+    "max_connection_age_seconds",
+    "claims_per_provider_per_day",
     "log",
 ];
 
@@ -313,6 +364,7 @@ impl Config {
                 "roster_interval_seconds must be between 1 and 3600".into(),
             ));
         }
+        validate_limits(&settings).map_err(invalid)?;
         if settings.clock_skew_seconds > 86_400 {
             return Err(invalid("clock_skew_seconds must be at most 86400".into()));
         }
@@ -385,6 +437,56 @@ impl Config {
             settings,
         })
     }
+}
+
+/// Checks the settings that bound what callers may hold of the node (README, "Limits").
+fn validate_limits(settings: &Settings) -> Result<(), String> {
+    let within = |name: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+        if range.contains(&value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} must be between {} and {}",
+                range.start(),
+                range.end()
+            ))
+        }
+    };
+    within(
+        "max_concurrent_streams",
+        settings.max_concurrent_streams.into(),
+        1..=10_000,
+    )?;
+    within(
+        "max_handshakes",
+        settings.max_handshakes as u64,
+        1..=100_000,
+    )?;
+    within(
+        "handshake_timeout_seconds",
+        settings.handshake_timeout_seconds,
+        1..=300,
+    )?;
+    within(
+        "keepalive_interval_seconds",
+        settings.keepalive_interval_seconds,
+        0..=86_400,
+    )?;
+    within(
+        "keepalive_timeout_seconds",
+        settings.keepalive_timeout_seconds,
+        1..=3_600,
+    )?;
+    within(
+        "max_connection_age_seconds",
+        settings.max_connection_age_seconds,
+        1..=30 * 86_400,
+    )?;
+    within(
+        "claims_per_provider_per_day",
+        settings.claims_per_provider_per_day.into(),
+        1..=10_000_000,
+    )
 }
 
 fn read_file(what: &'static str, path: &Path) -> Result<String, ConfigError> {

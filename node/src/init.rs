@@ -223,6 +223,21 @@ peer_timeout_ms = 3000
 roster_interval_seconds = 30
 # Largest request accepted, in bytes.
 max_message_bytes = 65536
+
+# Limits on what one caller may hold of the node (README, "Configuration").
+# Requests in flight on one connection; a client that opens more has them refused.
+max_concurrent_streams = 64
+# TLS handshakes in progress at once; beyond it the oldest unfinished one is closed.
+max_handshakes = 256
+# Seconds a client may take to finish its TLS handshake.
+handshake_timeout_seconds = 10
+# Seconds between pings on a quiet connection (0: never), and to wait for the answer.
+keepalive_interval_seconds = 60
+keepalive_timeout_seconds = 20
+# Seconds after which a connection is asked to close (requests in flight finish).
+max_connection_age_seconds = 3600
+# New claims one provider may submit in a day; beyond it they are refused until tomorrow.
+claims_per_provider_per_day = 1000
 log = "info"
 "#,
         node_id = quoted(&options.node_id),

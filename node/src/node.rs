@@ -45,6 +45,8 @@ pub struct Node {
     pub unknown_serials: crate::domain::settle::DailyQuota,
     /// Other records this node rejected, per member today.
     pub rejections: crate::domain::settle::DailyQuota,
+    /// New claims per provider (`node/name`) today.
+    pub claims_per_provider: crate::domain::settle::DailyQuota,
     roster: RwLock<Arc<Roster>>,
     /// Woken when something names a key or member this node does not know yet: the roster
     /// loop asks the members at once instead of at its next round.
@@ -90,6 +92,9 @@ impl Node {
             ),
             rejections: crate::domain::settle::DailyQuota::new(
                 crate::domain::settle::REJECTED_PER_DAY,
+            ),
+            claims_per_provider: crate::domain::settle::DailyQuota::new(
+                settings.claims_per_provider_per_day,
             ),
             peers: Peers::new(
                 config.tls.clone(),

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schein_proto::v1::federation_server::FederationServer;
 use schein_proto::v1::identities_server::IdentitiesServer;
@@ -27,6 +28,9 @@ use crate::store::{Store, StoreError};
 use crate::tls::{
     RosterClientVerifier, TlsError, install_crypto_provider, server_config, spawn_acceptor,
 };
+
+/// Largest set of request headers accepted: a gRPC call's headers take a few hundred bytes.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +129,16 @@ pub async fn run(
     };
     let web_addr = web.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let local = listener.local_addr().ok();
-    let incoming = ReceiverStream::new(spawn_acceptor(listener, tls, verifier.clone()));
+    let limits = &config.settings;
+    let incoming = ReceiverStream::new(spawn_acceptor(
+        listener,
+        tls,
+        verifier.clone(),
+        crate::tls::HandshakeLimits {
+            max_in_progress: limits.max_handshakes,
+            timeout: Duration::from_secs(limits.handshake_timeout_seconds),
+        },
+    ));
     tracing::info!(node = %node.id, listen = ?local, members = node.roster().members().count(), "node serving");
     if let Some(addr) = web_addr {
         tracing::info!(node = %node.id, console = %crate::web::describe(addr), "web console serving");
@@ -137,10 +150,25 @@ pub async fn run(
             web_addr,
         });
     }
+    let keepalive = (limits.keepalive_interval_seconds > 0)
+        .then(|| Duration::from_secs(limits.keepalive_interval_seconds));
     let serve = tonic::transport::Server::builder()
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(Duration::from_secs(30))
+        // Without it tonic lets one connection open any number of streams (PITFALLS.md).
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        // tonic turns hyper's bound on streams reset for the client's protocol errors (such as
+        // opening more than allowed) off; with it, such a client is sent away after 1,024.
+        .http2_max_local_error_reset_streams(Some(1024))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
+        // At its age a connection gets a GOAWAY: requests in flight finish (within the 30 s
+        // timeout), the client reconnects for the next. No `max_connection_age_grace`: with it,
+        // tonic 0.14.9 skips the GOAWAY and cuts the connection at age + grace instead.
+        .max_connection_age(Duration::from_secs(limits.max_connection_age_seconds))
         .layer(crate::wire::RefusalCodes)
-        .add_service(health_service)
+        .layer(crate::wire::OneMessage)
+        .add_service(health_service.max_decoding_message_size(max))
         .add_service(
             OfficeServer::new(OfficeService::new(node.clone())).max_decoding_message_size(max),
         )
@@ -162,7 +190,7 @@ pub async fn run(
     // The outbox and the witness run inside this future, not on tasks of their own, so that a
     // node that is dropped (killed) stops with them.
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
-    let witness_interval = std::time::Duration::from_secs(config.settings.witness_interval_seconds);
+    let witness_interval = Duration::from_secs(config.settings.witness_interval_seconds);
     let console = async {
         if let Some((listener, tls)) = web {
             crate::web::serve(

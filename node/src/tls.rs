@@ -533,15 +533,59 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// Accepts TCP connections, runs each handshake in its own task, and hands authenticated
-/// streams to the server until the receiving side is dropped (server shut down).
+/// How many TLS handshakes may be in progress at once, and for how long each.
+#[derive(Clone, Copy, Debug)]
+pub struct HandshakeLimits {
+    pub max_in_progress: usize,
+    pub timeout: Duration,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        Self {
+            max_in_progress: 256,
+            timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// The handshakes in progress, oldest first. When a new connection finds them all taken, the
+/// oldest is closed rather than the new one: a flood of connections that never finish their
+/// handshake then has to outpace every genuine handshake (a few milliseconds) to keep anyone
+/// out, where refusing newcomers would let a handful of idle sockets per timeout lock out
+/// every new client.
+#[derive(Debug, Default)]
+struct Handshakes {
+    next: u64,
+    running: std::collections::VecDeque<(u64, tokio::task::AbortHandle)>,
+}
+
+impl Handshakes {
+    fn lock(this: &std::sync::Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        this.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finished(this: &std::sync::Mutex<Self>, id: u64) {
+        let mut handshakes = Self::lock(this);
+        if let Some(at) = handshakes.running.iter().position(|(i, _)| *i == id) {
+            handshakes.running.remove(at);
+        }
+    }
+}
+
+/// Accepts TCP connections, runs each handshake in its own task (at most
+/// `limits.max_in_progress` at once, each for at most `limits.timeout`), and hands
+/// authenticated streams to the server until the receiving side is dropped (server shut down).
 pub fn spawn_acceptor(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     verifier: Arc<RosterClientVerifier>,
+    limits: HandshakeLimits,
 ) -> mpsc::Receiver<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -561,43 +605,62 @@ pub fn spawn_acceptor(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let verifier = verifier.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        // The handshake checked the chain; the caller, with the CA that vouched
-                        // for it, comes from one snapshot of the roster taken now.
-                        let visitor = verifier
-                            .caller_of(stream.get_ref().1.peer_certificates(), Some(remote));
-                        match visitor {
-                            Visitor::Known(caller) => {
-                                tracing::debug!(%remote, caller = %caller.identity, "client authenticated");
-                                let _ = tx
-                                    .send(Ok(AuthenticatedStream {
-                                        inner: stream,
-                                        caller,
-                                    }))
-                                    .await;
-                            }
-                            Visitor::Refused(reason) => {
-                                tracing::warn!(%remote, %reason, "connection closed: its certificate is no longer accepted");
-                            }
-                            Visitor::Anonymous => {
-                                tracing::warn!(%remote, "connection without a usable client identity closed")
+            // Registered under the lock before the task can finish, so it always finds itself.
+            // (A block, not an await in sight: the guard never crosses one.)
+            {
+                let mut running = Handshakes::lock(&handshakes);
+                while running.running.len() >= limits.max_in_progress.max(1) {
+                    if let Some((_, oldest)) = running.running.pop_front() {
+                        // Dropping its task closes its socket.
+                        oldest.abort();
+                        tracing::debug!("oldest tls handshake closed: too many in progress");
+                    }
+                }
+                let id = running.next;
+                running.next += 1;
+                let registry = handshakes.clone();
+                let task = tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await;
+                    Handshakes::finished(&registry, id);
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            // The handshake checked the chain; the caller, with the CA that vouched
+                            // for it, comes from one snapshot of the roster taken now.
+                            let visitor = verifier
+                                .caller_of(stream.get_ref().1.peer_certificates(), Some(remote));
+                            match visitor {
+                                Visitor::Known(caller) => {
+                                    tracing::debug!(%remote, caller = %caller.identity, "client authenticated");
+                                    let _ = tx
+                                        .send(Ok(AuthenticatedStream {
+                                            inner: stream,
+                                            caller,
+                                        }))
+                                        .await;
+                                }
+                                Visitor::Refused(reason) => {
+                                    tracing::warn!(%remote, %reason, "connection closed: its certificate is no longer accepted");
+                                }
+                                Visitor::Anonymous => {
+                                    tracing::warn!(%remote, "connection without a usable client identity closed")
+                                }
                             }
                         }
+                        // A connection closed before it sent anything is a port probe (a load
+                        // balancer's health check, a monitoring script): not worth a warning.
+                        Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                            tracing::debug!(%remote, "connection closed before the tls handshake");
+                        }
+                        Ok(Err(error)) => {
+                            let reason = handshake_failure(&error);
+                            tracing::warn!(%remote, %reason, "tls handshake refused");
+                        }
+                        Err(_) => tracing::warn!(%remote, "tls handshake timed out"),
                     }
-                    // A connection closed before it sent anything is a port probe (a load
-                    // balancer's health check, a monitoring script): not worth a warning.
-                    Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                        tracing::debug!(%remote, "connection closed before the tls handshake");
-                    }
-                    Ok(Err(error)) => {
-                        let reason = handshake_failure(&error);
-                        tracing::warn!(%remote, %reason, "tls handshake refused");
-                    }
-                    Err(_) => tracing::warn!(%remote, "tls handshake timed out"),
-                }
-            });
+                });
+                running.running.push_back((id, task.abort_handle()));
+            }
         }
         tracing::debug!("acceptor stopped");
     });

@@ -24,6 +24,12 @@ pub mod bench {
     tonic::include_proto!("schein.bench.v1");
 }
 
+/// `google.rpc.Status` and `google.rpc.ErrorInfo`: the standard form of a refusal's details.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod rpc {
+    tonic::include_proto!("google.rpc");
+}
+
 pub use code::{FullCode, ShortCode, VoucherCode};
 pub use day::Day;
 pub use voucher::{KeyId, Serial, SignedVoucher, VoucherError};

@@ -244,6 +244,25 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The node's resident memory now, in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("node {} is not running", self.id))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
+    }
+
     /// Whether the process was started and has not ended.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

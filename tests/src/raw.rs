@@ -76,3 +76,23 @@ pub fn unknown_fields(count: usize, chunk: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Calls `path` with each of `messages` as its own length-prefixed message in one request body
+/// (none, one, or several): what no generated client sends to a unary method.
+pub async fn send_raw_messages(
+    channel: Channel,
+    path: &'static str,
+    messages: Vec<Vec<u8>>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.client_streaming(
+        tonic::Request::new(tonic::codegen::tokio_stream::iter(messages)),
+        PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(|r| r.into_inner())
+}

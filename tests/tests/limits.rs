@@ -4,6 +4,9 @@
 //! real use, unknown fields, messages over the size limit, and page sizes. Each is refused with
 //! a reason and a short sentence (never an echo of the oversized input), or — for what the
 //! protocol lets a node ignore — ignored; the node keeps serving and nothing stored changes.
+//! Requests that never reach a handler (undecodable, empty, oversized, two messages in one
+//! call) get the same codes from every service, gRPC health included, with the reason in a
+//! standard `google.rpc.Status`.
 
 use prost::Message;
 use schein_node::client::IdentityFile;
@@ -22,7 +25,7 @@ use schein_proto::v1::{
 use schein_tests::books::{Ledger, list_claims};
 use schein_tests::claim_request;
 use schein_tests::process::ProcessFederation;
-use schein_tests::raw::{send_raw, unknown_fields};
+use schein_tests::raw::{send_raw, send_raw_messages, unknown_fields};
 use tonic::Code;
 
 /// Longest status message accepted back: a sentence, not the request's content.
@@ -445,4 +448,192 @@ async fn long_periods_are_refused_with_a_short_message() {
         ErrorReason::InvalidArgument,
     );
     federation.node_mut("leipzig").assert_alive().unwrap();
+}
+
+/// One method of every service the node serves: what tonic's codec sees is the same for all.
+const EVERY_SERVICE: [&str; 6] = [
+    "/schein.v1.Office/IssueVoucher",
+    "/schein.v1.Provider/VerifyVoucher",
+    "/schein.v1.Federation/VoucherStatus",
+    "/schein.v1.Reports/Report",
+    "/schein.v1.Identities/Renew",
+    "/grpc.health.v1.Health/Check",
+];
+
+/// Asserts `code` with reason `InvalidArgument` in a standard `google.rpc.Status` whose code
+/// and message are the status's own.
+#[track_caller]
+fn assert_standard_refusal(what: &str, outcome: Result<Vec<u8>, tonic::Status>, code: Code) {
+    let status = outcome.expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert_eq!(
+        reason_of(&status),
+        Some(ErrorReason::InvalidArgument),
+        "{what}: {status:?}"
+    );
+    let rpc = schein_proto::rpc::Status::decode(status.details()).expect("a google.rpc.Status");
+    assert_eq!(rpc.code, code as i32, "{what}");
+    assert_eq!(rpc.message, status.message(), "{what}");
+    assert_eq!(
+        rpc.details[0].type_url, "type.googleapis.com/google.rpc.ErrorInfo",
+        "{what}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_refuses_undecodable_empty_oversized_and_doubled_requests() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation.start_one("leipzig").await.unwrap();
+    let leipzig = federation.node("leipzig");
+    // An office identity: every request here is refused before any handler asks who calls.
+    let channel = leipzig.office().unwrap().connect(None).await.unwrap();
+    let mut office = OfficeClient::new(channel.clone());
+    let listed = |limit| ListVouchersRequest {
+        limit,
+        ..Default::default()
+    };
+    let before = office
+        .list_vouchers(listed(100))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut oversized = Vec::new();
+    oversized.extend(unknown_fields(300, 1000));
+    for path in EVERY_SERVICE {
+        assert_standard_refusal(
+            &format!("garbage to {path}"),
+            send_raw(channel.clone(), path, vec![0xff; 16]).await,
+            Code::InvalidArgument,
+        );
+        assert_standard_refusal(
+            &format!("no message to {path}"),
+            send_raw_messages(channel.clone(), path, vec![]).await,
+            Code::InvalidArgument,
+        );
+        // Two empty messages: each alone is a valid request (an issue at the office).
+        assert_standard_refusal(
+            &format!("two messages to {path}"),
+            send_raw_messages(channel.clone(), path, vec![vec![], vec![]]).await,
+            Code::InvalidArgument,
+        );
+        let outcome = send_raw(channel.clone(), path, oversized.clone()).await;
+        assert_standard_refusal(
+            &format!("300 KB to {path}"),
+            outcome,
+            Code::ResourceExhausted,
+        );
+    }
+    // A second message after a large first one, in separate chunks on the wire.
+    let mut first = listed(1).encode_to_vec();
+    first.extend(unknown_fields(40, 1000));
+    assert_standard_refusal(
+        "a 40 KB message and a second one",
+        send_raw_messages(
+            channel.clone(),
+            "/schein.v1.Office/ListVouchers",
+            vec![first.clone(), listed(1).encode_to_vec()],
+        )
+        .await,
+        Code::InvalidArgument,
+    );
+    // One message alone is answered as ever.
+    let answer = send_raw_messages(
+        channel.clone(),
+        "/schein.v1.Office/ListVouchers",
+        vec![first],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ListVouchersResponse::decode(answer.as_slice())
+            .unwrap()
+            .vouchers
+            .len(),
+        before.vouchers.len().min(1)
+    );
+    let after = office
+        .list_vouchers(listed(100))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.vouchers, after.vouchers, "nothing was issued");
+    federation.node_mut("leipzig").assert_alive().unwrap();
+}
+
+/// One provider's new claims per day are bounded (`claims_per_provider_per_day`): beyond it a
+/// new claim is refused with RESOURCE_EXHAUSTED and a sentence, and nothing is stored; a claim
+/// sent again is still answered, and another provider keeps its own allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_new_claims_per_day_are_bounded() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation
+        .node_mut("dresden")
+        .env
+        .push(("SCHEIN_CLAIMS_PER_PROVIDER_PER_DAY".into(), "2".into()));
+    federation.start_all().await.unwrap();
+    let voucher = OfficeClient::new(
+        federation
+            .node("leipzig")
+            .office()
+            .unwrap()
+            .connect(None)
+            .await
+            .unwrap(),
+    )
+    .issue_voucher(IssueVoucherRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
+    let dresden = federation.node("dresden");
+    let first = dresden.enroll(Role::Provider, "praxis-a").unwrap();
+    let second = dresden.enroll(Role::Provider, "praxis-b").unwrap();
+    let mut client = ProviderClient::new(first.connect(None).await.unwrap());
+    // Different services, so that the duplicate guard holds none of them.
+    let items = |fee_code: &str, cents| vec![item(fee_code, 1, cents)];
+    for (id, fee_code, cents) in [("a-1", "GOAE-1", 466), ("a-2", "GOAE-3", 874)] {
+        let record = client
+            .submit_claim(claim(id, &voucher, items(fee_code, cents)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(record.state(), ClaimState::Settled, "{}", record.message);
+    }
+    let refused = client
+        .submit_claim(claim("a-3", &voucher, items("GOAE-5", 466)))
+        .await
+        .expect_err("the third new claim of the day");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_refused(
+        "the third new claim of the day",
+        Err::<(), _>(refused),
+        ErrorReason::TooMany,
+    );
+    let again = client
+        .submit_claim(claim("a-1", &voucher, items("GOAE-1", 466)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.state(),
+        ClaimState::Settled,
+        "a stored claim is answered"
+    );
+    let other = ProviderClient::new(second.connect(None).await.unwrap())
+        .submit_claim(claim("b-1", &voucher, items("GOAE-1", 466)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(other.state(), ClaimState::Settled, "{}", other.message);
+    let stored: Vec<String> = list_claims(&first)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.claim_id)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        2,
+        "the refused claim was not stored: {stored:?}"
+    );
+    federation.node_mut("dresden").assert_alive().unwrap();
 }

@@ -44,6 +44,10 @@ pub enum ClaimError {
     UnknownClaim,
     #[error("this claim is not held for confirmation")]
     NotHeld,
+    #[error(
+        "your practice has submitted {0} new claims today, the most this node accepts from one provider in a day; submit the others tomorrow, or ask your clearing office"
+    )]
+    TooMany(u32),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -70,6 +74,7 @@ impl Refusal for ClaimError {
             ClaimError::OverCeiling(_) => ErrorReason::OverCeiling,
             ClaimError::ClaimIdReused => ErrorReason::ClaimIdReused,
             ClaimError::UnknownClaim => ErrorReason::UnknownClaim,
+            ClaimError::TooMany(_) => ErrorReason::TooMany,
             ClaimError::Store(error) => error.reason(),
         }
     }
@@ -251,6 +256,15 @@ pub async fn submit(
         })
         .collect();
     let key = ClaimKey::new(&provider.name, &request.claim_id);
+    // Checked before storing, counted once stored: a retry of a stored claim is always
+    // answered. Concurrent submissions may pass the check together, a few over the limit.
+    let today = Day::today();
+    let quota_holder = format!("{}/{}", provider.node, provider.name);
+    if node.store.claim(&key)?.is_none() && node.claims_per_provider.exhausted(&quota_holder, today)
+    {
+        tracing::warn!("refused: a provider's claims for today are used up");
+        return Err(ClaimError::TooMany(node.claims_per_provider.limit()));
+    }
     let claim = NewClaim {
         key: key.clone(),
         record: ClaimRecord {
@@ -273,6 +287,7 @@ pub async fn submit(
     };
     let (record, created) = node.store.submit_claim(claim).await?;
     if created {
+        node.claims_per_provider.admit(&quota_holder, today);
         tracing::info!(issuer = issuer.id(), amount_cents = amount, "claim stored");
         tracing::debug!(tag = %node.log_tag(voucher.serial), "claim stored");
     }

@@ -172,6 +172,11 @@ impl DailyQuota {
         })
     }
 
+    /// How many a member may have in a day.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
     /// Whether `member` used up its allowance for `today`.
     pub fn exhausted(&self, member: &str, today: Day) -> bool {
         let limit = self.limit;
