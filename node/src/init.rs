@@ -223,11 +223,17 @@ roster_interval_seconds = 30
 # Largest request accepted, in bytes.
 max_message_bytes = 65536
 log = "info"
+# "text", or "json" for one JSON object per line.
+log_format = "text"
+# Prometheus metrics, /healthz and /readyz over plain HTTP ("off": none). No certificate is
+# asked for: keep it on loopback or a monitoring network.
+metrics_listen = "{metrics_listen}"
 "#,
         node_id = quoted(&options.node_id),
         name = quoted(options.name.trim()),
         prefix = quoted(&options.prefix.to_ascii_uppercase()),
         listen = quoted(&options.listen),
+        metrics_listen = crate::metrics::DEFAULT_LISTEN,
         endpoint = quoted(&options.endpoint),
         web_listen = match &options.web_listen {
             Some(addr) => format!("web_listen = {}", quoted(addr)),
