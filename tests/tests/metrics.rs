@@ -303,12 +303,20 @@ async fn operators_see_requests_settlements_expiry_health_and_bounded_logs() {
         .wait_for_log(0, &needles, Duration::from_secs(10))
         .await
         .expect("the first refusal is logged");
-    let (_, after_garbage) = get(leipzig.metrics_port, "/metrics").await;
-    let counted = sample(
-        &after_garbage,
-        "schein_tls_handshakes_refused_total{reason=\"protocol\"}",
-    )
-    .unwrap_or(0.0);
+    // The node closes a refused socket a moment before it counts the refusal: wait for it.
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        let (_, after_garbage) = get(leipzig.metrics_port, "/metrics").await;
+        counted = sample(
+            &after_garbage,
+            "schein_tls_handshakes_refused_total{reason=\"protocol\"}",
+        )
+        .unwrap_or(0.0);
+        if counted >= 50.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(counted >= 50.0, "every refusal is counted: {counted}");
     let lines = leipzig.log_lines(&needles);
     println!(
