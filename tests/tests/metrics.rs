@@ -275,6 +275,23 @@ async fn operators_see_requests_settlements_expiry_health_and_bounded_logs() {
         !services.iter().any(|s| s.starts_with("schein.bench")),
         "the benchmarks' service is not served: {services:?}"
     );
+    // The operator's way (README): the node's own certificate at its own port.
+    let own = leipzig
+        .node_identity_at(leipzig)
+        .expect("the node's certificate");
+    let mut reflection = ServerReflectionClient::new(own.connect(None).await.expect("connect"));
+    let listed = reflection
+        .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]))
+        .await
+        .expect("reflection answers the node's own certificate")
+        .into_inner()
+        .message()
+        .await
+        .expect("a reflection answer");
+    assert!(listed.is_some(), "one message");
 
     // Fifty connections that send garbage instead of a TLS handshake: one line in the log.
     let needles = ["tls handshake refused", "127.0.0.1"];
