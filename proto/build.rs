@@ -20,6 +20,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["."])?;
+    // What the node's server reflection describes: the services it serves, not the
+    // benchmarks' echo service.
+    let served: Vec<&str> = files
+        .iter()
+        .copied()
+        .filter(|f| f.starts_with("schein/v1/"))
+        .collect();
+    let reflected = protox::compile(served, ["."])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("schein_v1_descriptor.bin"),
+        prost::Message::encode_to_vec(&reflected),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

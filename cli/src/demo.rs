@@ -657,6 +657,12 @@ fn keep_running(dir: &Path, federation: &LocalFederation) -> anyhow::Result<()> 
             outln!("  {:<9} https://localhost:{}/", node.city.name, addr.port());
         }
     }
+    outln!("Their metrics and health checks (plain HTTP, /metrics, /healthz, /readyz):");
+    for node in &federation.nodes {
+        if let Some(addr) = node.metrics_addr() {
+            outln!("  {:<9} http://{addr}/metrics", node.city.name);
+        }
+    }
     outln!(
         "\nSign in with a browser: import one of these certificate files (double-click it, or in"
     );

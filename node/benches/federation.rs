@@ -421,11 +421,17 @@ async fn serve_echo(config: &Path) -> Result<(), Error> {
     let tls = Arc::new(server_config(&config.tls, verifier.clone())?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?.port());
+    // No store here: an empty flush histogram.
+    let metrics = Arc::new(schein_node::metrics::Metrics::new(
+        &config,
+        schein_node::store::FlushSeconds::new(std::iter::empty()),
+    ));
     let incoming = tokio_stream::wrappers::ReceiverStream::new(spawn_acceptor(
         listener,
         tls,
         verifier,
         Default::default(),
+        metrics,
     ));
     tonic::transport::Server::builder()
         .add_service(EchoServer::new(EchoService))

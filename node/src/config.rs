@@ -101,6 +101,15 @@ pub struct Settings {
     /// Log filter, e.g. `info` or `schein_node=debug,info`.
     #[serde(default = "defaults::log")]
     pub log: String,
+    /// `text` (one readable line per event) or `json` (one JSON object per line, for log
+    /// collectors).
+    #[serde(default = "defaults::log_format")]
+    pub log_format: String,
+    /// Address and port of the plain-HTTP metrics and health listener (`/metrics`, `/healthz`,
+    /// `/readyz`); `off`: none. Keep it on loopback or a monitoring network: it asks for no
+    /// certificate.
+    #[serde(default = "defaults::metrics_listen")]
+    pub metrics_listen: String,
 }
 
 mod defaults {
@@ -178,6 +187,12 @@ mod defaults {
     pub(super) fn log() -> String {
         "info".into()
     }
+    pub(super) fn log_format() -> String {
+        "text".into()
+    }
+    pub(super) fn metrics_listen() -> String {
+        crate::metrics::DEFAULT_LISTEN.into()
+    }
 }
 
 /// Every key of [`Settings`]; only these are taken from `SCHEIN_*` variables, so that the
@@ -212,6 +227,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "max_connection_age_seconds",
     "claims_per_provider_per_day",
     "log",
+    "log_format",
+    "metrics_listen",
 ];
 
 /// Why the node cannot start with this configuration.
@@ -240,6 +257,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the web console listens, if it is on.
     pub web_listen: Option<SocketAddr>,
+    /// Where metrics and health are served, if they are on.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub roster_path: PathBuf,
     pub ca_key_path: PathBuf,
@@ -334,6 +353,21 @@ impl Config {
                 ))
             })?),
         };
+        let metrics_listen = match settings.metrics_listen.trim() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "metrics_listen: '{text}' is not an address and port such as {} (or off)",
+                    crate::metrics::DEFAULT_LISTEN
+                ))
+            })?),
+        };
+        if !matches!(settings.log_format.as_str(), "text" | "json") {
+            return Err(invalid(format!(
+                "log_format: '{}' is neither text nor json",
+                settings.log_format
+            )));
+        }
         if !(1..=MAX_CENTS).contains(&settings.default_cap_cents) {
             return Err(invalid(format!(
                 "default_cap_cents must be between 1 and {MAX_CENTS}"
@@ -422,6 +456,7 @@ impl Config {
         Ok(Self {
             listen,
             web_listen,
+            metrics_listen,
             data_dir: resolve(&settings.data_dir),
             ca_key_path: resolve(&settings.ca_key),
             roster_path,

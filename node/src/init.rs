@@ -239,11 +239,17 @@ max_connection_age_seconds = 3600
 # New claims one provider may submit in a day; beyond it they are refused until tomorrow.
 claims_per_provider_per_day = 1000
 log = "info"
+# "text", or "json" for one JSON object per line.
+log_format = "text"
+# Prometheus metrics, /healthz and /readyz over plain HTTP ("off": none). No certificate is
+# asked for: keep it on loopback or a monitoring network.
+metrics_listen = "{metrics_listen}"
 "#,
         node_id = quoted(&options.node_id),
         name = quoted(options.name.trim()),
         prefix = quoted(&options.prefix.to_ascii_uppercase()),
         listen = quoted(&options.listen),
+        metrics_listen = crate::metrics::DEFAULT_LISTEN,
         endpoint = quoted(&options.endpoint),
         web_listen = match &options.web_listen {
             Some(addr) => format!("web_listen = {}", quoted(addr)),

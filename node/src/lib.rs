@@ -11,6 +11,7 @@ pub mod fees;
 pub mod files;
 pub mod init;
 pub mod local;
+pub mod metrics;
 pub mod node;
 pub mod p12;
 pub mod peers;

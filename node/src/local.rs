@@ -84,6 +84,11 @@ impl LocalNode {
         self.running.as_ref().and_then(|r| r.control.web_addr)
     }
 
+    /// Where its metrics and health are served, while it runs with them.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.control.metrics_addr)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(crate::config::CONFIG_FILE)
     }
@@ -123,8 +128,10 @@ impl LocalFederation {
     ) -> Result<Self, LocalError> {
         let (mut federation, listeners) = Self::prepare(dir, cities).await?;
         for node in &mut federation.nodes {
-            node.settings = settings
+            // Several nodes on one machine: each its own metrics port, unless told otherwise.
+            node.settings = [("metrics_listen", "127.0.0.1:0")]
                 .iter()
+                .chain(settings)
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
         }

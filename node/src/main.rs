@@ -1098,13 +1098,15 @@ fn fee_table(member: &schein_node::roster::Member) -> String {
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Colour codes only on a terminal: in a journal or a file they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_ansi(ansi)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&config.settings.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.settings.log_format == "json" {
+        // One JSON object per line, fields at the top level, for log collectors.
+        logs.json().flatten_event(true).with_ansi(false).init();
+    } else {
+        logs.with_ansi(ansi).init();
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -47,6 +47,8 @@ pub struct Node {
     pub rejections: crate::domain::settle::DailyQuota,
     /// New claims per provider (`node/name`) today.
     pub claims_per_provider: crate::domain::settle::DailyQuota,
+    /// What the node publishes for its operators (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     roster: RwLock<Arc<Roster>>,
     /// Woken when something names a key or member this node does not know yet: the roster
     /// loop asks the members at once instead of at its next round.
@@ -85,6 +87,7 @@ impl Node {
             roster_path: config.roster_path.clone(),
             ca_key_path: config.ca_key_path.clone(),
             ca_cert_pem: config.ca_cert_pem.clone(),
+            metrics: Arc::new(crate::metrics::Metrics::new(config, store.flush_seconds())),
             store,
             revocations,
             unknown_serials: crate::domain::settle::DailyQuota::new(

@@ -57,6 +57,9 @@ pub struct Peers {
     timeout: Duration,
     max_message_bytes: usize,
     channels: Mutex<HashMap<String, CachedChannel>>,
+    /// Per member, whether its last call was answered (any answer, a refusal included): the
+    /// metrics' count of reachable peers.
+    answered: Mutex<HashMap<String, bool>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -74,7 +77,37 @@ impl Peers {
             timeout,
             max_message_bytes,
             channels: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many of `members` answered their last call (members not called yet do not count).
+    pub fn reachable<'a>(&self, members: impl IntoIterator<Item = &'a str>) -> usize {
+        let answered = self
+            .answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        members
+            .into_iter()
+            .filter(|id| answered.get(*id).copied().unwrap_or(false))
+            .count()
+    }
+
+    /// Notes whether `member` answered: any status but "unavailable" or "no answer in time"
+    /// came from the member itself.
+    fn note_answer<T>(&self, member: &str, result: &Result<T, PeerError>) {
+        let answered = match result {
+            Ok(_) => true,
+            Err(PeerError::Call { status, .. }) => !matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            ),
+            Err(_) => false,
+        };
+        self.answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(member.to_owned(), answered);
     }
 
     /// How long one call to another member may take, connecting included (twice the
@@ -265,7 +298,9 @@ impl Peers {
         self.settle_queue(member)?
             .send((signed_record, answer))
             .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let result = answered.await.map_err(|_| stopped())?;
+        self.note_answer(member.id(), &result);
+        result
     }
 
     /// Awaits a call within twice the peer timeout (the channel's own timeout covers the call;
@@ -279,13 +314,15 @@ impl Peers {
             member: member.id().to_owned(),
             status: Box::new(status),
         };
-        match tokio::time::timeout(self.call_bound(), call).await {
+        let result = match tokio::time::timeout(self.call_bound(), call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(failed(status)),
             Err(_) => Err(failed(tonic::Status::deadline_exceeded(
                 "no answer in time",
             ))),
-        }
+        };
+        self.note_answer(member.id(), &result);
+        result
     }
 
     /// Asks `member`, the issuer, about one of its vouchers.

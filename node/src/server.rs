@@ -48,6 +48,8 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("gRPC server reflection: {0}")]
+    Reflection(String),
     #[error("the register of enrolled identities: {0}")]
     Register(String),
     #[error("the node ended before it served")]
@@ -63,6 +65,8 @@ pub struct Control {
     verifier: Arc<RosterClientVerifier>,
     /// Where the web console listens, if it is on.
     pub web_addr: Option<SocketAddr>,
+    /// Where metrics and health are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Control {
@@ -128,6 +132,13 @@ pub async fn run(
         None => None,
     };
     let web_addr = web.as_ref().and_then(|(l, _)| l.local_addr().ok());
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => crate::metrics::bind(addr).await,
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let (reflection, reflection_v1alpha) =
+        reflection().map_err(|e| RunError::Reflection(e.to_string()))?;
     let local = listener.local_addr().ok();
     let limits = &config.settings;
     let incoming = ReceiverStream::new(spawn_acceptor(
@@ -138,16 +149,21 @@ pub async fn run(
             max_in_progress: limits.max_handshakes,
             timeout: Duration::from_secs(limits.handshake_timeout_seconds),
         },
+        node.metrics.clone(),
     ));
     tracing::info!(node = %node.id, listen = ?local, members = node.roster().members().count(), "node serving");
     if let Some(addr) = web_addr {
         tracing::info!(node = %node.id, console = %crate::web::describe(addr), "web console serving");
+    }
+    if let Some(addr) = metrics_addr {
+        tracing::info!(node = %node.id, metrics = %format!("http://{addr}/metrics"), "metrics and health serving");
     }
     if let Some(ready) = on_ready {
         let _ = ready.send(Control {
             node: node.clone(),
             verifier: verifier.clone(),
             web_addr,
+            metrics_addr,
         });
     }
     let keepalive = (limits.keepalive_interval_seconds > 0)
@@ -166,9 +182,13 @@ pub async fn run(
         // timeout), the client reconnects for the next. No `max_connection_age_grace`: with it,
         // tonic 0.14.9 skips the GOAWAY and cuts the connection at age + grace instead.
         .max_connection_age(Duration::from_secs(limits.max_connection_age_seconds))
+        // Outermost, so that it counts the codes callers see.
+        .layer(crate::metrics::RequestMetrics::new(node.metrics.clone()))
         .layer(crate::wire::RefusalCodes)
         .layer(crate::wire::OneMessage)
         .add_service(health_service.max_decoding_message_size(max))
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             OfficeServer::new(OfficeService::new(node.clone())).max_decoding_message_size(max),
         )
@@ -207,6 +227,7 @@ pub async fn run(
         node: node.clone(),
         verifier: verifier.clone(),
         web_addr,
+        metrics_addr,
     };
     let roster_sync = crate::quorum::run_sync(
         node.clone(),
@@ -219,7 +240,12 @@ pub async fn run(
         },
         stopped.clone(),
     );
-    let (served, (), (), (), (), ()) = tokio::join!(
+    let metrics = async {
+        if let Some(listener) = metrics_listener {
+            crate::metrics::serve(listener, node.clone(), stopped.clone()).await;
+        }
+    };
+    let (served, (), (), (), (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
@@ -230,12 +256,36 @@ pub async fn run(
         crate::revocation::run_sync(node.clone(), stopped.clone()),
         roster_sync,
         console,
+        metrics,
     );
     if let Err(error) = store.flush().await {
         tracing::error!(%error, "flushing storage at shutdown failed");
     }
     tracing::info!(node = %node.id, "node stopped");
     served.map_err(RunError::from)
+}
+
+/// gRPC server reflection (v1, and v1alpha for older tools) of the services served here, so that
+/// `grpcurl` works without the .proto files. It is served on the mTLS port like everything
+/// else: any caller with an accepted client certificate, whatever its role, may list the
+/// services and their messages — the same protocol that is public in the source.
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(schein_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// A node running in this process on its own task: for the demo and the tests.

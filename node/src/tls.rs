@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::metrics::RefusalKind;
 use crate::pki::{CertifiedKey, Identity, Role};
 use crate::roster::{MemberKind, Roster};
 
@@ -582,10 +583,12 @@ pub fn spawn_acceptor(
     config: Arc<rustls::ServerConfig>,
     verifier: Arc<RosterClientVerifier>,
     limits: HandshakeLimits,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> mpsc::Receiver<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let handshakes = Arc::new(std::sync::Mutex::new(Handshakes::default()));
+    let refusals = Arc::new(RefusalLog::default());
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -605,6 +608,8 @@ pub fn spawn_acceptor(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let verifier = verifier.clone();
+            let metrics = metrics.clone();
+            let refusals = refusals.clone();
             // Registered under the lock before the task can finish, so it always finds itself.
             // (A block, not an await in sight: the guard never crosses one.)
             {
@@ -613,6 +618,7 @@ pub fn spawn_acceptor(
                     if let Some((_, oldest)) = running.running.pop_front() {
                         // Dropping its task closes its socket.
                         oldest.abort();
+                        metrics.refused(RefusalKind::Timeout);
                         tracing::debug!("oldest tls handshake closed: too many in progress");
                     }
                 }
@@ -620,13 +626,18 @@ pub fn spawn_acceptor(
                 running.next += 1;
                 let registry = handshakes.clone();
                 let task = tokio::spawn(async move {
+                    // Counted always; logged at most a few times a minute per source (RefusalLog).
+                    let refused = |kind: RefusalKind, reason: &str| {
+                        metrics.refused(kind);
+                        refusals.note(remote, kind, reason, std::time::Instant::now())
+                    };
                     let handshake =
                         tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await;
                     Handshakes::finished(&registry, id);
                     match handshake {
                         Ok(Ok(stream)) => {
-                            // The handshake checked the chain; the caller, with the CA that vouched
-                            // for it, comes from one snapshot of the roster taken now.
+                            // The handshake checked the chain; the caller, with the CA that
+                            // vouched for it, comes from one snapshot of the roster taken now.
                             let visitor = verifier
                                 .caller_of(stream.get_ref().1.peer_certificates(), Some(remote));
                             match visitor {
@@ -640,10 +651,18 @@ pub fn spawn_acceptor(
                                         .await;
                                 }
                                 Visitor::Refused(reason) => {
-                                    tracing::warn!(%remote, %reason, "connection closed: its certificate is no longer accepted");
+                                    if let Some(suppressed) =
+                                        refused(RefusalKind::Identity, &reason)
+                                    {
+                                        tracing::warn!(%remote, %reason, suppressed, "connection closed: its certificate is no longer accepted");
+                                    }
                                 }
                                 Visitor::Anonymous => {
-                                    tracing::warn!(%remote, "connection without a usable client identity closed")
+                                    if let Some(suppressed) =
+                                        refused(RefusalKind::Identity, "no usable client identity")
+                                    {
+                                        tracing::warn!(%remote, suppressed, "connection without a usable client identity closed");
+                                    }
                                 }
                             }
                         }
@@ -653,10 +672,16 @@ pub fn spawn_acceptor(
                             tracing::debug!(%remote, "connection closed before the tls handshake");
                         }
                         Ok(Err(error)) => {
-                            let reason = handshake_failure(&error);
-                            tracing::warn!(%remote, %reason, "tls handshake refused");
+                            let (kind, reason) = handshake_failure(&error);
+                            if let Some(suppressed) = refused(kind, &reason) {
+                                tracing::warn!(%remote, %reason, suppressed, "tls handshake refused");
+                            }
                         }
-                        Err(_) => tracing::warn!(%remote, "tls handshake timed out"),
+                        Err(_) => {
+                            if let Some(suppressed) = refused(RefusalKind::Timeout, "timed out") {
+                                tracing::warn!(%remote, suppressed, "tls handshake timed out");
+                            }
+                        }
                     }
                 });
                 running.running.push_back((id, task.abort_handle()));
@@ -667,21 +692,102 @@ pub fn spawn_acceptor(
     rx
 }
 
-/// The reason of a failed handshake in words: our own refusals unwrapped from rustls' error.
-fn handshake_failure(error: &io::Error) -> String {
+/// The reason of a failed handshake in words, and its kind: our own refusals unwrapped from
+/// rustls' error.
+fn handshake_failure(error: &io::Error) -> (RefusalKind, String) {
     match error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
-            format!("client certificate refused: {}", other.0)
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => (
+            RefusalKind::Certificate,
+            format!("client certificate refused: {}", other.0),
+        ),
+        Some(rustls::Error::InvalidCertificate(reason)) => (
+            RefusalKind::Certificate,
+            format!("client certificate refused: {reason}"),
+        ),
+        Some(rustls::Error::NoCertificatesPresented) => (
+            RefusalKind::NoCertificate,
+            "no client certificate presented".into(),
+        ),
+        Some(other) => (RefusalKind::Protocol, other.to_string()),
+        None => (RefusalKind::Protocol, error.to_string()),
+    }
+}
+
+/// How often a source may have its refusals logged: once per reason per minute, and at most
+/// [`REASONS_PER_WINDOW`] different reasons a minute.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+/// Different reasons logged per source and minute; a client cannot choose many (most come from
+/// rustls), but a certificate's contents can show in one, so they are bounded too.
+const REASONS_PER_WINDOW: usize = 5;
+/// Sources remembered at once; beyond them refusals are counted in the metrics but not logged
+/// until old sources are forgotten (a flood from many addresses must not flood the log).
+const SOURCES: usize = 4096;
+
+/// Which refused connections get a log line. Idle or garbage connections are cheap to open:
+/// without a bound, 500 idle sockets wrote 2,000 warnings in 30 s. Per source address, the first
+/// refusal with a given reason in a minute is logged, with how many refusals of that source were
+/// not logged since its last line (`suppressed`); the rest are only counted in the metrics.
+/// Different reasons from one source (a client trying several certificates) each still get
+/// their line, up to [`REASONS_PER_WINDOW`] a minute.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    sources: std::sync::Mutex<HashMap<std::net::IpAddr, RefusalSource>>,
+}
+
+#[derive(Debug)]
+struct RefusalSource {
+    window_started: std::time::Instant,
+    /// The reasons logged in this window (their kind and text).
+    logged: Vec<(RefusalKind, String)>,
+    /// Refusals not logged since this source's last line.
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    /// Notes a refusal of `remote` at `now`: `Some(suppressed)` if it is to be logged (with the
+    /// number of this source's refusals not logged since its last line), `None` if not.
+    fn note(
+        &self,
+        remote: SocketAddr,
+        kind: RefusalKind,
+        reason: &str,
+        now: std::time::Instant,
+    ) -> Option<u64> {
+        let mut sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ip = remote.ip();
+        if !sources.contains_key(&ip) && sources.len() >= SOURCES {
+            sources.retain(|_, s| now.duration_since(s.window_started) < REFUSAL_WINDOW);
+            if sources.len() >= SOURCES {
+                return None;
+            }
         }
-        Some(rustls::Error::InvalidCertificate(reason)) => {
-            format!("client certificate refused: {reason}")
+        let source = sources.entry(ip).or_insert_with(|| RefusalSource {
+            window_started: now,
+            logged: Vec::new(),
+            suppressed: 0,
+        });
+        if now.duration_since(source.window_started) >= REFUSAL_WINDOW {
+            source.window_started = now;
+            source.logged.clear();
         }
-        Some(rustls::Error::NoCertificatesPresented) => "no client certificate presented".into(),
-        Some(other) => other.to_string(),
-        None => error.to_string(),
+        // Bounded: a reason text could carry a long certificate field.
+        let reason: String = reason.chars().take(200).collect();
+        let seen = source
+            .logged
+            .iter()
+            .any(|(k, r)| *k == kind && *r == reason);
+        if seen || source.logged.len() >= REASONS_PER_WINDOW {
+            source.suppressed += 1;
+            return None;
+        }
+        source.logged.push((kind, reason));
+        Some(std::mem::take(&mut source.suppressed))
     }
 }
 
@@ -700,4 +806,57 @@ pub fn client_tls(
             &identity.key_pem,
         ))
         .domain_name(node_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_source_reason_and_minute() {
+        let log = RefusalLog::default();
+        let start = std::time::Instant::now();
+        let a: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let a_again: SocketAddr = "192.0.2.1:4001".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:4000".parse().unwrap();
+        let garbage = |at: SocketAddr, seconds: u64| {
+            log.note(
+                at,
+                RefusalKind::Protocol,
+                "received corrupt message",
+                start + Duration::from_secs(seconds),
+            )
+        };
+        assert_eq!(garbage(a, 0), Some(0), "the first is logged");
+        for second in 1..50 {
+            assert_eq!(garbage(a_again, second), None, "the same source, any port");
+        }
+        assert_eq!(garbage(b, 1), Some(0), "another source has its own line");
+        // Another reason from the same source still gets its line, and carries the count.
+        assert_eq!(
+            log.note(
+                a,
+                RefusalKind::Timeout,
+                "timed out",
+                start + Duration::from_secs(50)
+            ),
+            Some(49)
+        );
+        // A minute later the first reason is logged again, with the refusals since.
+        assert_eq!(garbage(a, 59), None);
+        assert_eq!(garbage(a, 61), Some(1));
+        // Many reasons from one source: at most a few lines a minute.
+        let lines = (0..100)
+            .filter(|i| {
+                log.note(
+                    b,
+                    RefusalKind::Certificate,
+                    &format!("client certificate refused: '{i}' is not a role"),
+                    start + Duration::from_secs(2),
+                )
+                .is_some()
+            })
+            .count();
+        assert_eq!(lines, REASONS_PER_WINDOW - 1, "b logged one reason before");
+    }
 }

@@ -18,6 +18,11 @@ pub mod v1 {
     tonic::include_proto!("schein.v1");
 }
 
+/// The encoded `FileDescriptorSet` of package `schein.v1`, for gRPC server reflection: what
+/// lets `grpcurl` list and call the services without the .proto files.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/schein_v1_descriptor.bin"));
+
 /// The benchmarks' echo service (package `schein.bench.v1`): the bare cost of one RPC.
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod bench {

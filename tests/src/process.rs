@@ -122,6 +122,8 @@ pub struct NodeProcess {
     pub id: String,
     pub dir: PathBuf,
     pub port: u16,
+    /// Where its metrics and health are served (plain HTTP on loopback).
+    pub metrics_port: u16,
     /// Extra `SCHEIN_*` settings for the process (e.g. `SCHEIN_PEER_TIMEOUT_MS`).
     pub env: Vec<(String, String)>,
     child: Option<Child>,
@@ -132,6 +134,11 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// The base address of its metrics and health listener, `http://127.0.0.1:PORT`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
     /// The node's endpoint as its own clients reach it.
     pub fn endpoint(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
@@ -470,6 +477,7 @@ impl ProcessFederation {
 /// `init` of one node in `dir/id` on a free port.
 fn init_node(dir: &Path, id: &str, name: &str, prefix: &str) -> anyhow::Result<NodeProcess> {
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let node_dir = dir.join(id);
     init(&InitOptions {
         dir: node_dir.clone(),
@@ -488,12 +496,19 @@ fn init_node(dir: &Path, id: &str, name: &str, prefix: &str) -> anyhow::Result<N
         log_path: node_dir.join("node.log"),
         dir: node_dir,
         port,
+        metrics_port,
         // Generous, so that "settled at once" does not depend on the machine's load; a killed
         // node refuses connections at once. Tests of slow peers set their own.
-        env: vec![(
-            "SCHEIN_PEER_TIMEOUT_MS".into(),
-            crate::TEST_PEER_TIMEOUT_MS.into(),
-        )],
+        env: vec![
+            (
+                "SCHEIN_PEER_TIMEOUT_MS".into(),
+                crate::TEST_PEER_TIMEOUT_MS.into(),
+            ),
+            (
+                "SCHEIN_METRICS_LISTEN".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+        ],
         child: None,
         starts: 0,
     })

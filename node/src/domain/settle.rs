@@ -85,6 +85,17 @@ pub async fn settle(
     peer: &Identity,
     signed_record: &[u8],
 ) -> Result<Vec<u8>, SettleError> {
+    let result = settle_checked(node, peer, signed_record).await;
+    node.metrics
+        .settled(result.as_deref().map_err(Refusal::reason));
+    result
+}
+
+async fn settle_checked(
+    node: &Node,
+    peer: &Identity,
+    signed_record: &[u8],
+) -> Result<Vec<u8>, SettleError> {
     let roster = node.roster();
     let redeemer = roster.member(&peer.node).ok_or(SettleError::NotAMember)?;
     let record: SettlementRecord = redeemer
@@ -231,7 +242,7 @@ pub async fn settle_own_claim(
     key: &ClaimKey,
     describe: impl Fn(&Receipt) -> String + Send + Sync + 'static,
 ) -> Result<(Vec<u8>, ClaimRecord), SettleError> {
-    Ok(node
+    let settled = node
         .store
         .settle_own(
             &node.id,
@@ -244,7 +255,15 @@ pub async fn settle_own_claim(
                 describe: std::sync::Arc::new(describe),
             },
         )
-        .await?)
+        .await
+        .map_err(SettleError::from);
+    node.metrics.settled(
+        settled
+            .as_ref()
+            .map(|(receipt, _)| receipt.as_slice())
+            .map_err(Refusal::reason),
+    );
+    settled
 }
 
 /// Seals a receipt with this node's signing key, naming the key.

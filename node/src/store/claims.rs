@@ -65,6 +65,16 @@ struct OutboxEntry {
     /// Milliseconds since the Unix epoch.
     #[prost(int64, tag = "4")]
     next_attempt_ms: i64,
+    /// When the record entered the outbox, milliseconds since the Unix epoch (0 in entries
+    /// written before this was kept): the age of the oldest pending claim in the metrics.
+    #[prost(int64, tag = "5")]
+    queued_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 /// A claim to store.
@@ -185,6 +195,7 @@ pub(super) fn submit_in(
             issuer: record.issuer.clone(),
             attempts: 0,
             next_attempt_ms: 0,
+            queued_ms: now_ms(),
         };
         tx.outbox
             .insert(claim.settlement_id.as_bytes(), entry.encode_to_vec())?;
@@ -426,6 +437,22 @@ impl Store {
         self.outbox.len()
     }
 
+    /// When the longest-waiting record entered the outbox (milliseconds since the Unix epoch);
+    /// `None` if the outbox is empty or holds only entries older than this bookkeeping. Reads
+    /// the whole outbox: it is meant for a scrape every few seconds, not for every request.
+    pub fn outbox_oldest_ms(&self) -> Result<Option<i64>, StoreError> {
+        let mut oldest: Option<i64> = None;
+        for entry in self.outbox.iter() {
+            let (_, bytes) = entry?;
+            let outbox =
+                OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
+            if outbox.queued_ms > 0 {
+                oldest = Some(oldest.map_or(outbox.queued_ms, |o| o.min(outbox.queued_ms)));
+            }
+        }
+        Ok(oldest)
+    }
+
     /// Settlement records due for delivery at `now_ms`, at most `limit`.
     pub fn due_settlements(
         &self,
@@ -519,6 +546,7 @@ impl Store {
                         issuer: record.issuer.clone(),
                         attempts: 0,
                         next_attempt_ms: 0,
+                        queued_ms: now_ms(),
                     };
                     outbox.insert(entry.settlement_id.as_bytes(), item.encode_to_vec())?;
                 } else {

@@ -17,7 +17,11 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Returns once a change applied to `db` before this call is on disk.
-    pub(super) async fn commit(&self, db: &sled::Db) -> Result<(), sled::Error> {
+    pub(super) async fn commit(
+        &self,
+        db: &sled::Db,
+        flush_seconds: &super::FlushSeconds,
+    ) -> Result<(), sled::Error> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         // The lock is fair: callers queue while one flush runs, and the first of them flushes
         // for all that arrived meanwhile; the rest find themselves covered.
@@ -27,7 +31,9 @@ impl GroupCommit {
         }
         // Every request counted up to here was applied before this flush starts.
         let covers = self.requested.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
         db.flush()?;
+        flush_seconds.observe(started.elapsed().as_secs_f64());
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only after success: a failed or cancelled flush leaves the next caller to flush again.
         *flushed = covers;
@@ -62,7 +68,10 @@ mod tests {
             let (db, group) = (db.clone(), group.clone());
             tasks.push(tokio::spawn(async move {
                 db.insert(i.to_be_bytes(), vec![0u8; 200]).unwrap();
-                group.commit(&db).await.unwrap();
+                group
+                    .commit(&db, &super::super::flush_seconds())
+                    .await
+                    .unwrap();
             }));
         }
         for task in tasks {
@@ -150,7 +159,10 @@ mod tests {
                     let (db, group) = (db.clone(), group.clone());
                     tokio::spawn(async move {
                         db.insert(i.to_be_bytes(), vec![7u8; 200]).unwrap();
-                        group.commit(&db).await.unwrap();
+                        group
+                            .commit(&db, &super::super::flush_seconds())
+                            .await
+                            .unwrap();
                         println!("durable {i}");
                     })
                 })

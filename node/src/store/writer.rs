@@ -205,6 +205,7 @@ impl Writer {
         db: sled::Db,
         trees: Vec<sled::Tree>,
         durable: bool,
+        flush_seconds: super::FlushSeconds,
     ) -> Result<Self, StoreError> {
         let (queue, queued) = std::sync::mpsc::channel::<Queued>();
         let thread = std::thread::Builder::new()
@@ -221,7 +222,10 @@ impl Writer {
                     let results = apply_batch(&trees, &batch);
                     // Nothing is answered before it is on disk.
                     let flushed = if durable {
-                        db.flush().map(drop)
+                        let started = std::time::Instant::now();
+                        let flushed = db.flush().map(drop);
+                        flush_seconds.observe(started.elapsed().as_secs_f64());
+                        flushed
                     } else {
                         Ok(())
                     };
@@ -239,6 +243,16 @@ impl Writer {
             queue: Mutex::new(Some(queue)),
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Whether the thread still runs (it ends only when the store is dropped, or if it
+    /// panicked): the node's readiness.
+    pub(super) fn alive(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
     }
 
     /// Queues `change` and waits until it is applied and on disk.
