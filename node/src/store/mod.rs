@@ -15,10 +15,12 @@
 
 mod aggregates;
 mod backend;
+pub mod backup;
 mod claims;
 mod clearing;
 mod group_commit;
 mod ledger;
+mod recovery;
 mod settle;
 mod witness;
 mod writer;
@@ -30,6 +32,7 @@ pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
 pub use clearing::PairClose;
 pub use ledger::LedgerHead;
+pub use recovery::{HeldPage, PeerRecovery, Placement, Recovered, RecoveryState};
 pub use settle::{CapApproval, SettleError};
 pub use witness::{Contradiction, Witnessed};
 
@@ -189,6 +192,9 @@ pub struct Store {
     group: std::sync::Arc<group_commit::GroupCommit>,
     /// Applies the frequent changes (issue, settle, claim, receipt) in batches.
     writer: std::sync::Arc<writer::Writer>,
+    /// Held for reading by every change while its transaction runs, for writing by a backup's
+    /// snapshot ([`backup`]), so that a snapshot sees each change whole or not at all.
+    quiet: std::sync::Arc<std::sync::RwLock<()>>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
     durable: bool,
@@ -212,7 +218,8 @@ impl Store {
             .iter()
             .map(|name| db.open_tree(name))
             .collect::<Result<_, _>>()?;
-        let writer = writer::Writer::start(db.clone(), trees.clone(), durable)?;
+        let quiet: std::sync::Arc<std::sync::RwLock<()>> = Default::default();
+        let writer = writer::Writer::start(db.clone(), trees.clone(), durable, quiet.clone())?;
         let [
             issued,
             state,
@@ -241,6 +248,7 @@ impl Store {
             aggregates,
             group: Default::default(),
             writer: std::sync::Arc::new(writer),
+            quiet,
             durable,
             db,
         };
@@ -285,6 +293,7 @@ impl Store {
         reason: RevocationReason,
         day: Day,
     ) -> Result<StoredVoucher, StoreError> {
+        let quiet = self.change();
         self.state.transaction(|state_tree| {
             let bytes =
                 state_tree
@@ -305,6 +314,7 @@ impl Store {
             state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             Ok(())
         })?;
+        drop(quiet);
         self.commit().await?;
         self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)
     }
@@ -390,6 +400,13 @@ impl Store {
     /// report benchmark), never for a node. [`Store::flush`] writes everything at the end.
     pub fn open_for_bulk_load(path: &std::path::Path) -> Result<Self, StoreError> {
         Self::open_with(path, false)
+    }
+
+    /// Marks a change under way, for as long as the guard lives (see [`backup`]).
+    fn change(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.quiet
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes the changes so far durable before a method answers; concurrent callers share
