@@ -37,7 +37,7 @@ pub const RECEIPTS_PAGE: u32 = 512;
 
 /// How long recovery waits before asking peers that did not answer again, at first and at most.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
+const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// The node was restored and has not recovered yet.
 #[derive(Debug, thiserror::Error)]
