@@ -355,3 +355,94 @@ fn import(file: &Path, data_dir: &Path) -> Result<(), BackupError> {
     store.begin_recovery(&header)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Backups of a real store: what a restore gives back, and what it refuses.
+
+    use ed25519_dalek::SigningKey;
+    use schein_proto::v1::Scope;
+    use schein_proto::voucher::new_body;
+    use schein_proto::{Day, Serial, SignedVoucher};
+
+    use super::*;
+
+    async fn voucher(store: &Store) -> Serial {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let today = Day::today();
+        let until = today.checked_add_days(90).unwrap();
+        let serial = Serial::random();
+        let body = new_body(
+            "leipzig",
+            serial,
+            &key.verifying_key(),
+            today,
+            until,
+            &[Scope::Medication],
+            Some(50_000),
+        );
+        store
+            .issue(&SignedVoucher::sign(&body, &key), today)
+            .await
+            .unwrap();
+        serial
+    }
+
+    #[tokio::test]
+    async fn a_restore_gives_back_every_tree_and_marks_the_store_as_recovering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        let first = voucher(&store).await;
+        let file = dir.path().join("leipzig.backup");
+        let header = store.backup("leipzig", &file).unwrap();
+        assert_eq!((header.node.as_str(), header.ledger_seq), ("leipzig", 0));
+        assert!(!file.with_extension("backup.partial").exists());
+        let restored_dir = dir.path().join("restored");
+        restore(&file, "leipzig", &restored_dir).unwrap();
+        let restored = Store::open(&restored_dir).unwrap();
+        assert!(restored.voucher(first).unwrap().is_some());
+        assert!(restored.recovering().unwrap());
+        assert!(!store.recovering().unwrap(), "the original is not restored");
+        // Issue order continues after the backup's, so the newest voucher is listed first.
+        let second = voucher(&restored).await;
+        let (listed, _) = restored.list(None, 10, |_| true).unwrap();
+        let listed: Vec<Serial> = listed.iter().map(|v| v.voucher.serial).collect();
+        assert_eq!(listed, vec![second, first]);
+    }
+
+    #[tokio::test]
+    async fn a_restore_refuses_a_damaged_file_another_nodes_file_and_a_used_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        voucher(&store).await;
+        let file = dir.path().join("leipzig.backup");
+        store.backup("leipzig", &file).unwrap();
+
+        let target = dir.path().join("restored");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        let damaged = dir.path().join("damaged.backup");
+        std::fs::write(&damaged, &bytes).unwrap();
+        assert!(matches!(
+            restore(&damaged, "leipzig", &target),
+            Err(BackupError::Damaged(..))
+        ));
+        std::fs::write(&damaged, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            restore(&damaged, "leipzig", &target),
+            Err(BackupError::Damaged(..))
+        ));
+        assert!(!target.exists(), "nothing written");
+
+        assert!(matches!(
+            restore(&file, "dresden", &target),
+            Err(BackupError::OtherNode { .. })
+        ));
+        assert!(matches!(
+            restore(&file, "leipzig", &dir.path().join("data")),
+            Err(BackupError::NotEmpty(_))
+        ));
+        restore(&file, "leipzig", &target).unwrap();
+    }
+}
