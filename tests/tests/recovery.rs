@@ -551,3 +551,62 @@ async fn office_show(office: &IdentityFile, code: &str) -> VoucherRecord {
         .expect("the voucher")
         .into_inner()
 }
+
+/// A peer gone for good keeps a restored node recovering until its operator gives it up
+/// deliberately; then the node settles again and `status` names the peer given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_gone_for_good_is_given_up_only_by_the_operator() {
+    let mut federation = ProcessFederation::leipzig_and_dresden().unwrap();
+    federation.start_all().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let backup_file = files.path().join("leipzig.backup");
+    let leipzig = federation.node("leipzig");
+    let backup = node_command(leipzig, &["backup", backup_file.to_str().unwrap()]).await;
+    assert!(backup.status.success(), "{}", text(&backup.stderr));
+    let data = leipzig.dir.join("data");
+    federation.node_mut("leipzig").kill().unwrap();
+    federation.node_mut("dresden").kill().unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let restored = node_command(
+        federation.node("leipzig"),
+        &["restore", backup_file.to_str().unwrap()],
+    )
+    .await;
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    federation.start_one("leipzig").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = text(
+        &node_command(federation.node("leipzig"), &["status"])
+            .await
+            .stdout,
+    );
+    assert!(status.contains("state: recovering"), "{status}");
+    assert!(status.contains("peer dresden: waiting"), "{status}");
+
+    let given_up = node_command(
+        federation.node("leipzig"),
+        &["recover", "--accept-missing", "dresden"],
+    )
+    .await;
+    assert!(given_up.status.success(), "{}", text(&given_up.stderr));
+    assert!(
+        text(&given_up.stderr).contains("may be paid a second time"),
+        "the operator is warned: {}",
+        text(&given_up.stderr)
+    );
+    federation
+        .node("leipzig")
+        .wait_for_log(0, &["recovery finished"], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let status = text(
+        &node_command(federation.node("leipzig"), &["status"])
+            .await
+            .stdout,
+    );
+    assert!(status.contains("state: serving (recovered)"), "{status}");
+    assert!(
+        status.contains("peer dresden: given up (--accept-missing)"),
+        "{status}"
+    );
+}
