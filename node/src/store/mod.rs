@@ -7,7 +7,8 @@
 //! listing newest first), `settlements` (redeemer ‖ claim id → signed receipt). Of the redeemer
 //! side: `claims` (provider ‖ claim id → claim), `claim_order`, `outbox` (settlement id → what
 //! to send), `claim_items` (duplicate guard). Both: `ledger` (sequence → hash-chained entry) and
-//! `meta` (ledger head, closed periods, clearing results), `aggregates` (report counters).
+//! `meta` (ledger head, closed periods, clearing results, the recovery mark after a restore),
+//! `aggregates` (report counters). [`backup`] writes and restores snapshots of all of them.
 //!
 //! Only the day of issue is kept, never the time of day: a time could be matched against an
 //! appointment book. Every change that must survive is one transaction across the trees it
