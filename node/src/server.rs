@@ -187,8 +187,9 @@ pub async fn run(
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
-    // The outbox, the witness, a restored node's recovery and the control socket run inside this future, not on tasks of their own, so that a
-    // node that is dropped (killed) stops with them.
+    // The outbox, the witness, a restored node's recovery and the control socket run inside
+    // this future, not on tasks of their own, so that a node that is dropped (killed) stops with
+    // them.
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let witness_interval = Duration::from_secs(config.settings.witness_interval_seconds);
     let console = async {

@@ -113,9 +113,7 @@ impl Operation {
             }
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
             | ClosePeriod | ProviderKnown | LedgerProof | ReceiptsFor | RevokedIdentities
-            | RosterSince => {
-                Admits::Peers
-            }
+            | RosterSince => Admits::Peers,
             Report | Members => Admits::Readers,
             RenewIdentity => Admits::Holders,
         }
