@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod domain;
 pub mod enrolled;
 pub mod fees;

@@ -113,6 +113,24 @@ enum Command {
     Check,
     /// Run the node until SIGINT or SIGTERM. SIGHUP reloads the roster.
     Run,
+    /// Write a consistent snapshot of the node's store to FILE (atomically replaced). A running
+    /// node makes it itself (asked through its control socket, settling on meanwhile);
+    /// otherwise the store is opened here. Keys and configuration are not in it: back them up
+    /// apart.
+    Backup { file: PathBuf },
+    /// Restore a backup of this node into its empty data directory. At its next start the node
+    /// recovers, from every peer, the settlements it made after the backup before it settles
+    /// again (`schein-node status` shows how far it got).
+    Restore { file: PathBuf },
+    /// Where the node stands: recovering after a restore (per peer), or serving.
+    Status,
+    /// Steer a recovery after a restore.
+    Recover {
+        /// Stop waiting for this peer (gone for good). Receipts only it holds are not recovered:
+        /// settlements it got after the backup may be paid a second time.
+        #[arg(long = "accept-missing", value_name = "PEER", required = true)]
+        accept_missing: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -416,6 +434,57 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Backup { file } => {
+            let config = load_config(&cli.config)?;
+            backup(&config, &file)?;
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let config = load_config(&cli.config)?;
+            let header =
+                schein_node::store::backup::restore(&file, config.node_id(), &config.data_dir)
+                    .context("restore failed")?;
+            println!(
+                "restored node {} into {} from the backup taken at unix time {} (ledger entry {}).\n\
+                 At its next start the node recovers the settlements it made since from its peers \
+                 and settles nothing until then; `schein-node status` shows how far it got.",
+                header.node,
+                config.data_dir.display(),
+                header.created_at,
+                header.ledger_seq
+            );
+            Ok(())
+        }
+        Command::Status => {
+            let config = load_config(&cli.config)?;
+            print!(
+                "{}",
+                ask_or_open(&config, "status", |store| {
+                    schein_node::domain::recovery::describe(store).map_err(anyhow::Error::from)
+                })?
+            );
+            Ok(())
+        }
+        Command::Recover { accept_missing } => {
+            let config = load_config(&cli.config)?;
+            eprintln!(
+                "warning: recovery stops waiting for '{accept_missing}'. Settlements this node made \
+                 for it after the backup are not recovered and may be paid a second time: check \
+                 the next clearing statement with '{accept_missing}'."
+            );
+            let request = format!("accept-missing {accept_missing}");
+            ask_or_open(&config, &request, |store| {
+                let runtime = tokio::runtime::Runtime::new()?;
+                match runtime.block_on(schein_node::domain::recovery::accept_missing(
+                    store,
+                    &accept_missing,
+                ))? {
+                    true => Ok(String::new()),
+                    false => Err(anyhow::anyhow!("the node is not recovering")),
+                }
+            })?;
+            Ok(())
+        }
         Command::Run => {
             let config = load_config(&cli.config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
@@ -423,6 +492,48 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Asks the running node through its control socket; if none runs, opens the store and does
+/// the same with `offline`.
+fn ask_or_open(
+    config: &Config,
+    request: &str,
+    offline: impl FnOnce(&schein_node::store::Store) -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    match runtime.block_on(schein_node::control::request(&config.base_dir, request)) {
+        Ok(text) => Ok(text),
+        Err(schein_node::control::ControlError::NotRunning(_)) => {
+            drop(runtime);
+            let store = schein_node::store::Store::open(&config.data_dir).with_context(|| {
+                format!(
+                    "cannot open {} (if the node runs, its control socket {} does not answer)",
+                    config.data_dir.display(),
+                    schein_node::control::socket_path(&config.base_dir).display()
+                )
+            })?;
+            offline(&store)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn backup(config: &Config, file: &Path) -> anyhow::Result<()> {
+    // The running node writes the file itself: give it a path that means the same there.
+    let file = std::path::absolute(file).context("the backup file's path")?;
+    let text = ask_or_open(config, &format!("backup {}", file.display()), |store| {
+        let header = store.backup(config.node_id(), &file)?;
+        Ok(format!(
+            "ledger entry {}, {} entries\n",
+            header.ledger_seq, header.entries
+        ))
+    })?;
+    print!("backup written to {}: {text}", file.display());
+    Ok(())
 }
 
 fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Failure> {

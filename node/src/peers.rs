@@ -12,9 +12,9 @@ use schein_proto::v1::federation_client::FederationClient;
 use schein_proto::v1::reports_client::ReportsClient;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
-    NodeReport, ProviderKnownRequest, ReportRequest, RevokedIdentitiesRequest, SettleBatchRequest,
-    SettleRequest, StatementRequest, VoucherStatusRequest, VoucherStatusResponse,
-    VoucherStatusesRequest,
+    NodeReport, ProviderKnownRequest, ReceiptsForRequest, ReceiptsForResponse, ReportRequest,
+    RevokedIdentitiesRequest, SettleBatchRequest, SettleRequest, StatementRequest,
+    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
@@ -243,6 +243,21 @@ impl Peers {
     ) -> Result<LedgerProofResponse, PeerError> {
         let mut client = self.client(member)?;
         let call = client.ledger_proof(LedgerProofRequest { from_seq, limit });
+        self.bounded(member, call).await
+    }
+
+    /// The receipts this node signed that `member` holds, a page after `after`.
+    pub async fn receipts_for(
+        &self,
+        member: &Member,
+        after: &[u8],
+        limit: u32,
+    ) -> Result<ReceiptsForResponse, PeerError> {
+        let mut client = self.client(member)?;
+        let call = client.receipts_for(ReceiptsForRequest {
+            after: after.to_vec(),
+            limit,
+        });
         self.bounded(member, call).await
     }
 

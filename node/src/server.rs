@@ -207,8 +207,9 @@ pub async fn run(
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown);
-    // The outbox and the witness run inside this future, not on tasks of their own, so that a
-    // node that is dropped (killed) stops with them.
+    // The outbox, the witness, a restored node's recovery and the control socket run inside
+    // this future, not on tasks of their own, so that a node that is dropped (killed) stops with
+    // them.
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     let witness_interval = Duration::from_secs(config.settings.witness_interval_seconds);
     let console = async {
@@ -245,7 +246,7 @@ pub async fn run(
             crate::metrics::serve(listener, node.clone(), stopped.clone()).await;
         }
     };
-    let (served, (), (), (), (), (), ()) = tokio::join!(
+    let (served, (), (), (), (), (), (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
@@ -255,6 +256,8 @@ pub async fn run(
         crate::domain::witness::run_witness(node.clone(), witness_interval, stopped.clone()),
         crate::revocation::run_sync(node.clone(), stopped.clone()),
         roster_sync,
+        crate::domain::recovery::run_recovery(node.clone(), stopped.clone()),
+        crate::control::serve(node.clone(), stopped.clone()),
         console,
         metrics,
     );

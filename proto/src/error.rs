@@ -29,7 +29,7 @@ pub fn code_of(reason: ErrorReason) -> Code {
         ErrorReason::UnknownVoucher | ErrorReason::NotIssuedHere => Code::NotFound,
         ErrorReason::AlreadyRevoked => Code::FailedPrecondition,
         ErrorReason::UnknownIssuer => Code::FailedPrecondition,
-        ErrorReason::PeerUnreachable => Code::Unavailable,
+        ErrorReason::PeerUnreachable | ErrorReason::Recovering => Code::Unavailable,
         ErrorReason::ClaimIdReused => Code::AlreadyExists,
         ErrorReason::UnknownClaim => Code::NotFound,
         ErrorReason::FeeItem | ErrorReason::BadSignature => Code::InvalidArgument,

@@ -39,6 +39,7 @@ pub enum Operation {
     ClosePeriod,
     ProviderKnown,
     LedgerProof,
+    ReceiptsFor,
     RevokedIdentities,
     RosterSince,
     RenewIdentity,
@@ -61,7 +62,7 @@ pub enum Admits {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 30] = [
+    pub const ALL: [Operation; 31] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -87,6 +88,7 @@ impl Operation {
         Operation::ClosePeriod,
         Operation::ProviderKnown,
         Operation::LedgerProof,
+        Operation::ReceiptsFor,
         Operation::RevokedIdentities,
         Operation::RosterSince,
         Operation::RenewIdentity,
@@ -110,9 +112,8 @@ impl Operation {
                 Admits::Local(Role::Provider)
             }
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
-            | ClosePeriod | ProviderKnown | LedgerProof | RevokedIdentities | RosterSince => {
-                Admits::Peers
-            }
+            | ClosePeriod | ProviderKnown | LedgerProof | ReceiptsFor | RevokedIdentities
+            | RosterSince => Admits::Peers,
             Report | Members => Admits::Readers,
             RenewIdentity => Admits::Holders,
         }
@@ -143,6 +144,7 @@ impl Operation {
             Statement | ClosePeriod => "clear periods",
             ProviderKnown => "ask about providers",
             LedgerProof => "witness ledgers",
+            ReceiptsFor => "recover receipts after a restore",
             RevokedIdentities => "read revocation lists",
             RosterSince => "read roster versions",
             RenewIdentity => "renew certificates",

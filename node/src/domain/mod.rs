@@ -13,6 +13,7 @@
 //! - [`clearing`]: closing a period pair by pair.
 //! - [`report`]: aggregates with disclosure control.
 //! - [`ledger`], [`witness`]: this node's ledger, and witnessing the peers' ledgers.
+//! - [`recovery`]: recovering the settlements made after a backup from the peers' receipts.
 //!
 //! Each error enum says, for every variant, its [`schein_proto::v1::ErrorReason`] and a
 //! sentence for people; the doors turn them into a gRPC status or a page in one place each.
@@ -24,6 +25,7 @@ pub mod identities;
 pub mod ledger;
 pub mod members;
 pub mod outbox;
+pub mod recovery;
 pub mod report;
 pub mod settle;
 pub mod verify;

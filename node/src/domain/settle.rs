@@ -49,6 +49,8 @@ pub enum SettleError {
     #[error("too many {0} today ({1} per member and day); try again tomorrow")]
     TooMany(&'static str, u32),
     #[error(transparent)]
+    Recovering(#[from] super::recovery::Recovering),
+    #[error(transparent)]
     Store(StoreError),
 }
 
@@ -73,6 +75,7 @@ impl Refusal for SettleError {
             SettleError::Invalid(_) => ErrorReason::InvalidArgument,
             SettleError::ClaimIdReused => ErrorReason::ClaimIdReused,
             SettleError::TooMany(..) => ErrorReason::TooMany,
+            SettleError::Recovering(recovering) => recovering.reason(),
             SettleError::Store(error) => error.reason(),
         }
     }
@@ -242,6 +245,10 @@ pub async fn settle_own_claim(
     key: &ClaimKey,
     describe: impl Fn(&Receipt) -> String + Send + Sync + 'static,
 ) -> Result<(Vec<u8>, ClaimRecord), SettleError> {
+    // A restored node settles its own providers' claims only once it has recovered, like any.
+    if node.store.recovering()? {
+        return Err(super::recovery::Recovering.into());
+    }
     let settled = node
         .store
         .settle_own(

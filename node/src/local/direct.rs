@@ -238,6 +238,7 @@ impl DirectNode {
             Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),
             Rpc::LedgerProof => handle!(federation.ledger_proof, v1::LedgerProofRequest),
             Rpc::RosterSince => handle!(federation.roster_since, v1::RosterSinceRequest),
+            Rpc::ReceiptsFor => handle!(federation.receipts_for, v1::ReceiptsForRequest),
             Rpc::RevokedIdentities => {
                 handle!(federation.revoked_identities, v1::RevokedIdentitiesRequest)
             }

@@ -9,16 +9,18 @@ use schein_proto::v1;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
-    Member, MemberEntryRequest, ProviderKnownRequest, ProviderKnownResponse,
-    RevokedIdentitiesRequest, RevokedIdentitiesResponse, SettleAnswer, SettleBatchRequest,
-    SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest, StatementResponse,
-    VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest, VoucherStatusesResponse,
+    Member, MemberEntryRequest, ProviderKnownRequest, ProviderKnownResponse, ReceiptsForRequest,
+    ReceiptsForResponse, RevokedIdentitiesRequest, RevokedIdentitiesResponse, SettleAnswer,
+    SettleBatchRequest, SettleBatchResponse, SettleRequest, SettleResponse, StatementRequest,
+    StatementResponse, VoucherStatusRequest, VoucherStatusResponse, VoucherStatusesRequest,
+    VoucherStatusesResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::authorize;
 use crate::domain::access::Operation;
-use crate::domain::{clearing, members, settle, vouchers, witness};
+use crate::domain::recovery::refuse_while_recovering;
+use crate::domain::{clearing, members, recovery, settle, vouchers, witness};
 use crate::node::Node;
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ impl Federation for FederationService {
         request: Request<VoucherStatusRequest>,
     ) -> Result<Response<VoucherStatusResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::VoucherStatus)?;
+        // A restored node's sums are those of its backup until it recovered.
+        refuse_while_recovering(&self.node)?;
         let asked = std::slice::from_ref(&request.get_ref().serial);
         let mut statuses = vouchers::statuses(&self.node, &peer, asked)?;
         Ok(Response::new(statuses.pop().unwrap_or_default()))
@@ -49,6 +53,7 @@ impl Federation for FederationService {
         request: Request<VoucherStatusesRequest>,
     ) -> Result<Response<VoucherStatusesResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::VoucherStatuses)?;
+        refuse_while_recovering(&self.node)?;
         let statuses = vouchers::statuses(&self.node, &peer, &request.get_ref().serials)?;
         Ok(Response::new(VoucherStatusesResponse { statuses }))
     }
@@ -72,6 +77,7 @@ impl Federation for FederationService {
         request: Request<SettleRequest>,
     ) -> Result<Response<SettleResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::Settle)?;
+        refuse_while_recovering(&self.node)?;
         let signed_receipt =
             settle::settle(&self.node, &peer, &request.get_ref().signed_record).await?;
         Ok(Response::new(SettleResponse { signed_receipt }))
@@ -82,6 +88,7 @@ impl Federation for FederationService {
         request: Request<SettleBatchRequest>,
     ) -> Result<Response<SettleBatchResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::SettleBatch)?;
+        refuse_while_recovering(&self.node)?;
         let answers = settle::settle_batch(&self.node, &peer, &request.get_ref().signed_records)
             .await?
             .into_iter()
@@ -110,8 +117,22 @@ impl Federation for FederationService {
         request: Request<LedgerProofRequest>,
     ) -> Result<Response<LedgerProofResponse>, Status> {
         authorize(&request, &self.node, Operation::LedgerProof)?;
+        // A restored ledger is short of what the witnesses saw until it is rebuilt: showing it
+        // would look like a rewritten past.
+        refuse_while_recovering(&self.node)?;
         let LedgerProofRequest { from_seq, limit } = *request.get_ref();
         Ok(Response::new(witness::proof(&self.node, from_seq, limit)?))
+    }
+
+    async fn receipts_for(
+        &self,
+        request: Request<ReceiptsForRequest>,
+    ) -> Result<Response<ReceiptsForResponse>, Status> {
+        let peer = authorize(&request, &self.node, Operation::ReceiptsFor)?;
+        let ReceiptsForRequest { after, limit } = request.get_ref();
+        Ok(Response::new(recovery::receipts_for(
+            &self.node, &peer.node, after, *limit,
+        )?))
     }
 
     async fn revoked_identities(

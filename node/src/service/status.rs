@@ -12,6 +12,7 @@ use crate::domain::access::AccessError;
 use crate::domain::claim::ClaimError;
 use crate::domain::clearing::ClearingError;
 use crate::domain::identities::RenewError;
+use crate::domain::recovery::RecoveryRefusal;
 use crate::domain::report::ReportError;
 use crate::domain::settle::SettleError;
 use crate::domain::verify::VerifyError;
@@ -54,6 +55,7 @@ statuses!(
     VerifyError,
     WitnessError,
     RenewError,
+    RecoveryRefusal,
 );
 
 impl From<AccessError> for Status {

@@ -152,6 +152,48 @@ pub(super) fn claim_entries(claims: &sled::Tree) -> Result<Vec<(ClaimRecord, Str
         .collect()
 }
 
+/// The signed records sent to `issuer` with its receipts, in claim-key order after `after`:
+/// at most `limit`, looking at no more than [`super::MAX_SCAN`] claims per call; where to go on
+/// if more may follow.
+pub(super) fn held_receipts(
+    claims: &sled::Tree,
+    issuer: &str,
+    after: &[u8],
+    limit: usize,
+) -> Result<super::recovery::HeldPage, StoreError> {
+    use std::ops::Bound;
+    let mut held = Vec::new();
+    let range = claims.range::<&[u8], _>((
+        if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after)
+        },
+        Bound::Unbounded,
+    ));
+    let mut last: Option<sled::IVec> = None;
+    for (scanned, entry) in range.enumerate() {
+        let (key, bytes) = entry?;
+        if held.len() == limit || scanned == super::MAX_SCAN {
+            // The cursor is exclusive: go on after the last entry looked at.
+            return Ok(super::recovery::HeldPage {
+                held,
+                next: last.map(|k| k.to_vec()),
+            });
+        }
+        let entry = decode_entry(&bytes)?;
+        last = Some(key);
+        let Some(record) = &entry.record else {
+            continue;
+        };
+        if record.issuer == issuer && !record.receipt.is_empty() && !entry.signed_record.is_empty()
+        {
+            held.push((entry.signed_record.clone(), record.receipt.clone()));
+        }
+    }
+    Ok(super::recovery::HeldPage { held, next: None })
+}
+
 fn decode_entry(bytes: &[u8]) -> Result<ClaimEntry, StoreError> {
     ClaimEntry::decode(bytes).map_err(|_| corrupt("claim record"))
 }
@@ -517,6 +559,7 @@ impl Store {
         key: &ClaimKey,
         release: bool,
     ) -> Result<ClaimRecord, StoreError> {
+        let quiet = self.change();
         let record = (&self.claims, &self.outbox, &self.claim_items).transaction(
             |(claims, outbox, items)| {
                 let bytes = claims
@@ -560,6 +603,7 @@ impl Store {
                 Ok(record)
             },
         )?;
+        drop(quiet);
         self.commit().await?;
         Ok(record)
     }

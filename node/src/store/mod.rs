@@ -7,7 +7,8 @@
 //! listing newest first), `settlements` (redeemer ‖ claim id → signed receipt). Of the redeemer
 //! side: `claims` (provider ‖ claim id → claim), `claim_order`, `outbox` (settlement id → what
 //! to send), `claim_items` (duplicate guard). Both: `ledger` (sequence → hash-chained entry) and
-//! `meta` (ledger head, closed periods, clearing results), `aggregates` (report counters).
+//! `meta` (ledger head, closed periods, clearing results, the recovery mark after a restore),
+//! `aggregates` (report counters). [`backup`] writes and restores snapshots of all of them.
 //!
 //! Only the day of issue is kept, never the time of day: a time could be matched against an
 //! appointment book. Every change that must survive is one transaction across the trees it
@@ -15,10 +16,12 @@
 
 mod aggregates;
 mod backend;
+pub mod backup;
 mod claims;
 mod clearing;
 mod group_commit;
 mod ledger;
+mod recovery;
 mod settle;
 mod witness;
 mod writer;
@@ -30,6 +33,7 @@ pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
 pub use clearing::PairClose;
 pub use ledger::LedgerHead;
+pub use recovery::{HeldPage, PeerRecovery, Placement, Recovered, RecoveryState};
 pub use settle::{CapApproval, SettleError};
 pub use witness::{Contradiction, Witnessed};
 
@@ -191,6 +195,9 @@ pub struct Store {
     writer: std::sync::Arc<writer::Writer>,
     /// How long each flush to disk took.
     flush_seconds: FlushSeconds,
+    /// Held for reading by every change while its transaction runs, for writing by a backup's
+    /// snapshot ([`backup`]), so that a snapshot sees each change whole or not at all.
+    quiet: std::sync::Arc<std::sync::RwLock<()>>,
     /// Whether changes are flushed before a method returns. Always, except for bulk loads in
     /// benchmarks ([`Store::open_for_bulk_load`]).
     durable: bool,
@@ -225,8 +232,14 @@ impl Store {
             .map(|name| db.open_tree(name))
             .collect::<Result<_, _>>()?;
         let flush_seconds = flush_seconds();
-        let writer =
-            writer::Writer::start(db.clone(), trees.clone(), durable, flush_seconds.clone())?;
+        let quiet: std::sync::Arc<std::sync::RwLock<()>> = Default::default();
+        let writer = writer::Writer::start(
+            db.clone(),
+            trees.clone(),
+            durable,
+            flush_seconds.clone(),
+            quiet.clone(),
+        )?;
         let [
             issued,
             state,
@@ -256,6 +269,7 @@ impl Store {
             group: Default::default(),
             writer: std::sync::Arc::new(writer),
             flush_seconds,
+            quiet,
             durable,
             db,
         };
@@ -300,6 +314,7 @@ impl Store {
         reason: RevocationReason,
         day: Day,
     ) -> Result<StoredVoucher, StoreError> {
+        let quiet = self.change();
         self.state.transaction(|state_tree| {
             let bytes =
                 state_tree
@@ -320,6 +335,7 @@ impl Store {
             state_tree.insert(serial.as_bytes(), state.encode_to_vec())?;
             Ok(())
         })?;
+        drop(quiet);
         self.commit().await?;
         self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)
     }
@@ -405,6 +421,13 @@ impl Store {
     /// report benchmark), never for a node. [`Store::flush`] writes everything at the end.
     pub fn open_for_bulk_load(path: &std::path::Path) -> Result<Self, StoreError> {
         Self::open_with(path, false)
+    }
+
+    /// Marks a change under way, for as long as the guard lives (see [`backup`]).
+    fn change(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.quiet
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes the changes so far durable before a method answers; concurrent callers share

@@ -35,7 +35,7 @@ pub enum CapApproval {
     Pending(StoredVoucher),
 }
 
-fn settlement_key(redeemer: &str, claim_id: &str) -> Vec<u8> {
+pub(super) fn settlement_key(redeemer: &str, claim_id: &str) -> Vec<u8> {
     let mut key = redeemer.as_bytes().to_vec();
     key.push(0);
     key.extend_from_slice(claim_id.as_bytes());
@@ -125,6 +125,7 @@ impl Store {
         approver: &str,
         threshold: i64,
     ) -> Result<CapApproval, StoreError> {
+        let quiet = self.change();
         let applied =
             (&self.issued, &self.state, &self.ledger, &self.meta).transaction(
                 |(issued, state, ledger_tree, meta)| {
@@ -177,6 +178,7 @@ impl Store {
                     Ok(true)
                 },
             )?;
+        drop(quiet);
         self.commit().await?;
         let stored = self.voucher(serial)?.ok_or(StoreError::UnknownVoucher)?;
         Ok(if applied {

@@ -97,6 +97,12 @@ pub(super) enum Change {
         sign: Signer,
         claim: super::OwnClaim,
     },
+    /// A receipt of this node recovered from a peer after a restore (see
+    /// [`super::Store::recover`]).
+    Recover {
+        issuer: String,
+        recovered: Box<super::Recovered>,
+    },
     /// A provider's claim (see [`super::Store::submit_claim`]).
     Submit { claim: Box<NewClaim>, sequence: u64 },
     /// An issuer's receipt for a claim (see [`super::Store::finish_claim`]).
@@ -115,6 +121,7 @@ pub(super) enum Done {
     SettledOwn(Vec<u8>, ClaimRecord),
     Submitted(ClaimRecord, bool),
     Finished(ClaimRecord),
+    Recovered(super::Placement),
 }
 
 impl Change {
@@ -168,6 +175,9 @@ impl Change {
                     super::claims::finish_in(tx, &claim.key, &signed_receipt, &receipt, &message)?;
                 Ok(Done::SettledOwn(signed_receipt, claim))
             }
+            Change::Recover { issuer, recovered } => {
+                super::recovery::recover_in(tx, issuer, recovered).map(Done::Recovered)
+            }
             Change::Submit { claim, sequence } => super::claims::submit_in(tx, claim, *sequence)
                 .map(|(record, created)| Done::Submitted(record, created)),
             Change::Finish {
@@ -206,6 +216,7 @@ impl Writer {
         trees: Vec<sled::Tree>,
         durable: bool,
         flush_seconds: super::FlushSeconds,
+        quiet: Arc<std::sync::RwLock<()>>,
     ) -> Result<Self, StoreError> {
         let (queue, queued) = std::sync::mpsc::channel::<Queued>();
         let thread = std::thread::Builder::new()
@@ -219,7 +230,10 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let results = apply_batch(&trees, &batch);
+                    let results = {
+                        let _quiet = quiet.read().unwrap_or_else(PoisonError::into_inner);
+                        apply_batch(&trees, &batch)
+                    };
                     // Nothing is answered before it is on disk.
                     let flushed = if durable {
                         let started = std::time::Instant::now();
