@@ -138,9 +138,15 @@ async fn the_members_change_the_roster_together_and_every_node_follows() {
     }
 
     // Dresden's operator reads it first: without --yes (and no terminal to ask) nothing is signed.
-    let (ok, out) = operator(federation.node("dresden"), &["roster", "sign", proposal_arg]);
+    let (ok, out) = operator(
+        federation.node("dresden"),
+        &["roster", "sign", proposal_arg],
+    );
     assert!(!ok, "{out}");
-    assert!(out.contains("JOIN  zwickau") && out.contains("--yes"), "{out}");
+    assert!(
+        out.contains("JOIN  zwickau") && out.contains("--yes"),
+        "{out}"
+    );
     assert_eq!(roster_version(federation.node("dresden")), 0);
 
     // Dresden's signature completes it; Leipzig and Chemnitz follow by themselves.
