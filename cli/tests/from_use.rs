@@ -480,3 +480,113 @@ fn the_install_instructions_put_the_node_where_the_unit_runs_it() {
         "the README creates and uses the user {user}"
     );
 }
+
+/// The value of `INSTRUCTION` in the container file (the first such line).
+fn containerfile_setting<'a>(containerfile: &'a str, instruction: &str) -> &'a str {
+    containerfile
+        .lines()
+        .find_map(|l| l.strip_prefix(instruction)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("the container file has no {instruction}"))
+        .trim()
+}
+
+#[test]
+fn the_container_the_units_and_the_readme_agree_on_paths() {
+    let containerfile = include_str!("../../deploy/Containerfile");
+    let unit = include_str!("../../deploy/schein-node.service");
+    let backup = include_str!("../../deploy/schein-backup.service");
+    let timer = include_str!("../../deploy/schein-backup.timer");
+    let readme = include_str!("../../README.md");
+    let dockerignore = include_str!("../../.dockerignore");
+
+    let exec = unit_setting(unit, "ExecStart");
+    let binary = exec.split_whitespace().next().expect("ExecStart binary");
+    let config = exec
+        .split_whitespace()
+        .skip_while(|w| *w != "--config")
+        .nth(1)
+        .expect("ExecStart names its configuration");
+    let dir = unit_setting(unit, "WorkingDirectory");
+    let user = unit_setting(unit, "User");
+
+    // The image: built in one stage, run from another, as a numeric user other than root, with
+    // the node's directory of the unit as its volume and the unit's configuration.
+    let stages: Vec<&str> = containerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build and a runtime stage: {stages:?}");
+    assert!(stages[0].contains("rust") && stages[0].ends_with(" AS build"));
+    assert!(
+        !stages[1].contains("rust"),
+        "the runtime is slim: {}",
+        stages[1]
+    );
+    assert!(
+        containerfile.contains("cargo build --release --locked -p schein-node -p schein-cli"),
+        "the image builds both binaries from the lock file"
+    );
+    let runtime = &containerfile[containerfile.rfind("\nFROM ").expect("a runtime stage")..];
+    let (uid, gid) = containerfile_setting(runtime, "USER")
+        .split_once(':')
+        .expect("USER uid:gid");
+    for id in [uid, gid] {
+        let id: u32 = id.parse().expect("a numeric user and group");
+        assert_ne!(id, 0, "the image does not run as root");
+    }
+    assert_eq!(containerfile_setting(runtime, "WORKDIR"), dir);
+    assert_eq!(
+        containerfile_setting(runtime, "VOLUME"),
+        format!("[\"{dir}\"]")
+    );
+    assert_eq!(
+        containerfile_setting(runtime, "ENV"),
+        format!("SCHEIN_NODE_CONFIG={config}")
+    );
+    assert_eq!(
+        containerfile_setting(runtime, "ENTRYPOINT"),
+        format!("[\"{binary}\"]")
+    );
+    assert_eq!(containerfile_setting(runtime, "CMD"), "[\"run\"]");
+    assert!(
+        dockerignore.lines().any(|l| l.trim() == "target"),
+        "target/ stays out of the build context"
+    );
+
+    // Backups: the timer's service runs the unit's binary on the unit's configuration as the
+    // unit's user, into a directory the running node may write (it writes the file itself),
+    // which the image and the README's install steps create.
+    let backup_exec = unit_setting(backup, "ExecStart");
+    let backup_dir = "/var/backups/schein";
+    assert!(
+        backup_exec.contains(&format!(
+            "{binary} --config {config} backup \"{backup_dir}/"
+        )),
+        "{backup_exec}"
+    );
+    assert_eq!(unit_setting(backup, "User"), user);
+    assert_eq!(unit_setting(backup, "WorkingDirectory"), dir);
+    let writable: Vec<&str> = unit_setting(unit, "ReadWritePaths")
+        .split_whitespace()
+        .map(|p| p.trim_start_matches('-'))
+        .collect();
+    assert!(
+        writable.contains(&dir) && writable.contains(&backup_dir),
+        "{writable:?}"
+    );
+    let backup_writable = unit_setting(backup, "ReadWritePaths");
+    assert!(backup_writable.contains(dir) && backup_writable.contains(backup_dir));
+    assert!(runtime.contains(&format!("{dir} {backup_dir}")));
+    assert!(timer.contains("Persistent=true"));
+    let start = readme.find("## Running a real node").expect("section");
+    let end = readme.find("## Using schein, by task").expect("section");
+    let section = &readme[start..end];
+    assert!(
+        section.contains(&format!(
+            "install -d -m 0700 -o {user} -g {user} {backup_dir}"
+        )),
+        "the README makes {backup_dir}"
+    );
+    assert!(section.contains("deploy/schein-backup.timer"));
+    assert!(section.contains(&format!("-v schein-leipzig:{dir} ")));
+}
