@@ -674,15 +674,7 @@ fn propose(
         .context("cannot propose")?;
     let mut signed = quorum::SignedRoster::new(&next);
     signed.sign(config.node_id(), &config.signing_key);
-    let out = out.unwrap_or_else(|| {
-        config
-            .base_dir
-            .join("proposals")
-            .join(format!("roster-v{}.toml", next.version()))
-    });
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).context("cannot make the proposals directory")?;
-    }
+    let out = proposal_path(config, next.version(), out);
     signed.save(&out).context("cannot write the proposal")?;
     let tally = quorum::tally(&config.roster, &signed, schein_proto::Day::today())
         .context("the proposal does not check")?;
@@ -718,6 +710,35 @@ fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
     } else {
         Err(anyhow::anyhow!("nothing done").into())
     }
+}
+
+/// The version after the roster held with this node's `entry` replaced, signed by this node.
+fn own_proposal(
+    config: &Config,
+    entry: MemberEntry,
+    today: schein_proto::Day,
+) -> anyhow::Result<(Roster, quorum::SignedRoster)> {
+    let next = quorum::propose(
+        &config.roster,
+        &quorum::Edits {
+            replace: vec![entry],
+            ..Default::default()
+        },
+        today,
+    )?;
+    let mut signed = quorum::SignedRoster::new(&next);
+    signed.sign(config.node_id(), &config.signing_key);
+    Ok((next, signed))
+}
+
+/// Where a proposal goes: `out`, else `proposals/roster-vN.toml` in the node's directory.
+fn proposal_path(config: &Config, version: u64, out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| {
+        config
+            .base_dir
+            .join("proposals")
+            .join(format!("roster-v{version}.toml"))
+    })
 }
 
 /// `roster sign`: shows what is signed, signs when the operator agrees, and adopts once the
@@ -919,17 +940,7 @@ fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
             &key.verifying_key(),
             from,
         ));
-    let next = quorum::propose(
-        held,
-        &quorum::Edits {
-            replace: vec![entry],
-            ..Default::default()
-        },
-        today,
-    )
-    .context("cannot list the new key")?;
-    let mut signed = quorum::SignedRoster::new(&next);
-    signed.sign(config.node_id(), &config.signing_key);
+    let (_, signed) = own_proposal(&config, entry, today).context("cannot list the new key")?;
     quorum::check_next(held, &signed, today).context("the rotation does not check")?;
     let key_path = schein_node::config::rotated_key_path(&config.key_dir, &key);
     schein_node::files::write_atomically(
@@ -1004,15 +1015,8 @@ fn rotate_ca(config_path: &Path, overlap_days: u16, out: Option<PathBuf>) -> Res
         valid_until: last_day.to_string(),
     });
     entry.ca_cert = ca_pem.cert_pem.clone();
-    let next = quorum::propose(
-        held,
-        &quorum::Edits {
-            replace: vec![entry],
-            ..Default::default()
-        },
-        today,
-    )
-    .context("cannot propose the new CA")?;
+    let (next, signed) =
+        own_proposal(&config, entry, today).context("cannot propose the new CA")?;
     for (name, text, private) in [
         ("ca.pem", &ca_pem.cert_pem, false),
         ("ca.key", &ca_pem.key_pem, true),
@@ -1044,14 +1048,7 @@ fn rotate_ca(config_path: &Path, overlap_days: u16, out: Option<PathBuf>) -> Res
             }
         }
     }
-    let mut signed = quorum::SignedRoster::new(&next);
-    signed.sign(config.node_id(), &config.signing_key);
-    let out = out.unwrap_or_else(|| {
-        config
-            .base_dir
-            .join("proposals")
-            .join(format!("roster-v{}.toml", next.version()))
-    });
+    let out = proposal_path(&config, next.version(), out);
     signed.save(&out).context("cannot write the proposal")?;
     let tally = quorum::tally(held, &signed, today).context("the proposal does not check")?;
     print!("{}", quorum::describe(held, &tally));
