@@ -178,6 +178,12 @@ impl Peers {
         )
     }
 
+    /// Bytes of claims a statement's page may hold so that the answer stays within this node's
+    /// message size limit (the rest is the page's frame and signature).
+    fn page_bytes(&self) -> u32 {
+        u32::try_from(self.max_message_bytes.saturating_mul(3) / 4).unwrap_or(u32::MAX)
+    }
+
     /// Asks `member` for a page of its signed statement of `period` about this node, from
     /// `page_token` on, of at most `page_limit` claims (0: all in one).
     pub async fn statement(
@@ -192,6 +198,7 @@ impl Peers {
             period: period.to_owned(),
             page_token: page_token.to_owned(),
             page_limit,
+            page_bytes: self.page_bytes(),
         });
         self.bounded(member, call)
             .await
@@ -212,6 +219,7 @@ impl Peers {
             period: period.to_owned(),
             early,
             page_limit,
+            page_bytes: self.page_bytes(),
         });
         self.bounded(member, call).await
     }

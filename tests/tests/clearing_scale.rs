@@ -70,6 +70,7 @@ async fn leipzig_books(data: &std::path::Path, key: &ed25519_dalek::SigningKey) 
                 ..Default::default()
             };
             let store = &store;
+            let key = key.clone();
             async move {
                 store
                     .settle(
@@ -80,7 +81,7 @@ async fn leipzig_books(data: &std::path::Path, key: &ed25519_dalek::SigningKey) 
                             medication_per_voucher_cents: 50_000,
                             per_claim_cents: 250_000,
                         },
-                        |r: &Receipt| signed::seal(Kind::Receipt, r, key),
+                        move |r: &Receipt| signed::seal(Kind::Receipt, r, &key),
                     )
                     .await
             }

@@ -61,17 +61,37 @@ impl Refusal for ClearingError {
 /// inside a message's size limit.
 pub const MAX_STATEMENT_PAGE: u32 = 10_000;
 
-/// This node's statement of `period` for `peer`, signed: the page from `page_token` on with at
-/// most `page_limit` claims, liabilities first, each side in the order of claim ids, read from
-/// the clearing index as it goes; the first page also holds the totals, folded over the index.
-/// A `page_limit` of 0 asks for every claim in one statement, as nodes of wire version 1 do.
+/// Bytes of claims in a statement's page when the caller names no limit: well inside the
+/// smallest message limit nodes are configured with by default (64 KiB).
+const DEFAULT_PAGE_BYTES: usize = 48 * 1024;
+
+/// Which page of a statement a caller asks for (see `StatementRequest`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatementPage<'a> {
+    /// Where to go on: empty for the first page.
+    pub token: &'a str,
+    /// Most claims; 0: every claim in one statement.
+    pub limit: u32,
+    /// Most bytes of claims; 0: [`DEFAULT_PAGE_BYTES`].
+    pub bytes: u32,
+}
+
+/// This node's statement of `period` for `peer`, signed: the page from its token on with at
+/// most its limit of claims and of bytes, liabilities first, each side in the order of claim
+/// ids, read from the clearing index as it goes; the first page also holds the totals, folded
+/// over the index. A limit of 0 asks for every claim in one statement, as nodes of wire
+/// version 1 do.
 pub fn statement(
     node: &Node,
     peer: &str,
     period: Period,
-    page_token: &str,
-    page_limit: u32,
+    page: StatementPage<'_>,
 ) -> Result<Vec<u8>, ClearingError> {
+    let StatementPage {
+        token: page_token,
+        limit: page_limit,
+        bytes: page_bytes,
+    } = page;
     let mut statement = PeriodStatement {
         period: period.to_string(),
         node: node.id.clone(),
@@ -85,6 +105,10 @@ pub fn statement(
         return Ok(signed::seal(Kind::Statement, &statement, &node.signing_key));
     }
     let limit = page_limit.min(MAX_STATEMENT_PAGE) as usize;
+    let budget = match page_bytes {
+        0 => DEFAULT_PAGE_BYTES,
+        n => (n as usize).clamp(1024, 4 * 1024 * 1024),
+    };
     statement.paged = true;
     if page_token.is_empty() {
         let (liabilities_count, liabilities_cents) =
@@ -109,26 +133,26 @@ pub fn statement(
         }
     };
     let mut after = (!after.is_empty()).then(|| after.to_owned());
-    let mut taken = 0;
-    loop {
-        let mut claims = node.store.account(side, peer, period, after.as_deref());
-        let page = match side {
-            Side::Liabilities => &mut statement.liabilities,
-            Side::Receivables => &mut statement.receivables,
-        };
-        for claim in claims.by_ref().take(limit - taken) {
-            page.push(claim?);
-        }
-        taken += page.len();
-        if taken == limit {
-            if claims.next().is_some() {
-                let tag = if side == Side::Liabilities { "L" } else { "R" };
-                let last = page.last().map(|c| c.claim_id.as_str()).unwrap_or_default();
-                statement.next_page_token = format!("{tag}{last}");
-            } else if side == Side::Liabilities {
-                statement.next_page_token = "R".into();
+    let (mut taken, mut bytes) = (0, 0);
+    'sides: loop {
+        let tag = if side == Side::Liabilities { "L" } else { "R" };
+        for claim in node.store.account(side, peer, period, after.as_deref()) {
+            let claim = claim?;
+            // Its share of the message: the claim, its field tag and length.
+            let cost = prost::Message::encoded_len(&claim) + 4;
+            // Always at least one claim, so that every page moves on.
+            if taken > 0 && (taken == limit || bytes + cost > budget) {
+                statement.next_page_token =
+                    format!("{tag}{}", after.as_deref().unwrap_or_default());
+                break 'sides;
             }
-            break;
+            taken += 1;
+            bytes += cost;
+            after = Some(claim.claim_id.clone());
+            match side {
+                Side::Liabilities => statement.liabilities.push(claim),
+                Side::Receivables => statement.receivables.push(claim),
+            }
         }
         if side == Side::Receivables {
             break;
@@ -699,7 +723,7 @@ pub async fn closed_by_peer(
     caller: &Member,
     period: Period,
     early: bool,
-    page_limit: u32,
+    page: StatementPage<'_>,
 ) -> Result<(Vec<u8>, Day), ClearingError> {
     let today = Day::today();
     refuse_future(period, today)?;
@@ -732,10 +756,7 @@ pub async fn closed_by_peer(
         )
         .await?;
     tracing::info!(peer = caller.id(), %period, early, "pair closed by peer");
-    Ok((
-        statement(node, caller.id(), period, "", page_limit)?,
-        deadline,
-    ))
+    Ok((statement(node, caller.id(), period, page)?, deadline))
 }
 
 /// Reads a period from a request.

@@ -274,3 +274,58 @@ async fn signed_settlement(
     );
     Ok(node.store.sign_settlement(key, signed).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use schein_proto::error::refusal;
+    use schein_proto::v1::ErrorReason;
+
+    use super::*;
+    use crate::peers::PeerError;
+
+    fn refused(reason: ErrorReason) -> DeliveryError {
+        DeliveryError::Peer(PeerError::Call {
+            member: "leipzig".into(),
+            status: Box::new(refusal(reason, "why")),
+        })
+    }
+
+    /// Only what the issuer would refuse again, byte for byte, ends a claim; an issuer that is
+    /// down, busy, over its quota or does not know this node yet is asked again.
+    #[test]
+    fn only_refusals_of_the_record_itself_are_final() {
+        for reason in [
+            ErrorReason::InvalidArgument,
+            ErrorReason::BadSignature,
+            ErrorReason::WrongNode,
+            ErrorReason::ClaimIdReused,
+        ] {
+            assert_eq!(refused(reason).permanent().as_deref(), Some("why"), "{reason:?}");
+        }
+        for reason in [
+            ErrorReason::TooMany,
+            ErrorReason::PeerUnreachable,
+            ErrorReason::UnknownIdentity,
+            ErrorReason::Storage,
+            ErrorReason::Internal,
+            ErrorReason::WireVersion,
+        ] {
+            assert_eq!(refused(reason).permanent(), None, "{reason:?}");
+        }
+        let down = DeliveryError::Peer(PeerError::Call {
+            member: "leipzig".into(),
+            status: Box::new(tonic::Status::unavailable("connection refused")),
+        });
+        assert_eq!(down.permanent(), None);
+        assert_eq!(DeliveryError::UnknownIssuer("x".into()).permanent(), None);
+        assert!(
+            DeliveryError::Refused(SettleError::ClaimIdReused)
+                .permanent()
+                .is_some()
+        );
+        assert_eq!(
+            DeliveryError::Refused(SettleError::TooMany("records", 1_000)).permanent(),
+            None
+        );
+    }
+}

@@ -140,10 +140,15 @@ impl Federation for FederationService {
             period,
             page_token,
             page_limit,
+            page_bytes,
         } = request.get_ref();
         let period = clearing::parse_period(period)?;
-        let signed_statement =
-            clearing::statement(&self.node, &peer.node, period, page_token, *page_limit)?;
+        let page = clearing::StatementPage {
+            token: page_token,
+            limit: *page_limit,
+            bytes: *page_bytes,
+        };
+        let signed_statement = clearing::statement(&self.node, &peer.node, period, page)?;
         Ok(Response::new(StatementResponse { signed_statement }))
     }
 
@@ -157,10 +162,16 @@ impl Federation for FederationService {
             period,
             early,
             page_limit,
+            page_bytes,
         } = request.get_ref();
         let period = clearing::parse_period(period)?;
+        let page = clearing::StatementPage {
+            token: "",
+            limit: *page_limit,
+            bytes: *page_bytes,
+        };
         let (signed_statement, deadline) =
-            clearing::closed_by_peer(&self.node, &caller, period, *early, *page_limit).await?;
+            clearing::closed_by_peer(&self.node, &caller, period, *early, page).await?;
         Ok(Response::new(ClosePeriodResponse {
             signed_statement,
             deadline: Some(deadline.into()),
