@@ -300,7 +300,11 @@ mod tests {
             ErrorReason::WrongNode,
             ErrorReason::ClaimIdReused,
         ] {
-            assert_eq!(refused(reason).permanent().as_deref(), Some("why"), "{reason:?}");
+            assert_eq!(
+                refused(reason).permanent().as_deref(),
+                Some("why"),
+                "{reason:?}"
+            );
         }
         for reason in [
             ErrorReason::TooMany,
