@@ -609,6 +609,7 @@ pub(crate) fn reason_code(reason: InvalidReason) -> Option<&'static str> {
         InvalidReason::UnknownVoucher => Some("unknown_voucher"),
         InvalidReason::OutOfScope => Some("out_of_scope"),
         InvalidReason::BoundElsewhere => Some("bound_elsewhere"),
+        InvalidReason::KeyCompromised => Some("key_compromised"),
     }
 }
 

@@ -69,6 +69,9 @@ pub struct Settings {
     /// How often to witness each peer's ledger head, in seconds (0: never).
     #[serde(default = "defaults::witness_interval_seconds")]
     pub witness_interval_seconds: u64,
+    /// How often to ask the other members for newer roster versions, in seconds (1 to 3600).
+    #[serde(default = "defaults::roster_interval_seconds")]
+    pub roster_interval_seconds: u64,
     /// Largest request accepted, in bytes.
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: usize,
@@ -122,6 +125,9 @@ mod defaults {
     pub(super) fn witness_interval_seconds() -> u64 {
         60
     }
+    pub(super) fn roster_interval_seconds() -> u64 {
+        30
+    }
     pub(super) fn max_message_bytes() -> usize {
         64 * 1024
     }
@@ -152,6 +158,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "clock_skew_seconds",
     "peer_timeout_ms",
     "witness_interval_seconds",
+    "roster_interval_seconds",
     "max_message_bytes",
     "log",
 ];
@@ -185,7 +192,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub roster_path: PathBuf,
     pub ca_key_path: PathBuf,
+    /// The key this node signs with today.
     pub signing_key: SigningKey,
+    /// Every signing key of this node: the configured one and those `key rotate` made.
+    pub signing_keys: Vec<SigningKey>,
+    /// Where the signing keys are (`key rotate` writes `signing-KEYID.key` there).
+    pub key_dir: PathBuf,
     pub tls: CertifiedKey,
     pub ca_cert_pem: String,
     pub roster: Roster,
@@ -296,6 +308,11 @@ impl Config {
                 "max_message_bytes must be between 4096 and 16777216".into(),
             ));
         }
+        if !(1..=3600).contains(&settings.roster_interval_seconds) {
+            return Err(invalid(
+                "roster_interval_seconds must be between 1 and 3600".into(),
+            ));
+        }
         if settings.clock_skew_seconds > 86_400 {
             return Err(invalid("clock_skew_seconds must be at most 86400".into()));
         }
@@ -323,20 +340,31 @@ impl Config {
                 "the roster's entry for this node names another CA certificate".into(),
             ));
         }
-        let own_key = me
-            .signing_keys
-            .iter()
-            .find(|k| k.public_key == signing_key.verifying_key())
-            .ok_or_else(|| {
-                invalid("the roster's entry for this node does not list its signing key".into())
-            })?;
-        if let Some(last) = own_key.valid_until
-            && last < schein_proto::Day::today()
-        {
-            return Err(invalid(format!(
-                "the signing key's window ended on {last}: make a new key before running the node"
-            )));
+        let key_dir = resolve(&settings.signing_key)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| base_dir.clone());
+        let keys = read_rotated_keys(&key_dir, signing_key)?;
+        let today = schein_proto::Day::today();
+        let listed = |key: &SigningKey| {
+            me.signing_keys
+                .iter()
+                .find(|k| k.public_key == key.verifying_key())
+        };
+        if keys.iter().all(|k| listed(k).is_none()) {
+            return Err(invalid(
+                "the roster's entry for this node does not list its signing key".into(),
+            ));
         }
+        let signing_key = me
+            .signing_key_on(today)
+            .and_then(|k| keys.iter().find(|own| own.verifying_key() == k.public_key))
+            .cloned()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "no signing key of this node signs on {today} (windows ended, or declared compromised): rotate the key with `schein-node key rotate` before running the node"
+                ))
+            })?;
         Ok(Self {
             listen,
             web_listen,
@@ -344,6 +372,8 @@ impl Config {
             ca_key_path: resolve(&settings.ca_key),
             roster_path,
             signing_key,
+            signing_keys: keys,
+            key_dir,
             tls,
             ca_cert_pem,
             roster,
@@ -385,6 +415,47 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, ConfigError> {
         .try_into()
         .map_err(|_| bad("an ed25519 secret key has 32 bytes"))?;
     Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The configured key and every `signing-*.key` beside it, each once.
+pub fn read_rotated_keys(
+    dir: &Path,
+    configured: SigningKey,
+) -> Result<Vec<SigningKey>, ConfigError> {
+    let mut keys = vec![configured];
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::File {
+        what: "the key directory",
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("signing-") && n.ends_with(".key"))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let key = read_signing_key(&path)?;
+        if !keys
+            .iter()
+            .any(|k| k.verifying_key() == key.verifying_key())
+        {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Where `key rotate` keeps a new signing key.
+pub fn rotated_key_path(dir: &Path, key: &SigningKey) -> PathBuf {
+    dir.join(format!(
+        "signing-{}.key",
+        schein_proto::KeyId::of(&key.verifying_key()).0
+    ))
 }
 
 /// The signing key file's text for `key`.

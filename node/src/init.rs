@@ -218,6 +218,8 @@ annual_budget_cents = 20400000
 clock_skew_seconds = 300
 # How long to wait for another node before answering "could not be reached".
 peer_timeout_ms = 3000
+# How often to ask the other members for newer roster versions, in seconds.
+roster_interval_seconds = 30
 # Largest request accepted, in bytes.
 max_message_bytes = 65536
 log = "info"

@@ -15,6 +15,7 @@ pub mod node;
 pub mod p12;
 pub mod peers;
 pub mod pki;
+pub mod quorum;
 pub mod revocation;
 pub mod roster;
 pub mod server;

@@ -14,6 +14,7 @@ use schein_node::fees::CatalogueCategory;
 use schein_node::init::{InitOptions, enroll_with_p12, init};
 use schein_node::p12::Password;
 use schein_node::pki::Role;
+use schein_node::quorum;
 use schein_node::roster::{MemberEntry, Roster};
 use schein_node::server::run;
 use tokio::sync::oneshot;
@@ -92,6 +93,11 @@ enum Command {
     },
     /// Print this node's public member entry, to hand to the other operators.
     Member,
+    /// This node's voucher signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print a member's fee schedule in euros: per fee code its base amount and the most the
     /// member pays for one unit (base times the catalogue's factor).
     Fees {
@@ -143,8 +149,65 @@ enum IdentityCommand {
 const P12_PASSWORD_ENV: &str = "SCHEIN_P12_PASSWORD";
 
 #[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Make a new signing key and sign the roster version that lists it with the current key:
+    /// the new key signs vouchers from --from on (default today), the current key stops after
+    /// that day, and everything it signed stays valid. The other members take the new version
+    /// up by themselves within a minute.
+    Rotate {
+        /// First day of the new key (YYYY-MM-DD), today or later.
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum RosterCommand {
-    /// Add another member's entry.
+    /// Propose the next roster version and sign it: a city joins (--add), leaves or is expelled
+    /// (--remove), gets a new endpoint or CA (--replace), a key declared compromised
+    /// (--compromised), a new threshold. Writes the proposal for the other operators to sign.
+    Propose {
+        /// A joining city's member entry (its operator's `schein-node member`).
+        #[arg(long, value_name = "MEMBER_FILE")]
+        add: Vec<PathBuf>,
+        /// A member's new entry, replacing the one in the roster.
+        #[arg(long, value_name = "MEMBER_FILE")]
+        replace: Vec<PathBuf>,
+        /// A member that leaves or is expelled.
+        #[arg(long, value_name = "ID")]
+        remove: Vec<String>,
+        /// MEMBER/KEY_ID@YYYY-MM-DD: vouchers that key signed for later days are void.
+        #[arg(long, value_name = "MEMBER/KEY_ID@DAY")]
+        compromised: Vec<String>,
+        /// Signatures of members a change needs from this version on.
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// Where to write the proposal (default: proposals/roster-vN.toml in the node's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show a proposal's changes and fingerprints, then add this node's signature to it. With
+    /// enough signatures this node adopts it, and the other members take it up by themselves.
+    Sign {
+        proposal: PathBuf,
+        /// Sign without asking (after reading what `roster status FILE` shows).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The roster held (version, threshold, members), or where a proposal stands.
+    Status { proposal: Option<PathBuf> },
+    /// Adopt a version signed by enough members (the others take it up by themselves).
+    /// --first: a joining city's first install of the federation's roster, taken on trust
+    /// after comparing the fingerprints it prints with the operators.
+    Adopt {
+        version_file: PathBuf,
+        #[arg(long)]
+        first: bool,
+        /// With --first: install without asking (after comparing the fingerprints).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Add another member's entry (founding only: before the members signed a version).
     Add {
         member_file: PathBuf,
         /// Replace the member with the same id (key rotation, new endpoint). Compare the
@@ -152,7 +215,7 @@ enum RosterCommand {
         #[arg(long)]
         replace: bool,
     },
-    /// Remove a member.
+    /// Remove a member (founding only: before the members signed a version).
     Remove { id: String },
     /// List the members.
     List,
@@ -299,6 +362,9 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Roster { command } => roster_command(&cli.config, command),
+        Command::Key {
+            command: KeyCommand::Rotate { from },
+        } => rotate_key(&cli.config, from.as_deref()),
         Command::Member => {
             let config = load_config(&cli.config)?;
             let me = config
@@ -360,7 +426,34 @@ fn execute(cli: Cli) -> Result<(), Failure> {
 fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Failure> {
     let config = load_config(config_path)?;
     let path = &config.roster_path;
+    let signed_from = config.roster.version();
+    if signed_from > 0
+        && matches!(
+            command,
+            RosterCommand::Add { .. } | RosterCommand::Remove { .. }
+        )
+    {
+        return Err(anyhow::anyhow!(
+            "the members sign the roster since version 1 (this node holds version {signed_from}): propose the change with `schein-node roster propose`"
+        )
+        .into());
+    }
     match command {
+        RosterCommand::Propose {
+            add,
+            replace,
+            remove,
+            compromised,
+            threshold,
+            out,
+        } => propose(&config, add, replace, remove, &compromised, threshold, out)?,
+        RosterCommand::Sign { proposal, yes } => sign_proposal(&config, &proposal, yes)?,
+        RosterCommand::Status { proposal } => roster_status(&config, proposal.as_deref())?,
+        RosterCommand::Adopt {
+            version_file,
+            first,
+            yes,
+        } => adopt_version(&config, &version_file, first, yes)?,
         RosterCommand::Add {
             member_file,
             replace,
@@ -429,6 +522,321 @@ fn roster_command(config_path: &Path, command: RosterCommand) -> Result<(), Fail
             }
         }
     }
+    Ok(())
+}
+
+/// `roster propose`: the next version with the edits, signed by this node.
+fn propose(
+    config: &Config,
+    add: Vec<PathBuf>,
+    replace: Vec<PathBuf>,
+    remove: Vec<String>,
+    compromised: &[String],
+    threshold: Option<u32>,
+    out: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let load = |paths: Vec<PathBuf>| -> anyhow::Result<Vec<MemberEntry>> {
+        paths
+            .iter()
+            .map(|p| MemberEntry::load(p).map_err(anyhow::Error::from))
+            .collect()
+    };
+    let compromised = compromised
+        .iter()
+        .map(|text| {
+            let (member, rest) = text.split_once('/').context("write MEMBER/KEY_ID@DAY")?;
+            let (key_id, day) = rest.split_once('@').context("write MEMBER/KEY_ID@DAY")?;
+            let day = schein_proto::Day::parse(day).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((member.to_owned(), key_id.to_owned(), day))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let edits = quorum::Edits {
+        add: load(add)?,
+        replace: load(replace)?,
+        remove,
+        threshold,
+        compromised,
+    };
+    let next = quorum::propose(&config.roster, &edits, schein_proto::Day::today())
+        .context("cannot propose")?;
+    let mut signed = quorum::SignedRoster::new(&next);
+    signed.sign(config.node_id(), &config.signing_key);
+    let out = out.unwrap_or_else(|| {
+        config
+            .base_dir
+            .join("proposals")
+            .join(format!("roster-v{}.toml", next.version()))
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).context("cannot make the proposals directory")?;
+    }
+    signed.save(&out).context("cannot write the proposal")?;
+    let tally = quorum::tally(&config.roster, &signed, schein_proto::Day::today())
+        .context("the proposal does not check")?;
+    print!("{}", quorum::describe(&config.roster, &tally));
+    println!("proposal written to {}, signed by this node", out.display());
+    println!(
+        "send it to the other operators; each compares the changes and fingerprints and runs `schein-node roster sign FILE`"
+    );
+    Ok(())
+}
+
+/// Asks the operator to go on: yes with `--yes`, else on a terminal by a typed "y".
+fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow::anyhow!(
+            "nothing done: read the above, compare the fingerprints, then run the command again with --yes"
+        )
+        .into());
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if matches!(answer.trim(), "y" | "Y" | "j" | "J" | "yes" | "ja") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("nothing done").into())
+    }
+}
+
+/// `roster sign`: shows what is signed, signs when the operator agrees, and adopts once the
+/// signatures suffice.
+fn sign_proposal(config: &Config, path: &Path, yes: bool) -> Result<(), Failure> {
+    let mut signed = quorum::SignedRoster::load(path).context("cannot read the proposal")?;
+    let held = &config.roster;
+    let today = schein_proto::Day::today();
+    let own = held
+        .member(config.node_id())
+        .map(|m| m.entry.clone())
+        .context("this node is not in its own roster")?;
+    let names_us = signed
+        .roster()
+        .ok()
+        .and_then(|r| r.member(config.node_id()).map(|m| m.entry == own))
+        == Some(true);
+    if held.version() == 0 && held.members().count() == 1 && names_us {
+        // A joining city signs the version that names it, before it holds any.
+        let roster = signed.roster().context("cannot read the proposal")?;
+        println!(
+            "version {} names this node '{}' as a member; its members' CA fingerprints:",
+            roster.version(),
+            config.node_id()
+        );
+        for member in roster.members() {
+            println!("  {:<12} {}", member.id(), member.fingerprint());
+        }
+        println!("compare them with the operators by phone before signing");
+        confirm(yes, "Sign as the joining member?")?;
+        signed.sign(config.node_id(), &config.signing_key);
+        signed.save(path).context("cannot write the proposal")?;
+        println!(
+            "signed as the joining member '{}'; once the members adopt it, install it here with `schein-node roster adopt FILE --first`",
+            config.node_id()
+        );
+        return Ok(());
+    }
+    let tally = quorum::tally(held, &signed, today)
+        .map_err(|error| anyhow::anyhow!("not signed: {error}"))?;
+    print!("{}", quorum::describe(held, &tally));
+    confirm(yes, "Sign this version?")?;
+    signed.sign(config.node_id(), &config.signing_key);
+    signed.save(path).context("cannot write the proposal")?;
+    let tally = quorum::tally(held, &signed, today).context("cannot check the proposal")?;
+    match tally.complete(held) {
+        Ok(()) => {
+            let version = quorum::History::beside(&config.roster_path)
+                .adopt(held.version(), &signed, &config.roster_path)
+                .context("cannot adopt the version")?;
+            println!(
+                "signed; the signatures suffice: version {version} adopted here (a running node takes it up within a second); the other members take it up by themselves within a minute"
+            );
+        }
+        Err(missing) => {
+            println!("signed by this node into {}; {missing}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `roster status`: the roster held, or where a proposal stands.
+fn roster_status(config: &Config, proposal: Option<&Path>) -> Result<(), Failure> {
+    let held = &config.roster;
+    match proposal {
+        Some(path) => {
+            let signed = quorum::SignedRoster::load(path).context("cannot read the proposal")?;
+            let tally = quorum::tally(held, &signed, schein_proto::Day::today())
+                .context("the proposal does not follow the roster held")?;
+            print!("{}", quorum::describe(held, &tally));
+            match tally.complete(held) {
+                Ok(()) => {
+                    println!("complete: `schein-node roster sign` or `roster adopt` adopts it")
+                }
+                Err(missing) => println!("incomplete: {missing}"),
+            }
+        }
+        None => {
+            println!(
+                "roster version {}, threshold {} of {} member nodes",
+                held.version(),
+                held.threshold(),
+                held.node_count()
+            );
+            if held.version() == 0 {
+                println!(
+                    "version 0: assembled by hand; the members sign from version 1 on (`roster propose`)"
+                );
+            }
+            for member in held.members() {
+                println!(
+                    "  {:<12} {:<20} {}",
+                    member.id(),
+                    member.name(),
+                    member.fingerprint()
+                );
+                for key in &member.signing_keys {
+                    let until = key.valid_until.map_or("open".into(), |d| d.to_string());
+                    let compromised = key
+                        .compromised_from
+                        .map(|d| format!(", COMPROMISED after {d}"))
+                        .unwrap_or_default();
+                    println!(
+                        "  {:<12} key {} signs {} to {until}{compromised}",
+                        "", key.key_id.0, key.valid_from
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `roster adopt`: a version signed by enough members, or a joining city's first roster.
+fn adopt_version(config: &Config, path: &Path, first: bool, yes: bool) -> Result<(), Failure> {
+    let signed = quorum::SignedRoster::load(path).context("cannot read the roster version")?;
+    let today = schein_proto::Day::today();
+    let held = &config.roster;
+    let roster = if first {
+        if held.version() > 0 || held.members().count() > 1 {
+            return Err(anyhow::anyhow!(
+                "--first is for a city that holds no roster but its own; this node holds version {} with {} members",
+                held.version(),
+                held.members().count()
+            )
+            .into());
+        }
+        let own = held
+            .member(config.node_id())
+            .map(|m| m.entry.clone())
+            .context("this node is not in its own roster")?;
+        let roster = quorum::check_first(&own, &signed, today).context("not adopted")?;
+        println!(
+            "version {} names this node; it is taken on trust, so compare every fingerprint with its operator by phone:",
+            roster.version()
+        );
+        for member in roster.members() {
+            println!("  {:<12} {}", member.id(), member.fingerprint());
+        }
+        confirm(yes, "Install this roster?")?;
+        roster
+    } else {
+        quorum::check_next(held, &signed, today).context("not adopted")?
+    };
+    quorum::History::beside(&config.roster_path)
+        .adopt(held.version(), &signed, &config.roster_path)
+        .context("cannot adopt the version")?;
+    println!(
+        "roster version {} adopted: {} members; a running node takes it up within a second",
+        roster.version(),
+        roster.members().count()
+    );
+    for member in roster.members() {
+        println!("  {:<12} {}", member.id(), member.fingerprint());
+    }
+    Ok(())
+}
+
+/// `key rotate`: a new signing key, listed by a version that the current key signs.
+fn rotate_key(config_path: &Path, from: Option<&str>) -> Result<(), Failure> {
+    let config = load_config(config_path)?;
+    let today = schein_proto::Day::today();
+    let from = match from {
+        Some(text) => schein_proto::Day::parse(text).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+        None => today,
+    };
+    if from < today {
+        return Err(
+            anyhow::anyhow!("--from {from} lies in the past: a key never signs backwards").into(),
+        );
+    }
+    let held = &config.roster;
+    let mut entry = held
+        .member(config.node_id())
+        .context("this node is not in its own roster")?
+        .entry
+        .clone();
+    if let Some(pending) = entry
+        .signing_keys
+        .iter()
+        .find(|k| schein_proto::Day::parse(&k.valid_from).is_ok_and(|d| d > today))
+    {
+        return Err(anyhow::anyhow!(
+            "key {} begins on {} already: one rotation at a time",
+            pending.key_id,
+            pending.valid_from
+        )
+        .into());
+    }
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    for old in &mut entry.signing_keys {
+        if old.valid_until.is_none() && old.compromised_from.is_none() {
+            old.valid_until = Some(from.to_string());
+        }
+    }
+    entry
+        .signing_keys
+        .push(schein_node::roster::SigningKeyEntry::new(
+            &key.verifying_key(),
+            from,
+        ));
+    let next = quorum::propose(
+        held,
+        &quorum::Edits {
+            replace: vec![entry],
+            ..Default::default()
+        },
+        today,
+    )
+    .context("cannot list the new key")?;
+    let mut signed = quorum::SignedRoster::new(&next);
+    signed.sign(config.node_id(), &config.signing_key);
+    quorum::check_next(held, &signed, today).context("the rotation does not check")?;
+    let key_path = schein_node::config::rotated_key_path(&config.key_dir, &key);
+    schein_node::files::write_atomically(
+        &key_path,
+        schein_node::config::signing_key_file(&key).as_bytes(),
+        true,
+    )
+    .context("cannot write the new key")?;
+    let version = quorum::History::beside(&config.roster_path)
+        .adopt(held.version(), &signed, &config.roster_path)
+        .context("cannot adopt the version")?;
+    let new_id = schein_proto::KeyId::of(&key.verifying_key()).0;
+    println!("new signing key {new_id} written to {}", key_path.display());
+    println!(
+        "it signs vouchers from {from}; the previous key stops after {from}, and what it signed stays valid"
+    );
+    println!(
+        "roster version {version} lists it, signed by this node's current key; a running node takes it up within a second, the other members within a minute"
+    );
+    println!("back up the new key file offline now, as the first one");
     Ok(())
 }
 
@@ -620,6 +1028,11 @@ async fn wait_for_signals(
 fn reload_roster(control: Option<&schein_node::server::Control>, path: &Path, node_id: &str) {
     let Some(control) = control else { return };
     match Roster::load(path) {
+        Ok(roster) if roster.version() < control.roster_version() => tracing::error!(
+            file = roster.version(),
+            held = control.roster_version(),
+            "roster not reloaded: the file holds an older version than the node"
+        ),
         Ok(roster) if roster.member(node_id).is_some() => match control.replace_roster(roster) {
             Ok(()) => tracing::info!("roster reloaded"),
             Err(error) => tracing::error!(%error, "roster not reloaded"),

@@ -20,13 +20,20 @@ pub struct Node {
     pub id: String,
     pub name: String,
     pub prefix: String,
-    pub signing_key: SigningKey,
+    /// Every signing key this node holds; which one signs is the roster's windows' choice.
+    signing_keys: RwLock<Arc<Vec<SigningKey>>>,
+    /// Where `key rotate` puts new keys: read again when a roster adds a key of this node.
+    pub key_dir: PathBuf,
+    /// Secret of the per-day log tags (the first key's; tags need not follow rotation).
+    log_secret: [u8; 32],
     pub default_cap_cents: i64,
     pub second_approval_above_cents: i64,
     pub annual_budget_cents: i64,
     pub clock_skew: Duration,
     /// The node's directory (configuration, register of enrolled identities).
     pub base_dir: PathBuf,
+    /// The roster file; adopted versions are kept beside it.
+    pub roster_path: PathBuf,
     /// The CA's key file and certificate: renewing a client identity signs with them.
     pub ca_key_path: PathBuf,
     pub ca_cert_pem: String,
@@ -39,6 +46,9 @@ pub struct Node {
     /// Other records this node rejected, per member today.
     pub rejections: crate::domain::settle::DailyQuota,
     roster: RwLock<Arc<Roster>>,
+    /// Woken when something names a key or member this node does not know yet: the roster
+    /// loop asks the members at once instead of at its next round.
+    pub roster_wanted: tokio::sync::Notify,
 }
 
 impl Node {
@@ -52,12 +62,25 @@ impl Node {
             id: settings.node_id.clone(),
             name: settings.name.clone(),
             prefix: settings.prefix.clone(),
-            signing_key: config.signing_key.clone(),
+            signing_keys: RwLock::new(Arc::new(
+                std::iter::once(config.signing_key.clone())
+                    .chain(
+                        config
+                            .signing_keys
+                            .iter()
+                            .filter(|k| k.verifying_key() != config.signing_key.verifying_key())
+                            .cloned(),
+                    )
+                    .collect(),
+            )),
+            key_dir: config.key_dir.clone(),
+            log_secret: config.signing_key.to_bytes(),
             default_cap_cents: settings.default_cap_cents,
             second_approval_above_cents: settings.second_approval_above_cents,
             annual_budget_cents: settings.annual_budget_cents,
             clock_skew: config.clock_skew,
             base_dir: config.base_dir.clone(),
+            roster_path: config.roster_path.clone(),
             ca_key_path: config.ca_key_path.clone(),
             ca_cert_pem: config.ca_cert_pem.clone(),
             store,
@@ -74,6 +97,7 @@ impl Node {
                 settings.max_message_bytes,
             ),
             roster: RwLock::new(Arc::new(config.roster.clone())),
+            roster_wanted: tokio::sync::Notify::new(),
         }
     }
 
@@ -85,11 +109,60 @@ impl Node {
             .clone()
     }
 
+    /// Puts `roster` in force here, and reads the key directory again if it names a key of this
+    /// node the node does not hold yet (a rotation made while it runs).
     pub fn replace_roster(&self, roster: Roster) {
+        let unknown_key = roster.member(&self.id).is_some_and(|me| {
+            let held = self.keys();
+            me.signing_keys
+                .iter()
+                .any(|k| !held.iter().any(|own| own.verifying_key() == k.public_key))
+        });
+        if unknown_key {
+            let first = self.keys().first().cloned();
+            if let Some(first) = first {
+                // The first key stays first: it is the fallback.
+                match crate::config::read_rotated_keys(&self.key_dir, first) {
+                    Ok(keys) => {
+                        *self
+                            .signing_keys
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+                    }
+                    Err(error) => tracing::error!(%error, "cannot read the signing keys again"),
+                }
+            }
+        }
         *self
             .roster
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(roster);
+    }
+
+    fn keys(&self) -> Arc<Vec<SigningKey>> {
+        self.signing_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The key this node signs with on `day`: the one of its keys that the roster's windows
+    /// choose (the newest whose window holds the day, unless declared compromised). Falls back
+    /// to the key configuration loading chose for the day the node started (kept first).
+    pub fn signing_key_on(&self, day: Day) -> SigningKey {
+        let keys = self.keys();
+        let chosen = self
+            .roster()
+            .member(&self.id)
+            .and_then(|me| me.signing_key_on(day))
+            .and_then(|k| keys.iter().find(|own| own.verifying_key() == k.public_key))
+            .cloned();
+        chosen.unwrap_or_else(|| keys[0].clone())
+    }
+
+    /// The key this node signs with today.
+    pub fn signing_key(&self) -> SigningKey {
+        self.signing_key_on(Day::today())
     }
 
     /// The short code of one of this node's vouchers (empty if the prefix were unusable, which
@@ -114,7 +187,7 @@ impl Node {
     pub fn log_tag(&self, serial: Serial) -> String {
         let digest = sha2::Sha256::new()
             .chain_update(b"schein/log-tag/v1")
-            .chain_update(self.signing_key.to_bytes())
+            .chain_update(self.log_secret)
             .chain_update(Day::today().days_since_epoch().to_be_bytes())
             .chain_update(serial.as_bytes())
             .finalize();

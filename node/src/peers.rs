@@ -256,6 +256,21 @@ impl Peers {
             .map(|response| response.signed_list)
     }
 
+    /// The roster versions `member` adopted after `version`, oldest first.
+    pub async fn roster_since(
+        &self,
+        member: &Member,
+        version: u64,
+    ) -> Result<Vec<schein_proto::v1::SignedRoster>, PeerError> {
+        // A roster of many members is larger than any other message: its own limit.
+        let mut client = FederationClient::new(self.channel(member)?)
+            .max_decoding_message_size(crate::quorum::MAX_ANSWER_BYTES + (1 << 20));
+        let call = client.roster_since(schein_proto::v1::RosterSinceRequest { version });
+        self.bounded(member, call)
+            .await
+            .map(|response| response.versions)
+    }
+
     /// `member`'s report for `period`, as it gives it to funders.
     pub async fn report(&self, member: &Member, period: &str) -> Result<NodeReport, PeerError> {
         let mut client = ReportsClient::new(self.channel(member)?)

@@ -34,11 +34,14 @@ pub struct SigningKeyEntry {
     pub key_id: String,
     /// The 32-byte ed25519 public key, hex.
     pub public_key: String,
-    /// First day on which vouchers signed by it may begin (`YYYY-MM-DD`).
+    /// First day the key signs on (`YYYY-MM-DD`): a voucher's issue day is its first valid day.
     pub valid_from: String,
-    /// Last day on which vouchers signed by it may still be valid; absent: still in use.
+    /// Last day the key signs on; absent: still in use. What it signed stays valid after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
+    /// Declared by the quorum: what the key signed for days after this one is void.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_from: Option<String>,
 }
 
 /// A member entry as exchanged between operators (`member.toml`).
@@ -87,10 +90,19 @@ impl Default for Limits {
     }
 }
 
-/// The roster file: `[[member]]` tables.
+/// The roster file: its version, how many members must sign the next one, `[[member]]` tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RosterFile {
+    /// 0: assembled by hand before the members signed anything (founding); then 1, 2, ...
+    #[serde(default)]
+    version: u64,
+    /// Signatures of members of this version a change to the next needs; absent: a majority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<u32>,
+    /// The day the version was proposed (`YYYY-MM-DD`); the signatures' keys must sign on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    made_on: Option<String>,
     #[serde(default, rename = "member")]
     members: Vec<MemberEntry>,
 }
@@ -112,6 +124,12 @@ pub enum RosterError {
     Syntax { path: String, message: String },
     #[error("member '{id}': {message}")]
     Invalid { id: String, message: String },
+    #[error("the threshold {threshold} must be between 1 and the {nodes} member nodes")]
+    Threshold { threshold: u32, nodes: usize },
+    #[error("the roster's made_on: {0}")]
+    MadeOn(String),
+    #[error("the signing key {0} is listed twice")]
+    DuplicateKey(String),
     #[error("two members have the id '{0}'")]
     DuplicateId(String),
     #[error("members '{0}' and '{1}' have short-code prefixes that read alike")]
@@ -134,6 +152,16 @@ pub struct SigningKey {
     pub public_key: VerifyingKey,
     pub valid_from: Day,
     pub valid_until: Option<Day>,
+    pub compromised_from: Option<Day>,
+}
+
+impl SigningKey {
+    /// Whether the key signs on `day`: inside its window, and not after a declared compromise.
+    pub fn signs_on(&self, day: Day) -> bool {
+        self.valid_from <= day
+            && self.valid_until.is_none_or(|last| day <= last)
+            && self.compromised_from.is_none_or(|from| day <= from)
+    }
 }
 
 /// A validated member.
@@ -211,33 +239,26 @@ impl Member {
             .ok_or(KeyLookupError::UnknownKey)
     }
 
-    /// The key with `key_id`, if it is in use on `day`: for receipts, records and statements,
-    /// which are signed when they are made.
+    /// The key with `key_id`, if it signs on `day`: for receipts, records and statements, which
+    /// are signed when they are made, and for vouchers, which are signed on their first day.
     pub fn key_in_use(&self, key_id: &KeyId, day: Day) -> Result<&SigningKey, KeyLookupError> {
         let key = self.key(key_id)?;
-        let in_use = key.valid_from <= day && key.valid_until.is_none_or(|last| day <= last);
-        if in_use {
+        if key.compromised_from.is_some_and(|from| from < day) {
+            Err(KeyLookupError::Compromised)
+        } else if key.signs_on(day) {
             Ok(key)
         } else {
             Err(KeyLookupError::OutsideWindow)
         }
     }
 
-    /// The key with `key_id`, if a voucher valid from `from` to `until` lies wholly inside its
-    /// window: a retired key can neither sign vouchers that outlive it nor date them back.
-    pub fn key_for(
-        &self,
-        key_id: &KeyId,
-        from: Day,
-        until: Day,
-    ) -> Result<&VerifyingKey, KeyLookupError> {
-        let key = self.key(key_id)?;
-        let in_window = key.valid_from <= from && key.valid_until.is_none_or(|last| until <= last);
-        if in_window {
-            Ok(&key.public_key)
-        } else {
-            Err(KeyLookupError::OutsideWindow)
-        }
+    /// The key that signs this member's vouchers issued on `day`: of the keys whose window holds
+    /// it, the one that began last (a rotation's new key on the day both overlap).
+    pub fn signing_key_on(&self, day: Day) -> Option<&SigningKey> {
+        self.signing_keys
+            .iter()
+            .filter(|k| k.signs_on(day))
+            .max_by_key(|k| k.valid_from)
     }
 
     /// SHA-256 of the CA certificate, grouped for reading aloud: operators compare it by phone
@@ -270,6 +291,7 @@ impl Member {
                     public_key: k.public_key.as_bytes().to_vec(),
                     valid_from: Some(k.valid_from.into()),
                     valid_until: k.valid_until.map(Into::into),
+                    compromised_from: k.compromised_from.map(Into::into),
                 })
                 .collect(),
             medication_ceiling_cents: Some(self.limits().medication_per_voucher_cents),
@@ -296,6 +318,8 @@ pub enum KeyLookupError {
     UnknownKey,
     #[error("the signing key was not in use when the voucher began")]
     OutsideWindow,
+    #[error("the signing key was declared compromised before the voucher began")]
+    Compromised,
 }
 
 impl MemberEntry {
@@ -441,12 +465,20 @@ impl SigningKeyEntry {
         let day = |text: &str| {
             Day::parse(text).map_err(|e| invalid(member, format!("key {}: {e}", self.key_id)))
         };
-        Ok(SigningKey {
+        let key = SigningKey {
             key_id: KeyId(self.key_id.clone()),
             public_key,
             valid_from: day(&self.valid_from)?,
             valid_until: self.valid_until.as_deref().map(day).transpose()?,
-        })
+            compromised_from: self.compromised_from.as_deref().map(day).transpose()?,
+        };
+        if key.valid_until.is_some_and(|last| last < key.valid_from) {
+            return Err(invalid(
+                member,
+                format!("key {}: its window ends before it begins", self.key_id),
+            ));
+        }
+        Ok(key)
     }
 
     pub fn new(public_key: &VerifyingKey, valid_from: Day) -> Self {
@@ -455,6 +487,7 @@ impl SigningKeyEntry {
             public_key: data_encoding::HEXLOWER.encode(public_key.as_bytes()),
             valid_from: valid_from.to_string(),
             valid_until: None,
+            compromised_from: None,
         }
     }
 }
@@ -462,6 +495,9 @@ impl SigningKeyEntry {
 /// The validated roster.
 #[derive(Clone, Debug, Default)]
 pub struct Roster {
+    version: u64,
+    threshold: Option<u32>,
+    made_on: Option<Day>,
     members: Vec<Member>,
     by_id: HashMap<String, usize>,
     by_prefix: HashMap<String, usize>,
@@ -498,31 +534,111 @@ impl Roster {
                     member.entry.id,
                 ));
             }
+            for key in &member.signing_keys {
+                let listed = roster
+                    .members
+                    .iter()
+                    .chain(std::iter::once(&member))
+                    .flat_map(|m| &m.signing_keys)
+                    .filter(|k| k.key_id == key.key_id || k.public_key == key.public_key)
+                    .count();
+                if listed > 1 {
+                    return Err(RosterError::DuplicateKey(key.key_id.0.clone()));
+                }
+            }
             roster.members.push(member);
+        }
+        Ok(roster)
+    }
+
+    fn from_file(file: RosterFile) -> Result<Self, RosterError> {
+        let mut roster = Self::from_entries(file.members)?;
+        roster.version = file.version;
+        roster.threshold = file.threshold;
+        roster.made_on = file
+            .made_on
+            .as_deref()
+            .map(Day::parse)
+            .transpose()
+            .map_err(|e| RosterError::MadeOn(e.to_string()))?;
+        if let Some(threshold) = file.threshold {
+            let nodes = roster.node_count();
+            if threshold == 0 || threshold as usize > nodes {
+                return Err(RosterError::Threshold { threshold, nodes });
+            }
         }
         Ok(roster)
     }
 
     pub fn load(path: &Path) -> Result<Self, RosterError> {
         let file: RosterFile = parse_toml(&read(path)?, &path.display().to_string())?;
-        Self::from_entries(file.members)
+        Self::from_file(file)
     }
 
     /// Reads and validates a roster from its TOML text (what [`Self::load`] reads from a file).
     pub fn parse(text: &str) -> Result<Self, RosterError> {
         let file: RosterFile = parse_toml(text, "the text")?;
-        Self::from_entries(file.members)
+        Self::from_file(file)
     }
 
     /// The roster file's text, as [`Self::save`] writes it.
     pub fn to_toml(&self) -> String {
         let file = RosterFile {
+            version: self.version,
+            threshold: self.threshold,
+            made_on: self.made_on.map(|d| d.to_string()),
             members: self.members.iter().map(|m| m.entry.clone()).collect(),
         };
         format!(
-            "# schein roster: the members this node trusts. Edit with `schein-node roster`.\n{}",
+            "# schein roster version {}: the members this node trusts. Change it with `schein-node roster`.\n{}",
+            self.version,
             toml::to_string(&file).unwrap_or_default()
         )
+    }
+
+    /// 0 for a roster assembled by hand before the members signed one; then 1, 2, ...
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// This roster as another version with a threshold, proposed on `made_on`.
+    pub fn with_version(
+        &self,
+        version: u64,
+        threshold: Option<u32>,
+        made_on: Day,
+    ) -> Result<Self, RosterError> {
+        Self::from_file(RosterFile {
+            version,
+            threshold,
+            made_on: Some(made_on.to_string()),
+            members: self.members.iter().map(|m| m.entry.clone()).collect(),
+        })
+    }
+
+    /// The day this version was proposed; absent for a hand-assembled roster.
+    pub fn made_on(&self) -> Option<Day> {
+        self.made_on
+    }
+
+    /// The threshold as written, if any.
+    pub fn threshold_setting(&self) -> Option<u32> {
+        self.threshold
+    }
+
+    /// How many members of this version must sign a change to the next: as written, else a
+    /// majority of the member nodes (funders sign nothing).
+    pub fn threshold(&self) -> usize {
+        self.threshold
+            .map_or(self.node_count() / 2 + 1, |t| t as usize)
+    }
+
+    /// The members that run a node (and so have keys to sign with).
+    pub fn node_count(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.entry.kind == MemberKind::Node)
+            .count()
     }
 
     /// Writes the roster to `path` atomically (write aside, then rename).
@@ -549,7 +665,13 @@ impl Roster {
                 false
             }
         };
-        Ok((Self::from_entries(entries)?, replaced))
+        let file = RosterFile {
+            version: self.version,
+            threshold: self.threshold,
+            made_on: self.made_on.map(|d| d.to_string()),
+            members: entries,
+        };
+        Ok((Self::from_file(file)?, replaced))
     }
 
     /// Removes the member `id`. Returns `None` if there was none.
@@ -557,13 +679,24 @@ impl Roster {
         if !self.by_id.contains_key(id) {
             return Ok(None);
         }
-        let entries = self
+        let members: Vec<MemberEntry> = self
             .members
             .iter()
             .filter(|m| m.entry.id != id)
             .map(|m| m.entry.clone())
             .collect();
-        Self::from_entries(entries).map(Some)
+        let nodes = members
+            .iter()
+            .filter(|m| m.kind == MemberKind::Node)
+            .count();
+        let nodes = u32::try_from(nodes).unwrap_or(u32::MAX).max(1);
+        Self::from_file(RosterFile {
+            version: self.version,
+            threshold: self.threshold.map(|t| t.min(nodes)),
+            made_on: self.made_on.map(|d| d.to_string()),
+            members,
+        })
+        .map(Some)
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
@@ -641,31 +774,58 @@ mod tests {
     }
 
     #[test]
-    fn key_windows_are_enforced() {
+    fn a_key_signs_inside_its_window_and_not_after_a_compromise() {
         let mut e = entry("leipzig", "LEJ", 1);
         e.signing_keys[0].valid_until = Some("2026-06-30".into());
+        let next = Secret::from_bytes(&[9; 32]).verifying_key();
+        let mut rotated = SigningKeyEntry::new(&next, Day::parse("2026-06-30").unwrap());
+        rotated.compromised_from = Some("2026-09-01".into());
+        e.signing_keys.push(rotated);
         let member = e.validate().unwrap();
-        let id = member.signing_keys[0].key_id.clone();
+        let old = member.signing_keys[0].key_id.clone();
+        let new = member.signing_keys[1].key_id.clone();
         let day = |text: &str| Day::parse(text).unwrap();
+        assert!(member.key_in_use(&old, day("2026-03-01")).is_ok());
         assert!(
-            member
-                .key_for(&id, day("2026-03-01"), day("2026-06-30"))
-                .is_ok()
+            member.key_in_use(&old, day("2026-06-30")).is_ok(),
+            "its last day"
         );
         assert_eq!(
-            member.key_for(&id, day("2025-12-31"), day("2026-03-31")),
-            Err(KeyLookupError::OutsideWindow),
+            member.key_in_use(&old, day("2025-12-31")).err(),
+            Some(KeyLookupError::OutsideWindow),
             "dated back before the key"
         );
         assert_eq!(
-            member.key_for(&id, day("2026-04-01"), day("2026-07-01")),
-            Err(KeyLookupError::OutsideWindow),
-            "outlives the key"
+            member.key_in_use(&old, day("2026-07-01")).err(),
+            Some(KeyLookupError::OutsideWindow),
+            "after its window"
         );
+        assert_eq!(
+            member.signing_key_on(day("2026-06-30")).unwrap().key_id,
+            new,
+            "on the overlap day the new key signs"
+        );
+        assert_eq!(
+            member.signing_key_on(day("2026-06-29")).unwrap().key_id,
+            old
+        );
+        assert!(member.key_in_use(&new, day("2026-09-01")).is_ok());
+        assert_eq!(
+            member.key_in_use(&new, day("2026-09-02")).err(),
+            Some(KeyLookupError::Compromised),
+            "after the declared day"
+        );
+        assert!(member.signing_key_on(day("2026-09-02")).is_none());
         let unknown = KeyId("00000000".into());
         assert_eq!(
-            member.key_for(&unknown, day("2026-03-01"), day("2026-03-02")),
-            Err(KeyLookupError::UnknownKey)
+            member.key_in_use(&unknown, day("2026-03-01")).err(),
+            Some(KeyLookupError::UnknownKey)
+        );
+        let mut backwards = entry("leipzig", "LEJ", 1);
+        backwards.signing_keys[0].valid_until = Some("2025-01-01".into());
+        assert!(
+            backwards.validate().is_err(),
+            "window ends before it begins"
         );
     }
 

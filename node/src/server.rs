@@ -62,6 +62,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// The version of the roster in force.
+    pub fn roster_version(&self) -> u64 {
+        self.node.roster().version()
+    }
+
     /// Puts a new roster in force: new connections are checked against it at once.
     pub fn replace_roster(&self, roster: Roster) -> Result<(), TlsError> {
         self.verifier.update(&roster)?;
@@ -171,7 +176,23 @@ pub async fn run(
             .await;
         }
     };
-    let (served, (), (), (), ()) = tokio::join!(
+    let roster_control = Control {
+        node: node.clone(),
+        verifier: verifier.clone(),
+        web_addr,
+    };
+    let roster_sync = crate::quorum::run_sync(
+        node.clone(),
+        config.roster_path.clone(),
+        std::time::Duration::from_secs(config.settings.roster_interval_seconds),
+        move |roster| {
+            roster_control
+                .replace_roster(roster)
+                .map_err(|e| e.to_string())
+        },
+        stopped.clone(),
+    );
+    let (served, (), (), (), (), ()) = tokio::join!(
         async {
             let served = serve.await;
             let _ = stop_background.send(true);
@@ -180,6 +201,7 @@ pub async fn run(
         crate::domain::outbox::run_outbox(node.clone(), stopped.clone()),
         crate::domain::witness::run_witness(node.clone(), witness_interval, stopped.clone()),
         crate::revocation::run_sync(node.clone(), stopped.clone()),
+        roster_sync,
         console,
     );
     if let Err(error) = store.flush().await {

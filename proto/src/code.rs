@@ -491,6 +491,7 @@ mod tests {
             cap in proptest::option::of(prop_oneof![-5i64..5, any::<i64>()]),
             emergency in any::<bool>(),
             bound_provider in "([a-z]{1,8}/[a-z]{1,8})?",
+            issued in proptest::option::of(any::<i32>()),
         ) {
             let key = SigningKey::from_bytes(&[3; 32]);
             let body = v1::VoucherBody {
@@ -504,6 +505,7 @@ mod tests {
                 cap_cents: cap,
                 emergency,
                 bound_provider,
+                issued_on: issued.map(|days| v1::Day { days }),
             };
             let signed = SignedVoucher::sign(&body, &key);
             if let Ok(voucher) = signed.verify(&key.verifying_key()) {

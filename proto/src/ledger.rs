@@ -201,6 +201,7 @@ mod tests {
             public_key: key.verifying_key().as_bytes().to_vec(),
             valid_from: None,
             valid_until: None,
+            compromised_from: None,
         }];
         (sealed, keys)
     }

@@ -224,6 +224,8 @@ pub struct VerifiedVoucher {
     pub key_id: KeyId,
     pub valid_from: Day,
     pub valid_until: Day,
+    /// The day it was signed (the first day of validity for vouchers without one).
+    pub issued_on: Day,
     pub scope: Vec<v1::Scope>,
     pub cap_cents: Option<i64>,
     /// Charged to the issuer's emergency budget.
@@ -274,6 +276,7 @@ impl VerifiedVoucher {
             key_id: KeyId(body.key_id),
             valid_from,
             valid_until,
+            issued_on: body.issued_on.map_or(valid_from, Into::into),
             scope,
             cap_cents: body.cap_cents,
             emergency: body.emergency,
@@ -319,6 +322,7 @@ pub fn new_body(
         cap_cents,
         emergency: false,
         bound_provider: String::new(),
+        issued_on: None,
     }
 }
 

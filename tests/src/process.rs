@@ -370,34 +370,7 @@ impl ProcessFederation {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::new();
         for &(id, name, prefix) in cities {
-            let port = free_port()?;
-            let node_dir = dir.path().join(id);
-            init(&InitOptions {
-                dir: node_dir.clone(),
-                node_id: id.into(),
-                name: name.into(),
-                prefix: prefix.into(),
-                listen: format!("127.0.0.1:{port}"),
-                endpoint: format!("https://127.0.0.1:{port}"),
-                web_listen: None,
-                // The web console's browser tests reach the nodes as `localhost`.
-                hostnames: vec!["localhost".into()],
-                office_name: "office".into(),
-            })?;
-            nodes.push(NodeProcess {
-                id: id.into(),
-                log_path: node_dir.join("node.log"),
-                dir: node_dir,
-                port,
-                // Generous, so that "settled at once" does not depend on the machine's load; a
-                // killed node refuses connections at once. Tests of slow peers set their own.
-                env: vec![(
-                    "SCHEIN_PEER_TIMEOUT_MS".into(),
-                    crate::TEST_PEER_TIMEOUT_MS.into(),
-                )],
-                child: None,
-                starts: 0,
-            });
+            nodes.push(init_node(dir.path(), id, name, prefix)?);
         }
         let entries = nodes
             .iter()
@@ -411,6 +384,14 @@ impl ProcessFederation {
             roster.save(&node.roster_path())?;
         }
         Ok(Self { nodes, dir })
+    }
+
+    /// Makes another node, as a city that wants to join does: its roster names only itself,
+    /// and no member's roster names it. Nothing runs until it is started.
+    pub fn create_outsider(&mut self, id: &str, name: &str, prefix: &str) -> anyhow::Result<()> {
+        let node = init_node(self.dir.path(), id, name, prefix)?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     pub fn node(&self, id: &str) -> &NodeProcess {
@@ -465,6 +446,38 @@ impl ProcessFederation {
         }
         Ok(())
     }
+}
+
+/// `init` of one node in `dir/id` on a free port.
+fn init_node(dir: &Path, id: &str, name: &str, prefix: &str) -> anyhow::Result<NodeProcess> {
+    let port = free_port()?;
+    let node_dir = dir.join(id);
+    init(&InitOptions {
+        dir: node_dir.clone(),
+        node_id: id.into(),
+        name: name.into(),
+        prefix: prefix.into(),
+        listen: format!("127.0.0.1:{port}"),
+        endpoint: format!("https://127.0.0.1:{port}"),
+        web_listen: None,
+        // The web console's browser tests reach the nodes as `localhost`.
+        hostnames: vec!["localhost".into()],
+        office_name: "office".into(),
+    })?;
+    Ok(NodeProcess {
+        id: id.into(),
+        log_path: node_dir.join("node.log"),
+        dir: node_dir,
+        port,
+        // Generous, so that "settled at once" does not depend on the machine's load; a killed
+        // node refuses connections at once. Tests of slow peers set their own.
+        env: vec![(
+            "SCHEIN_PEER_TIMEOUT_MS".into(),
+            crate::TEST_PEER_TIMEOUT_MS.into(),
+        )],
+        child: None,
+        starts: 0,
+    })
 }
 
 /// Runs the `schein` binary with `identity` (saved into `dir` the first time) and `args`; its

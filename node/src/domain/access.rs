@@ -40,6 +40,7 @@ pub enum Operation {
     ProviderKnown,
     LedgerProof,
     RevokedIdentities,
+    RosterSince,
     RenewIdentity,
     Report,
     Members,
@@ -60,7 +61,7 @@ pub enum Admits {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 30] = [
         Operation::IssueVoucher,
         Operation::RevokeVoucher,
         Operation::ShowVoucher,
@@ -87,6 +88,7 @@ impl Operation {
         Operation::ProviderKnown,
         Operation::LedgerProof,
         Operation::RevokedIdentities,
+        Operation::RosterSince,
         Operation::RenewIdentity,
         Operation::Report,
         Operation::Members,
@@ -108,7 +110,9 @@ impl Operation {
                 Admits::Local(Role::Provider)
             }
             VoucherStatus | VoucherStatuses | MemberEntry | Settle | SettleBatch | Statement
-            | ClosePeriod | ProviderKnown | LedgerProof | RevokedIdentities => Admits::Peers,
+            | ClosePeriod | ProviderKnown | LedgerProof | RevokedIdentities | RosterSince => {
+                Admits::Peers
+            }
             Report | Members => Admits::Readers,
             RenewIdentity => Admits::Holders,
         }
@@ -140,6 +144,7 @@ impl Operation {
             ProviderKnown => "ask about providers",
             LedgerProof => "witness ledgers",
             RevokedIdentities => "read revocation lists",
+            RosterSince => "read roster versions",
             RenewIdentity => "renew certificates",
             Report | Members => "read reports",
         }

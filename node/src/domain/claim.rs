@@ -210,7 +210,7 @@ pub async fn submit(
         category: category as i32,
         service_month,
         redeemer: node.id.clone(),
-        key_id: KeyId::of(&node.signing_key.verifying_key()).0,
+        key_id: KeyId::of(&node.signing_key().verifying_key()).0,
         voucher_hash: sha2::Sha256::digest(signed_voucher.to_bytes()).to_vec(),
         accepted_on: Some(accepted_on.into()),
         served_before_revocation: false,
@@ -340,7 +340,7 @@ pub(crate) fn sign_record(
         served_before_revocation,
         ..record
     };
-    signed::seal(Kind::Settlement, &record, &node.signing_key)
+    signed::seal(Kind::Settlement, &record, &node.signing_key())
 }
 
 /// One of `provider`'s claims.

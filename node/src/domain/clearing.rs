@@ -96,13 +96,17 @@ pub fn statement(
         period: period.to_string(),
         node: node.id.clone(),
         peer: peer.to_owned(),
-        key_id: KeyId::of(&node.signing_key.verifying_key()).0,
+        key_id: KeyId::of(&node.signing_key().verifying_key()).0,
         ..Default::default()
     };
     if page_limit == 0 {
         statement.liabilities = node.store.liabilities_to(peer, period)?;
         statement.receivables = node.store.receivables_from(peer, period)?;
-        return Ok(signed::seal(Kind::Statement, &statement, &node.signing_key));
+        return Ok(signed::seal(
+            Kind::Statement,
+            &statement,
+            &node.signing_key(),
+        ));
     }
     let limit = page_limit.min(MAX_STATEMENT_PAGE) as usize;
     let budget = match page_bytes {
@@ -160,7 +164,11 @@ pub fn statement(
         side = Side::Receivables;
         after = None;
     }
-    Ok(signed::seal(Kind::Statement, &statement, &node.signing_key))
+    Ok(signed::seal(
+        Kind::Statement,
+        &statement,
+        &node.signing_key(),
+    ))
 }
 
 fn open_statement(peer: &Member, bytes: &[u8]) -> Result<PeriodStatement, String> {

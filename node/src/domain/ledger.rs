@@ -46,9 +46,9 @@ fn sign_head(node: &Node, head: &store::LedgerHead) -> Vec<u8> {
             node: node.id.clone(),
             seq: head.seq,
             hash: head.hash.to_vec(),
-            key_id: KeyId::of(&node.signing_key.verifying_key()).0,
+            key_id: KeyId::of(&node.signing_key().verifying_key()).0,
         },
-        &node.signing_key,
+        &node.signing_key(),
     )
 }
 

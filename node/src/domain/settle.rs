@@ -244,7 +244,7 @@ pub async fn settle_own_claim(
 
 /// Seals a receipt with this node's signing key, naming the key.
 fn receipt_signer(node: &Node) -> impl Fn(&Receipt) -> Vec<u8> + Send + Sync + 'static {
-    let key = node.signing_key.clone();
+    let key = node.signing_key();
     let key_id = KeyId::of(&key.verifying_key()).0;
     move |receipt| {
         let receipt = Receipt {

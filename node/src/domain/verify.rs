@@ -244,7 +244,7 @@ async fn verify_inner(
     let roster = node.roster();
     let (member, voucher, answer) = match code {
         VoucherCode::Full(full) => {
-            let (member, voucher) = check_signed(&roster, &full.0)?;
+            let (member, voucher) = check_signed(node, &roster, &full.0)?;
             check_window_and_scope(node, provider, member, &voucher, for_scope)?;
             let answer = answers.get(node, member, voucher.serial).await;
             // A stolen or leaked key could sign new content under a real serial: only the
@@ -299,7 +299,7 @@ async fn verify_inner(
                 IssuerAnswer::NotIssued => return Err(not_issued(member)),
                 IssuerAnswer::Known { signed, .. } => signed,
             };
-            let (signer, voucher) = check_signed(&roster, signed)?;
+            let (signer, voucher) = check_signed(node, &roster, signed)?;
             if signer.id() != member.id() || voucher.serial != short.serial() {
                 return Err(refusal(
                     InvalidReason::BadSignature,
@@ -381,6 +381,25 @@ fn code_refusal(error: &CodeError) -> Refusal {
 
 /// Finds the issuer and key in the roster and checks the signature strictly.
 fn check_signed<'r>(
+    node: &Node,
+    roster: &'r Roster,
+    signed: &SignedVoucher,
+) -> Result<(&'r Member, VerifiedVoucher), Refusal> {
+    let checked = check_signed_with(roster, signed);
+    if let Err(refusal) = &checked
+        && matches!(
+            refusal.0,
+            InvalidReason::UnknownIssuer | InvalidReason::UnknownKey
+        )
+    {
+        // A member may have rotated its key or joined since this node last asked: ask now, so
+        // that the next try finds the new roster.
+        node.roster_wanted.notify_one();
+    }
+    checked
+}
+
+fn check_signed_with<'r>(
     roster: &'r Roster,
     signed: &SignedVoucher,
 ) -> Result<(&'r Member, VerifiedVoucher), Refusal> {
@@ -409,8 +428,16 @@ fn check_signed<'r>(
             format!("This is not a readable voucher ({other})."),
         ),
     })?;
-    match member.key_for(&key_id, voucher.valid_from, voucher.valid_until) {
+    // The key must sign on the day it signed the voucher, and not after a declared compromise.
+    match member.key_in_use(&key_id, voucher.issued_on) {
         Ok(_) => Ok((member, voucher)),
+        Err(KeyLookupError::Compromised) => Err(refusal(
+            InvalidReason::KeyCompromised,
+            format!(
+                "The voucher was signed with a key that the network declared compromised (stolen) before that day; {} did not issue it. Do not accept it.",
+                member.name()
+            ),
+        )),
         Err(KeyLookupError::UnknownKey | KeyLookupError::OutsideWindow) => Err(unknown_key(member)),
     }
 }
@@ -635,7 +662,7 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
     let roster = node.roster();
     let (signed, answer) = match code {
         VoucherCode::Full(full) => {
-            let answer = match check_signed(&roster, &full.0) {
+            let answer = match check_signed(node, &roster, &full.0) {
                 Ok((member, voucher)) => ask_issuer(node, member, voucher.serial).await,
                 Err(refused) => return invalid(refused),
             };
@@ -651,7 +678,7 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
             let answer = ask_issuer(node, member, short.serial()).await;
             match &answer {
                 IssuerAnswer::Known { signed, .. } => {
-                    match check_signed(&roster, signed) {
+                    match check_signed(node, &roster, signed) {
                         Ok((signer, voucher))
                             if signer.id() == member.id() && voucher.serial == short.serial() => {}
                         Ok(_) => {
@@ -673,7 +700,7 @@ pub(crate) async fn resolve(node: &Node, code: &str) -> Resolved {
             }
         }
     };
-    match check_signed(&roster, &signed) {
+    match check_signed(node, &roster, &signed) {
         Ok((member, voucher)) => Resolved::Voucher(Box::new(ResolvedVoucher {
             issuer: member.clone(),
             voucher,

@@ -11,7 +11,7 @@ use schein_proto::v1::{
     VoucherStatusResponse,
 };
 use schein_proto::voucher::{MAX_BACKDATE_DAYS, MAX_VALIDITY_DAYS, new_body};
-use schein_proto::{Day, FullCode, KeyId, Serial, SignedVoucher};
+use schein_proto::{Day, FullCode, Serial, SignedVoucher};
 
 use super::{Refusal, page};
 use crate::node::Node;
@@ -240,27 +240,30 @@ pub fn cap(
     Ok(cap_cents)
 }
 
-/// Checks that the node's signing key may sign a voucher valid from `from` to `until`.
-fn key_window_fits(node: &Node, from: Day, until: Day) -> Result<(), VoucherError> {
-    let key_id = KeyId::of(&node.signing_key.verifying_key());
+/// Checks that one of the node's signing keys signs on `from` (today: the issue day).
+fn key_window_fits(node: &Node, from: Day) -> Result<(), VoucherError> {
     let roster = node.roster();
-    let window = roster
-        .member(&node.id)
-        .and_then(|me| me.key(&key_id).ok())
-        .map(|k| (k.valid_from, k.valid_until));
-    let fits =
-        window.is_some_and(|(first, last)| first <= from && last.is_none_or(|last| until <= last));
-    if fits {
+    let me = roster.member(&node.id);
+    if me.and_then(|me| me.signing_key_on(from)).is_some() {
         return Ok(());
     }
-    let window = window
-        .map(|(first, last)| {
-            let last = last.map(|d| d.to_string()).unwrap_or_else(|| "open".into());
-            format!("{first} to {last}")
+    let windows = me
+        .map(|me| {
+            me.signing_keys
+                .iter()
+                .map(|k| {
+                    let last = k
+                        .valid_until
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "open".into());
+                    format!("{} to {last}", k.valid_from)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         })
-        .unwrap_or_else(|| "missing from the roster".into());
+        .unwrap_or_default();
     Err(invalid(format!(
-        "this node's signing key covers vouchers from {window}; {from} to {until} lies outside"
+        "no signing key of this node signs on {from} (its keys sign {windows}): the operator must rotate the key (`schein-node key rotate`)"
     )))
 }
 
@@ -325,7 +328,7 @@ pub async fn issue(
 ) -> Result<VoucherRecord, VoucherError> {
     let today = Day::today();
     let (valid_from, valid_until) = validity(request, today)?;
-    key_window_fits(node, valid_from, valid_until)?;
+    key_window_fits(node, today)?;
     let cap_cents = cap(
         request.cap_cents,
         node.default_cap_cents,
@@ -337,7 +340,7 @@ pub async fn issue(
         .iter()
         .map(|&s| Scope::try_from(s).map_err(|_| invalid(format!("unknown scope {s}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let key = &node.signing_key;
+    let key = &node.signing_key_on(today);
     // 80 random bits collide practically never; retry anyway rather than fail.
     for _ in 0..3 {
         let serial = Serial::random();
@@ -352,6 +355,7 @@ pub async fn issue(
         );
         body.emergency = request.emergency;
         body.bound_provider = bound_provider.clone();
+        body.issued_on = Some(today.into());
         let signed = SignedVoucher::sign(&body, key);
         match node.store.issue(&signed, today).await {
             Ok(()) => {

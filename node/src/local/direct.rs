@@ -237,6 +237,7 @@ impl DirectNode {
             Rpc::ClosePeriod => handle!(federation.close_period, v1::ClosePeriodRequest),
             Rpc::ProviderKnown => handle!(federation.provider_known, v1::ProviderKnownRequest),
             Rpc::LedgerProof => handle!(federation.ledger_proof, v1::LedgerProofRequest),
+            Rpc::RosterSince => handle!(federation.roster_since, v1::RosterSinceRequest),
             Rpc::RevokedIdentities => {
                 handle!(federation.revoked_identities, v1::RevokedIdentitiesRequest)
             }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use schein_proto::error::refusal;
+use schein_proto::v1;
 use schein_proto::v1::federation_server::Federation;
 use schein_proto::v1::{
     ClosePeriodRequest, ClosePeriodResponse, ErrorReason, LedgerProofRequest, LedgerProofResponse,
@@ -127,8 +128,25 @@ impl Federation for FederationService {
     ) -> Result<Response<RevokedIdentitiesResponse>, Status> {
         authorize(&request, &self.node, Operation::RevokedIdentities)?;
         Ok(Response::new(RevokedIdentitiesResponse {
-            signed_list: self.node.revocations.signed_own(&self.node.signing_key),
+            signed_list: self.node.revocations.signed_own(&self.node.signing_key()),
         }))
+    }
+
+    async fn roster_since(
+        &self,
+        request: Request<v1::RosterSinceRequest>,
+    ) -> Result<Response<v1::RosterSinceResponse>, Status> {
+        authorize(&request, &self.node, Operation::RosterSince)?;
+        let history = crate::quorum::History::beside(&self.node.roster_path);
+        let versions = history
+            .since(
+                request.get_ref().version,
+                crate::quorum::MAX_VERSIONS_PER_ANSWER,
+            )
+            .iter()
+            .map(crate::quorum::SignedRoster::to_proto)
+            .collect();
+        Ok(Response::new(v1::RosterSinceResponse { versions }))
     }
 
     async fn statement(

@@ -180,6 +180,10 @@ fn reason_words(lang: Lang, reason: InvalidReason) -> Option<&'static str> {
             "NICHT FÜR SIE: Notfall-Gutschein für einen anderen Anbieter.",
             "NOT FOR YOU: an emergency voucher for another provider.",
         ),
+        InvalidReason::KeyCompromised => lang.t(
+            "Mit einem gestohlenen Schlüssel unterschrieben: ungültig.",
+            "Signed with a stolen key: void.",
+        ),
     })
 }
 
