@@ -51,6 +51,9 @@ pub(crate) enum ClaimCommand {
     },
     /// Claims held as possible duplicates (office).
     Held,
+    /// Claims whose settlement record the issuing office refused for good: not sent again, each
+    /// with the reason (office).
+    Undeliverable,
     /// Release a held claim for settlement: it is not a duplicate (office). Exit code as for
     /// submit: 0 settled, 5 rejected by the issuer, 6 pending.
     Release { provider: String, id: String },
@@ -186,7 +189,7 @@ pub(crate) async fn execute(
                 .list_claims(ListClaimsRequest {
                     pending_only: pending,
                     limit,
-                    page_token: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| client.explain(&s))?
@@ -202,6 +205,30 @@ pub(crate) async fn execute(
                 .map_err(|s| client.explain(&s))?
                 .into_inner();
             out.claims(&response.claims);
+            Ok(Outcome::Done)
+        }
+        ClaimCommand::Undeliverable => {
+            let mut claims = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let response = client
+                    .office()
+                    .list_held_claims(ListClaimsRequest {
+                        undeliverable_only: true,
+                        limit: 1000,
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| client.explain(&s))?
+                    .into_inner();
+                claims.extend(response.claims);
+                if response.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = response.next_page_token;
+            }
+            out.claims(&claims);
             Ok(Outcome::Done)
         }
         ClaimCommand::Release { provider, id } => decide(client, provider, id, true, out).await,
@@ -239,7 +266,8 @@ async fn decide(
 pub(crate) fn outcome_of(record: &ClaimRecord) -> anyhow::Result<Outcome> {
     match record.state() {
         ClaimState::Settled => Ok(Outcome::Done),
-        ClaimState::Rejected => Ok(Outcome::ClaimRejected),
+        // Refused by the issuer as a record: not paid either.
+        ClaimState::Rejected | ClaimState::Undeliverable => Ok(Outcome::ClaimRejected),
         ClaimState::Pending => Ok(Outcome::ClaimPending),
         ClaimState::Held => Ok(Outcome::ClaimHeld),
         ClaimState::Unspecified => Err(anyhow!(

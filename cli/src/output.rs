@@ -407,6 +407,7 @@ fn claim_state_name(state: ClaimState) -> &'static str {
         ClaimState::Settled => "settled",
         ClaimState::Rejected => "rejected",
         ClaimState::Held => "held",
+        ClaimState::Undeliverable => "undeliverable",
     }
 }
 

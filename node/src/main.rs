@@ -131,6 +131,15 @@ enum Command {
         #[arg(long = "accept-missing", value_name = "PEER", required = true)]
         accept_missing: String,
     },
+    /// Bring the store to this version's format after an upgrade (a node refuses to start on
+    /// an older one). Run it with the node stopped: it copies the store aside first, then
+    /// migrates; running it again changes nothing.
+    Migrate {
+        /// Where to copy the store before migrating (default: beside the data directory, named
+        /// after the old format and the time).
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -483,6 +492,25 @@ fn execute(cli: Cli) -> Result<(), Failure> {
                     false => Err(anyhow::anyhow!("the node is not recovering")),
                 }
             })?;
+            Ok(())
+        }
+        Command::Migrate { backup } => {
+            let config = load_config(&cli.config)?;
+            let done = schein_node::store::migrate(&config.data_dir, backup.as_deref())
+                .with_context(|| format!("migrating the store in {}", config.data_dir.display()))?;
+            match done.backup {
+                None => println!(
+                    "the store in {} has format {} already; nothing to do",
+                    config.data_dir.display(),
+                    done.to
+                ),
+                Some(backup) => println!(
+                    "store migrated from format {} to {}; the store as it was is in {}",
+                    done.from,
+                    done.to,
+                    backup.display()
+                ),
+            }
             Ok(())
         }
         Command::Run => {

@@ -23,6 +23,17 @@ use crate::pki::CertifiedKey;
 use crate::roster::Member;
 use crate::tls::client_tls;
 
+/// Names this node's wire version on every federation call.
+type StampFn = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+type Stamped = tonic::service::interceptor::InterceptedService<Channel, StampFn>;
+
+fn stamp_wire_version(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    schein_proto::version::stamp(request.metadata_mut());
+    Ok(request)
+}
+
 /// Why a peer gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -191,16 +202,37 @@ impl Peers {
         Ok(queue)
     }
 
-    fn client(&self, member: &Member) -> Result<FederationClient<Channel>, PeerError> {
-        Ok(FederationClient::new(self.channel(member)?)
-            .max_decoding_message_size(self.max_message_bytes))
+    fn client(&self, member: &Member) -> Result<FederationClient<Stamped>, PeerError> {
+        Ok(
+            FederationClient::with_interceptor(
+                self.channel(member)?,
+                stamp_wire_version as StampFn,
+            )
+            .max_decoding_message_size(self.max_message_bytes),
+        )
     }
 
-    /// Asks `member` for its signed statement of `period` about this node.
-    pub async fn statement(&self, member: &Member, period: &str) -> Result<Vec<u8>, PeerError> {
+    /// Bytes of claims a statement's page may hold so that the answer stays within this node's
+    /// message size limit (the rest is the page's frame and signature).
+    fn page_bytes(&self) -> u32 {
+        u32::try_from(self.max_message_bytes.saturating_mul(3) / 4).unwrap_or(u32::MAX)
+    }
+
+    /// Asks `member` for a page of its signed statement of `period` about this node, from
+    /// `page_token` on, of at most `page_limit` claims (0: all in one).
+    pub async fn statement(
+        &self,
+        member: &Member,
+        period: &str,
+        page_token: &str,
+        page_limit: u32,
+    ) -> Result<Vec<u8>, PeerError> {
         let mut client = self.client(member)?;
         let call = client.statement(StatementRequest {
             period: period.to_owned(),
+            page_token: page_token.to_owned(),
+            page_limit,
+            page_bytes: self.page_bytes(),
         });
         self.bounded(member, call)
             .await
@@ -214,11 +246,14 @@ impl Peers {
         member: &Member,
         period: &str,
         early: bool,
+        page_limit: u32,
     ) -> Result<ClosePeriodResponse, PeerError> {
         let mut client = self.client(member)?;
         let call = client.close_period(ClosePeriodRequest {
             period: period.to_owned(),
             early,
+            page_limit,
+            page_bytes: self.page_bytes(),
         });
         self.bounded(member, call).await
     }

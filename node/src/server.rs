@@ -195,10 +195,11 @@ pub async fn run(
         .add_service(
             ProviderServer::new(ProviderService::new(node.clone())).max_decoding_message_size(max),
         )
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             FederationServer::new(FederationService::new(node.clone()))
                 .max_decoding_message_size(max),
-        )
+            crate::service::federation::check_wire_version,
+        ))
         .add_service(
             ReportsServer::new(ReportsService::new(node.clone())).max_decoding_message_size(max),
         )

@@ -548,3 +548,52 @@ fn enroll_and_identity_export_write_p12_files_for_browsers() {
     assert!(!missing.status.success());
     assert!(text(&missing).contains("nobody.toml"), "{}", text(&missing));
 }
+
+/// An upgrade as an operator runs it: `migrate` leaves a store of this format alone, and brings
+/// one of format 1 (as versions before formats were recorded left it) to this format after a
+/// copy of it; the node's store then opens. Running it again does nothing.
+#[test]
+fn migrate_backs_up_an_older_store_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(init(dir.path(), "leipzig", "LEJ", 17543).status.success());
+    let node = dir.path().join("leipzig");
+    let data = node.join("data");
+    drop(schein_node::store::Store::open(&data).unwrap());
+
+    let current = schein_node(&node, &["migrate"]);
+    assert!(current.status.success(), "{}", text(&current));
+    assert!(
+        text(&current).contains("nothing to do"),
+        "{}",
+        text(&current)
+    );
+
+    {
+        let db = sled::Config::new()
+            .path(&data)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .remove("format_version")
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        schein_node::store::Store::open(&data),
+        Err(schein_node::store::StoreError::NeedsMigration { found: 1, .. })
+    ));
+    let backup = dir.path().join("before-upgrade");
+    let migrated = schein_node(&node, &["migrate", "--backup", backup.to_str().unwrap()]);
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    assert!(
+        text(&migrated).contains("from format 1 to 2"),
+        "{}",
+        text(&migrated)
+    );
+    assert!(backup.join("conf").exists(), "the copy is made");
+    drop(schein_node::store::Store::open(&data).expect("opens after migrating"));
+    let again = schein_node(&node, &["migrate"]);
+    assert!(text(&again).contains("nothing to do"), "{}", text(&again));
+}

@@ -2,8 +2,10 @@
 //! [`schein_node::store::Backend`]: every change is atomic (a decision, its voucher state, its
 //! ledger entry and its report counters together or not at all), repeated changes are
 //! idempotent (the same record gets the same receipt byte for byte, the same claim is stored
-//! once), acknowledged changes survive a killed process, and the cap is exact however many
-//! settlements race. The sled store runs the suite here; another backend would add its `open`.
+//! once), acknowledged changes survive a killed process, the cap is exact however many
+//! settlements race, the outbox hands out what is due and ends what the issuer refused for good,
+//! and the accounts of clearing hold exactly the accepted claims. The sled store runs the suite
+//! here; another backend would add its `open`.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -13,12 +15,14 @@ use ed25519_dalek::SigningKey;
 use schein_node::domain::report::Measure;
 use schein_node::domain::settle::Ceilings;
 use schein_node::store::{
-    Backend, ClaimKey, Describe, NewClaim, Outgoing, OwnClaim, ReceiptSigner, Store, StoreError,
+    Backend, ClaimKey, Describe, NewClaim, Outgoing, OwnClaim, ReceiptSigner, Side, Store,
+    StoreError,
 };
 use schein_proto::period::Period;
 use schein_proto::signed::{self, Kind};
 use schein_proto::v1::{
-    Category, ClaimRecord, ClaimState, Outcome, Receipt, RejectReason, SettlementRecord,
+    Category, ClaimAmount, ClaimRecord, ClaimState, Outcome, Receipt, RejectReason,
+    SettlementRecord,
 };
 use schein_proto::voucher::new_body;
 use schein_proto::{Day, Serial, SignedVoucher};
@@ -375,6 +379,171 @@ fn acknowledged_changes_survive_a_kill<B: Backend>(open: fn(&Path) -> B, test_na
     assert_eq!(store.ledger_head().expect("head").seq, 32);
     let entries = store.ledger_entries(1, 100).expect("entries");
     assert_eq!(entries.len(), 32);
+}
+
+/// The outbox hands out what is due and nothing due later; a record put off is due again at its
+/// time; a record the issuer refused for good ends the claim undeliverable, once, and leaves the
+/// outbox.
+async fn the_outbox_serves_what_is_due_and_ends_refused_records<B: Backend>(store: B) {
+    let serial = Serial::random();
+    for id in ["a", "b", "c"] {
+        store
+            .submit_claim(new_claim(id, serial))
+            .await
+            .expect("stored");
+    }
+    let due_at = |now: i64| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .due_settlements(now, 10)
+            .expect("readable")
+            .into_iter()
+            .map(|d| d.settlement_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(due_at(1), ["s-a", "s-b", "s-c"]);
+    assert_eq!(store.due_settlements(1, 2).expect("readable").len(), 2);
+    store.retry_later("s-a", 1, 10_000).expect("put off");
+    assert_eq!(due_at(9_999), ["s-b", "s-c"]);
+    assert_eq!(due_at(10_000), ["s-a", "s-b", "s-c"]);
+    let attempts = store.due_settlements(10_000, 10).expect("readable");
+    assert_eq!(
+        attempts
+            .iter()
+            .find(|d| d.settlement_id == "s-a")
+            .map(|d| d.attempts),
+        Some(1)
+    );
+
+    let refused = store
+        .refuse_delivery(&ClaimKey::new("praxis", "b"), "the record is not valid")
+        .await
+        .expect("recorded");
+    assert_eq!(refused.state(), ClaimState::Undeliverable);
+    assert!(
+        refused.message.contains("the record is not valid"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(due_at(i64::MAX), ["s-a", "s-c"]);
+    assert_eq!(store.undeliverable_count(), 1);
+    let again = store
+        .refuse_delivery(&ClaimKey::new("praxis", "b"), "another reason")
+        .await
+        .expect("answered");
+    assert_eq!(again, refused, "a claim ends once");
+    assert_eq!(store.undeliverable_count(), 1);
+    let stored = store
+        .claim(&ClaimKey::new("praxis", "b"))
+        .expect("readable")
+        .expect("there");
+    assert_eq!(stored, refused);
+
+    let receipt = Receipt {
+        claim_id: "s-c".into(),
+        issuer: "leipzig".into(),
+        redeemer: "dresden".into(),
+        amount_cents: 466,
+        service_month: today().month().expect("a month"),
+        outcome: Outcome::Accepted as i32,
+        ..Default::default()
+    };
+    store
+        .finish_claim(
+            &ClaimKey::new("praxis", "c"),
+            &signed::seal(Kind::Receipt, &receipt, &key()),
+            &receipt,
+            "settled".into(),
+        )
+        .await
+        .expect("finished");
+    assert_eq!(due_at(i64::MAX), ["s-a"]);
+    let received = |period| {
+        store
+            .account_page(Side::Receivables, "leipzig", period, None, 10)
+            .expect("readable")
+    };
+    assert_eq!(
+        received(Period::Month(2026, 11)),
+        [ClaimAmount {
+            claim_id: "s-c".into(),
+            amount_cents: 466
+        }]
+    );
+    assert!(received(Period::Month(2026, 10)).is_empty());
+}
+
+/// The accounts of clearing hold exactly the accepted claims, under every period of their
+/// service month, in the order of claim ids, page by page; a repeated record changes nothing.
+async fn the_accounts_hold_the_accepted_claims<B: Backend>(store: B) {
+    let voucher = voucher(50_000);
+    store.issue(&voucher, today()).await.expect("issued");
+    for (id, cents) in [("c", 30_000), ("b", 30_000), ("a", 100)] {
+        settle(&store, &record(&voucher, id, cents))
+            .await
+            .expect("decided");
+    }
+    let owed = |period, after: Option<&str>, limit| {
+        store
+            .account_page(Side::Liabilities, "dresden", period, after, limit)
+            .expect("readable")
+    };
+    let amount = |id: &str, cents| ClaimAmount {
+        claim_id: id.into(),
+        amount_cents: cents,
+    };
+    for period in Period::containing(202_611) {
+        assert_eq!(
+            owed(period, None, 10),
+            [amount("a", 100), amount("c", 30_000)],
+            "b went over the cap: {period}"
+        );
+        assert_eq!(
+            store
+                .account_totals(Side::Liabilities, "dresden", period)
+                .expect("readable"),
+            (2, 30_100)
+        );
+    }
+    let q4 = Period::Quarter(2026, 4);
+    assert_eq!(owed(q4, None, 1), [amount("a", 100)]);
+    assert_eq!(owed(q4, Some("a"), 1), [amount("c", 30_000)]);
+    assert!(owed(q4, Some("c"), 1).is_empty());
+    assert!(owed(Period::Quarter(2026, 3), None, 10).is_empty());
+    assert!(
+        store
+            .account_page(Side::Liabilities, "chemnitz", q4, None, 10)
+            .expect("readable")
+            .is_empty()
+    );
+    assert!(
+        store
+            .account_page(Side::Receivables, "dresden", q4, None, 10)
+            .expect("readable")
+            .is_empty()
+    );
+    settle(&store, &record(&voucher, "a", 100))
+        .await
+        .expect("the same record again");
+    assert_eq!(
+        store
+            .account_totals(Side::Liabilities, "dresden", q4)
+            .expect("readable"),
+        (2, 30_100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_the_outbox_serves_what_is_due_and_ends_refused_records() {
+    let dir = tempfile::tempdir().unwrap();
+    the_outbox_serves_what_is_due_and_ends_refused_records(open_sled(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_the_accounts_hold_the_accepted_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    the_accounts_hold_the_accepted_claims(open_sled(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

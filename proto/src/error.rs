@@ -38,7 +38,8 @@ pub fn code_of(reason: ErrorReason) -> Code {
         | ErrorReason::PeriodNotClosable
         | ErrorReason::AlreadyClosed
         | ErrorReason::PeriodClosed
-        | ErrorReason::OverCeiling => Code::FailedPrecondition,
+        | ErrorReason::OverCeiling
+        | ErrorReason::WireVersion => Code::FailedPrecondition,
         ErrorReason::UnknownProvider => Code::NotFound,
         ErrorReason::TooMany => Code::ResourceExhausted,
         ErrorReason::Storage | ErrorReason::Internal | ErrorReason::Unspecified => Code::Internal,

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod money;
 pub mod period;
 pub mod signed;
+pub mod version;
 pub mod voucher;
 
 /// Generated messages and services of package `schein.v1`.

@@ -126,6 +126,7 @@ pub async fn list_claims(provider: &IdentityFile) -> anyhow::Result<Vec<ClaimRec
                 pending_only: false,
                 limit: 1000,
                 page_token,
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -395,6 +396,8 @@ async fn statement(
     let bytes = FederationClient::new(identity.connect(None).await?)
         .statement(StatementRequest {
             period: period.to_owned(),
+            // Every claim in one statement: as a node of wire version 1 asks.
+            ..Default::default()
         })
         .await?
         .into_inner()

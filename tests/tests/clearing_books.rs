@@ -1,7 +1,8 @@
 //! Clearing finds books that differ, over real mTLS with real sled: a Dresden practice's claims
 //! on Leipzig vouchers settle, Leipzig's store is then changed behind its back (a settlement
 //! lost, or one whose amount differs from Dresden's), and closing the quarter names exactly the
-//! claim that differs. After the close, Dresden refuses new claims for the quarter at once.
+//! claim that differs (the settlements and the clearing index they are read through change
+//! together). After the close, Dresden refuses new claims for the quarter at once.
 
 use schein_proto::error::reason_of;
 use schein_proto::signed::{self, Kind};
@@ -67,6 +68,21 @@ async fn tamper(saxony: &mut Saxony, receipt: &Receipt, amount: Option<i64>) {
             };
             value.extend(signed::seal(Kind::Receipt, &changed, &key));
             settlements.insert(&id, value).expect("written");
+        }
+        // Clearing reads the books through their index by pair and period (side ‖ peer ‖ 0 ‖
+        // period ‖ 0 ‖ claim id → amount): it changes with them.
+        let index = db.open_tree("clearing_index").expect("the clearing index");
+        for period in schein_proto::period::Period::containing(receipt.service_month) {
+            let mut key = b"Ldresden".to_vec();
+            key.push(0);
+            key.extend_from_slice(period.to_string().as_bytes());
+            key.push(0);
+            key.extend_from_slice(receipt.claim_id.as_bytes());
+            match amount {
+                None => index.remove(&key).map(drop),
+                Some(cents) => index.insert(&key, &cents.to_be_bytes()[..]).map(drop),
+            }
+            .expect("the index is written");
         }
         db.flush().expect("flushed");
     }

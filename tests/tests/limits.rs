@@ -427,6 +427,7 @@ async fn long_periods_are_refused_with_a_short_message() {
         "a 60 KB period in a statement request",
         peer.statement(StatementRequest {
             period: long.clone(),
+            ..Default::default()
         })
         .await,
         ErrorReason::InvalidArgument,

@@ -397,7 +397,7 @@ pub fn list_pending(node: &Node) -> Result<Vec<ClaimRecord>, ClaimError> {
     let request = ListClaimsRequest {
         pending_only: true,
         limit: 1000,
-        page_token: String::new(),
+        ..Default::default()
     };
     list(node, &request, |claim| {
         claim.state == ClaimState::Pending as i32
@@ -405,13 +405,47 @@ pub fn list_pending(node: &Node) -> Result<Vec<ClaimRecord>, ClaimError> {
     .map(|page| page.claims)
 }
 
-/// A page of the claims of this node's providers held as possible duplicates.
+/// A page of the claims of this node's providers held as possible duplicates; or, if the
+/// request asks for them, of those whose settlement record the issuer refused for good.
 pub fn list_held(
     node: &Node,
     request: &ListClaimsRequest,
 ) -> Result<ListClaimsResponse, ClaimError> {
+    if request.undeliverable_only {
+        return list_undeliverable(node, request);
+    }
     list(node, request, |claim| {
         claim.state == ClaimState::Held as i32
+    })
+}
+
+/// A page of the claims that ended undeliverable; the page token is the last claim key, in hex.
+fn list_undeliverable(
+    node: &Node,
+    request: &ListClaimsRequest,
+) -> Result<ListClaimsResponse, ClaimError> {
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => Some(
+            (0..token.len())
+                .step_by(2)
+                .map(|i| {
+                    token
+                        .get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| invalid("the page token is not one this node gave"))?,
+        ),
+    };
+    let (claims, next) = node
+        .store
+        .list_undeliverable(after.as_deref(), page::size(request.limit))?;
+    Ok(ListClaimsResponse {
+        claims,
+        next_page_token: next
+            .map(|key| key.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default(),
     })
 }
 

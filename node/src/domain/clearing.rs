@@ -18,14 +18,14 @@ use schein_proto::period::Period;
 use schein_proto::signed::{self, Kind};
 use schein_proto::v1::{
     ClaimAmount, ClearingResult, ClearingState, ErrorReason, PairClearing, PeriodStatement,
+    StatementTotals,
 };
 use schein_proto::{Day, KeyId};
 
 use super::Refusal;
 use crate::node::Node;
 use crate::roster::{Member, MemberKind};
-use crate::store::PairClose;
-use crate::store::StoreError;
+use crate::store::{PairClose, Side, StoreError};
 
 /// Why a clearing request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +57,113 @@ impl Refusal for ClearingError {
     }
 }
 
-/// This node's statement of `period` for `peer`, signed.
-pub fn statement(node: &Node, peer: &str, period: Period) -> Result<Vec<u8>, ClearingError> {
-    let statement = PeriodStatement {
+/// Most claims in one page of a statement, whatever a caller asks for: a page stays well
+/// inside a message's size limit.
+pub const MAX_STATEMENT_PAGE: u32 = 10_000;
+
+/// Bytes of claims in a statement's page when the caller names no limit: well inside the
+/// smallest message limit nodes are configured with by default (64 KiB).
+const DEFAULT_PAGE_BYTES: usize = 48 * 1024;
+
+/// Which page of a statement a caller asks for (see `StatementRequest`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatementPage<'a> {
+    /// Where to go on: empty for the first page.
+    pub token: &'a str,
+    /// Most claims; 0: every claim in one statement.
+    pub limit: u32,
+    /// Most bytes of claims; 0: [`DEFAULT_PAGE_BYTES`].
+    pub bytes: u32,
+}
+
+/// This node's statement of `period` for `peer`, signed: the page from its token on with at
+/// most its limit of claims and of bytes, liabilities first, each side in the order of claim
+/// ids, read from the clearing index as it goes; the first page also holds the totals, folded
+/// over the index. A limit of 0 asks for every claim in one statement, as nodes of wire
+/// version 1 do.
+pub fn statement(
+    node: &Node,
+    peer: &str,
+    period: Period,
+    page: StatementPage<'_>,
+) -> Result<Vec<u8>, ClearingError> {
+    let StatementPage {
+        token: page_token,
+        limit: page_limit,
+        bytes: page_bytes,
+    } = page;
+    let mut statement = PeriodStatement {
         period: period.to_string(),
         node: node.id.clone(),
         peer: peer.to_owned(),
-        liabilities: node.store.liabilities_to(peer, period)?,
-        receivables: node.store.receivables_from(peer, period)?,
         key_id: KeyId::of(&node.signing_key().verifying_key()).0,
+        ..Default::default()
     };
+    if page_limit == 0 {
+        statement.liabilities = node.store.liabilities_to(peer, period)?;
+        statement.receivables = node.store.receivables_from(peer, period)?;
+        return Ok(signed::seal(
+            Kind::Statement,
+            &statement,
+            &node.signing_key(),
+        ));
+    }
+    let limit = page_limit.min(MAX_STATEMENT_PAGE) as usize;
+    let budget = match page_bytes {
+        0 => DEFAULT_PAGE_BYTES,
+        n => (n as usize).clamp(1024, 4 * 1024 * 1024),
+    };
+    statement.paged = true;
+    if page_token.is_empty() {
+        let (liabilities_count, liabilities_cents) =
+            node.store.account_totals(Side::Liabilities, peer, period)?;
+        let (receivables_count, receivables_cents) =
+            node.store.account_totals(Side::Receivables, peer, period)?;
+        statement.totals = Some(StatementTotals {
+            liabilities_count,
+            liabilities_cents,
+            receivables_count,
+            receivables_cents,
+        });
+    }
+    let (mut side, after) = match page_token.split_at_checked(1) {
+        None => (Side::Liabilities, ""),
+        Some(("L", after)) => (Side::Liabilities, after),
+        Some(("R", after)) => (Side::Receivables, after),
+        Some(_) => {
+            return Err(ClearingError::InvalidPeriod(
+                "the page token is not one this node gave".into(),
+            ));
+        }
+    };
+    let mut after = (!after.is_empty()).then(|| after.to_owned());
+    let (mut taken, mut bytes) = (0, 0);
+    'sides: loop {
+        let tag = if side == Side::Liabilities { "L" } else { "R" };
+        for claim in node.store.account(side, peer, period, after.as_deref()) {
+            let claim = claim?;
+            // Its share of the message: the claim, its field tag and length.
+            let cost = prost::Message::encoded_len(&claim) + 4;
+            // Always at least one claim, so that every page moves on.
+            if taken > 0 && (taken == limit || bytes + cost > budget) {
+                statement.next_page_token =
+                    format!("{tag}{}", after.as_deref().unwrap_or_default());
+                break 'sides;
+            }
+            taken += 1;
+            bytes += cost;
+            after = Some(claim.claim_id.clone());
+            match side {
+                Side::Liabilities => statement.liabilities.push(claim),
+                Side::Receivables => statement.receivables.push(claim),
+            }
+        }
+        if side == Side::Receivables {
+            break;
+        }
+        side = Side::Receivables;
+        after = None;
+    }
     Ok(signed::seal(
         Kind::Statement,
         &statement,
@@ -79,35 +176,93 @@ fn open_statement(peer: &Member, bytes: &[u8]) -> Result<PeriodStatement, String
         .map_err(|e| format!("the statement {e}"))
 }
 
-fn total(amounts: &[ClaimAmount]) -> i64 {
-    amounts
-        .iter()
-        .fold(0i64, |sum, a| sum.saturating_add(a.amount_cents))
+/// Most differing claim ids a pair's result names; beyond, it says how many more there are.
+const MAX_DIFFERING_IDS: usize = 1_000;
+
+/// One side of this node's account, compared claim by claim with the peer's opposite side as
+/// its pages come in: both in the order of claim ids, so neither is held whole.
+struct Comparison<I: Iterator<Item = Result<ClaimAmount, StoreError>>> {
+    mine: std::iter::Peekable<I>,
+    mine_cents: i64,
+    theirs_cents: i64,
+    theirs_count: u64,
+    last_theirs: Option<String>,
+    differing: Vec<String>,
+    differing_count: u64,
 }
 
-/// Claim ids on one side only, or with different amounts.
-fn differing(mine: &[ClaimAmount], theirs: &[ClaimAmount]) -> Vec<String> {
-    let mine: BTreeMap<&str, i64> = mine
-        .iter()
-        .map(|a| (a.claim_id.as_str(), a.amount_cents))
-        .collect();
-    let theirs: BTreeMap<&str, i64> = theirs
-        .iter()
-        .map(|a| (a.claim_id.as_str(), a.amount_cents))
-        .collect();
-    let mut ids: Vec<String> = mine
-        .iter()
-        .filter(|(id, amount)| theirs.get(*id) != Some(*amount))
-        .chain(
-            theirs
-                .iter()
-                .filter(|(id, amount)| mine.get(*id) != Some(*amount)),
-        )
-        .map(|(id, _)| (*id).to_owned())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
+impl<I: Iterator<Item = Result<ClaimAmount, StoreError>>> Comparison<I> {
+    fn new(mine: I) -> Self {
+        Self {
+            mine: mine.peekable(),
+            mine_cents: 0,
+            theirs_cents: 0,
+            theirs_count: 0,
+            last_theirs: None,
+            differing: Vec::new(),
+            differing_count: 0,
+        }
+    }
+
+    fn differ(&mut self, claim_id: String) {
+        self.differing_count += 1;
+        if self.differing.len() < MAX_DIFFERING_IDS {
+            self.differing.push(claim_id);
+        }
+    }
+
+    /// My next claim, if its id is not after `bound` (or at all, without a bound).
+    fn next_mine_up_to(&mut self, bound: Option<&str>) -> Result<Option<ClaimAmount>, StoreError> {
+        let due = match self.mine.peek() {
+            None => false,
+            Some(Err(_)) => true,
+            Some(Ok(mine)) => bound.is_none_or(|bound| mine.claim_id.as_str() <= bound),
+        };
+        if !due {
+            return Ok(None);
+        }
+        let mine = self.mine.next().transpose()?;
+        if let Some(mine) = &mine {
+            self.mine_cents = self.mine_cents.saturating_add(mine.amount_cents);
+        }
+        Ok(mine)
+    }
+
+    /// One claim of the peer's, in order.
+    fn theirs(&mut self, claim: ClaimAmount) -> Result<(), StoreError> {
+        self.theirs_cents = self.theirs_cents.saturating_add(claim.amount_cents);
+        self.theirs_count += 1;
+        // Out of order or named twice: it cannot be matched, and the totals will not agree.
+        if self
+            .last_theirs
+            .as_deref()
+            .is_some_and(|last| claim.claim_id.as_str() <= last)
+        {
+            self.differ(claim.claim_id);
+            return Ok(());
+        }
+        let mut matched = false;
+        while let Some(mine) = self.next_mine_up_to(Some(&claim.claim_id))? {
+            if mine.claim_id == claim.claim_id {
+                matched = mine.amount_cents == claim.amount_cents;
+                break;
+            }
+            self.differ(mine.claim_id);
+        }
+        self.last_theirs = Some(claim.claim_id.clone());
+        if !matched {
+            self.differ(claim.claim_id);
+        }
+        Ok(())
+    }
+
+    /// Every claim of mine the peer did not name.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        while let Some(mine) = self.next_mine_up_to(None)? {
+            self.differ(mine.claim_id);
+        }
+        Ok(())
+    }
 }
 
 /// The last day on which a claim on one of this node's vouchers valid in `period` could still
@@ -370,14 +525,14 @@ async fn close_with(
     // A pair the peer closed already only needs the peer's statement.
     let answer = if already.is_some() {
         node.peers
-            .statement(peer, &period.to_string())
+            .statement(peer, &period.to_string(), "", MAX_STATEMENT_PAGE)
             .await
             .map_err(|e| e.to_string())
     } else {
         deliver_pending(node, peer.id(), period).await;
         match node
             .peers
-            .close_period(peer, &period.to_string(), early)
+            .close_period(peer, &period.to_string(), early, MAX_STATEMENT_PAGE)
             .await
         {
             Ok(answer) => Ok(answer.signed_statement),
@@ -391,19 +546,8 @@ async fn close_with(
             Err(error) => Err(error.to_string()),
         }
     };
-    let theirs = answer.and_then(|bytes| {
-        let statement = open_statement(peer, &bytes)?;
-        let fits = statement.node == peer.id()
-            && statement.peer == node.id
-            && statement.period == period.to_string();
-        if fits {
-            Ok(statement)
-        } else {
-            Err("a statement about something else".into())
-        }
-    });
-    let theirs = match theirs {
-        Ok(theirs) => theirs,
+    let first = match answer.and_then(|bytes| fitting_statement(node, peer, period, &bytes)) {
+        Ok(first) => first,
         Err(error) => {
             tracing::warn!(peer = peer.id(), %error, "no statement for clearing");
             pair.note = format!("{} did not answer in time: {error}", peer.name());
@@ -422,32 +566,134 @@ async fn close_with(
             return pair;
         }
     };
-    let books = node
-        .store
-        .liabilities_to(peer.id(), period)
-        .and_then(|l| Ok((l, node.store.receivables_from(peer.id(), period)?)));
-    let (liabilities, receivables) = match books {
-        Ok(books) => books,
-        Err(error) => {
-            pair.note = format!("this node's books cannot be read: {error}");
-            return pair;
-        }
-    };
     pair.closed = true;
     pair.closed_by = recorded.closed_by;
-    pair.reached = true;
-    pair.liabilities_cents = total(&liabilities);
-    pair.receivables_cents = total(&receivables);
-    pair.peer_receivables_cents = total(&theirs.receivables);
-    pair.peer_liabilities_cents = total(&theirs.liabilities);
-    pair.differing_claim_ids = differing(&liabilities, &theirs.receivables);
-    pair.differing_claim_ids
-        .extend(differing(&receivables, &theirs.liabilities));
-    // Equal totals too: a statement naming one claim twice must not pass.
-    pair.agreed = pair.differing_claim_ids.is_empty()
-        && pair.liabilities_cents == pair.peer_receivables_cents
-        && pair.receivables_cents == pair.peer_liabilities_cents;
+    match reconcile(node, peer, period, first).await {
+        Ok(reconciled) => {
+            pair.reached = true;
+            pair.liabilities_cents = reconciled.liabilities_cents;
+            pair.receivables_cents = reconciled.receivables_cents;
+            pair.peer_receivables_cents = reconciled.peer_receivables_cents;
+            pair.peer_liabilities_cents = reconciled.peer_liabilities_cents;
+            pair.differing_claim_ids = reconciled.differing_claim_ids;
+            pair.agreed = reconciled.agreed;
+            pair.note = reconciled.note;
+        }
+        Err(note) => pair.note = note,
+    }
     pair
+}
+
+/// A statement of `peer` about this node and `period`, checked.
+fn fitting_statement(
+    node: &Node,
+    peer: &Member,
+    period: Period,
+    bytes: &[u8],
+) -> Result<PeriodStatement, String> {
+    let statement = open_statement(peer, bytes)?;
+    let fits = statement.node == peer.id()
+        && statement.peer == node.id
+        && statement.period == period.to_string();
+    if fits {
+        Ok(statement)
+    } else {
+        Err("a statement about something else".into())
+    }
+}
+
+/// Most pages of one statement this node reads: 10^9 claims.
+const MAX_STATEMENT_PAGES: usize = 100_000;
+
+/// This node's books with `peer` for `period` against the peer's statement, whose first page
+/// is `first`; the further pages are asked for one at a time, and each is compared with this
+/// node's index as it comes, so neither side is held whole. The `PairClearing` fields it fills;
+/// an `Err` is the note for a pair that could not be compared.
+async fn reconcile(
+    node: &Node,
+    peer: &Member,
+    period: Period,
+    first: PeriodStatement,
+) -> Result<PairClearing, String> {
+    let books = |e: StoreError| format!("this node's books cannot be read: {e}");
+    // What this node owes against what the peer says it is owed, and the other way round.
+    let mut owed = Comparison::new(
+        node.store
+            .account(Side::Liabilities, peer.id(), period, None),
+    );
+    let mut due = Comparison::new(
+        node.store
+            .account(Side::Receivables, peer.id(), period, None),
+    );
+    let totals = first.totals;
+    let paged = first.paged;
+    let mut page = first;
+    let mut pages = 1;
+    loop {
+        for claim in std::mem::take(&mut page.liabilities) {
+            due.theirs(claim).map_err(books)?;
+        }
+        for claim in std::mem::take(&mut page.receivables) {
+            owed.theirs(claim).map_err(books)?;
+        }
+        if !page.paged || page.next_page_token.is_empty() {
+            break;
+        }
+        if pages == MAX_STATEMENT_PAGES {
+            return Err(format!("{}'s statement does not end", peer.name()));
+        }
+        let bytes = node
+            .peers
+            .statement(
+                peer,
+                &period.to_string(),
+                &page.next_page_token,
+                MAX_STATEMENT_PAGE,
+            )
+            .await
+            .map_err(|e| format!("{} did not answer in time: {e}", peer.name()))?;
+        page = fitting_statement(node, peer, period, &bytes)?;
+        pages += 1;
+    }
+    owed.finish().map_err(books)?;
+    due.finish().map_err(books)?;
+    let mut result = PairClearing {
+        liabilities_cents: owed.mine_cents,
+        receivables_cents: due.mine_cents,
+        peer_receivables_cents: owed.theirs_cents,
+        peer_liabilities_cents: due.theirs_cents,
+        ..Default::default()
+    };
+    // A paged statement's pages must add up to the totals on its first.
+    let adds_up = !paged
+        || totals.is_some_and(|t| {
+            t.liabilities_count == due.theirs_count
+                && t.liabilities_cents == due.theirs_cents
+                && t.receivables_count == owed.theirs_count
+                && t.receivables_cents == owed.theirs_cents
+        });
+    if !adds_up {
+        result.note = format!(
+            "{}'s statement pages do not add up to its totals",
+            peer.name()
+        );
+    }
+    let differing = owed.differing_count + due.differing_count;
+    result.differing_claim_ids = owed.differing;
+    result.differing_claim_ids.extend(due.differing);
+    result.differing_claim_ids.sort();
+    result.differing_claim_ids.dedup();
+    let named = result.differing_claim_ids.len() as u64;
+    if differing > named && named as usize >= MAX_DIFFERING_IDS {
+        result.note = format!(
+            "{differing} claims differ; the first {MAX_DIFFERING_IDS} of each side are named"
+        );
+    }
+    result.agreed = differing == 0
+        && adds_up
+        && result.liabilities_cents == result.peer_receivables_cents
+        && result.receivables_cents == result.peer_liabilities_cents;
+    Ok(result)
 }
 
 /// Delivers what this node's outbox still holds for `issuer` in `period`, before the pair
@@ -485,6 +731,7 @@ pub async fn closed_by_peer(
     caller: &Member,
     period: Period,
     early: bool,
+    page: StatementPage<'_>,
 ) -> Result<(Vec<u8>, Day), ClearingError> {
     let today = Day::today();
     refuse_future(period, today)?;
@@ -517,7 +764,7 @@ pub async fn closed_by_peer(
         )
         .await?;
     tracing::info!(peer = caller.id(), %period, early, "pair closed by peer");
-    Ok((statement(node, caller.id(), period)?, deadline))
+    Ok((statement(node, caller.id(), period, page)?, deadline))
 }
 
 /// Reads a period from a request.

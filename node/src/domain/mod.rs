@@ -53,9 +53,12 @@ impl Refusal for StoreError {
             StoreError::ClaimIdReused => ErrorReason::ClaimIdReused,
             StoreError::UnknownClaim => ErrorReason::UnknownClaim,
             StoreError::NotHeld => ErrorReason::InvalidArgument,
-            StoreError::Sled(_) | StoreError::Corrupt(_) | StoreError::SerialTaken => {
-                ErrorReason::Storage
-            }
+            StoreError::Sled(_)
+            | StoreError::Corrupt(_)
+            | StoreError::SerialTaken
+            | StoreError::NewerFormat { .. }
+            | StoreError::NeedsMigration { .. }
+            | StoreError::Locked(_) => ErrorReason::Storage,
         }
     }
 }

@@ -157,7 +157,38 @@ fn receipt_message(issuer: &Member, receipt: &Receipt) -> String {
     format!("Rejected by {}: {why}.", issuer.name())
 }
 
-/// One delivery from the outbox; on failure, the next attempt is put off with backoff.
+impl DeliveryError {
+    /// Why the issuer refused the record for good, if it did: it would refuse the same bytes
+    /// again (a record it cannot read, whose signature fails, that is not the sender's, or whose
+    /// claim id it holds for another claim). Everything else — an issuer that is down, busy, over
+    /// its daily quota, or that does not know this node yet — may pass later, and is retried.
+    pub fn permanent(&self) -> Option<String> {
+        use schein_proto::v1::ErrorReason;
+        match self {
+            DeliveryError::Peer(crate::peers::PeerError::Call { status, .. }) => {
+                match schein_proto::error::reason_of(status) {
+                    Some(
+                        ErrorReason::InvalidArgument
+                        | ErrorReason::BadSignature
+                        | ErrorReason::WrongNode
+                        | ErrorReason::ClaimIdReused,
+                    ) => Some(status.message().to_owned()),
+                    _ => None,
+                }
+            }
+            DeliveryError::Refused(
+                refusal @ (SettleError::Invalid(_)
+                | SettleError::NotGenuine(_)
+                | SettleError::OtherNodesRecord
+                | SettleError::ClaimIdReused),
+            ) => Some(refusal.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// One delivery from the outbox; a record refused for good ends undeliverable, any other
+/// failure puts the next attempt off with backoff.
 async fn deliver_due(node: &Node, due: DueSettlement, now_ms: i64) {
     let DueSettlement {
         key,
@@ -167,6 +198,13 @@ async fn deliver_due(node: &Node, due: DueSettlement, now_ms: i64) {
         attempts,
     } = due;
     if let Err(error) = deliver(node, &key, &settlement_id, &issuer, settlement).await {
+        if let Some(reason) = error.permanent() {
+            tracing::warn!(%issuer, %error, "settlement record refused by the issuer; not sent again");
+            if let Err(error) = node.store.refuse_delivery(&key, &reason).await {
+                tracing::error!(%error, "recording an undeliverable claim failed");
+            }
+            return;
+        }
         let attempts = attempts.saturating_add(1);
         let backoff = FIRST_BACKOFF_MS
             .saturating_mul(1_i64 << attempts.min(10))
@@ -235,4 +273,63 @@ async fn signed_settlement(
         served_before_revocation(service_date, status.revoked_on),
     );
     Ok(node.store.sign_settlement(key, signed).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use schein_proto::error::refusal;
+    use schein_proto::v1::ErrorReason;
+
+    use super::*;
+    use crate::peers::PeerError;
+
+    fn refused(reason: ErrorReason) -> DeliveryError {
+        DeliveryError::Peer(PeerError::Call {
+            member: "leipzig".into(),
+            status: Box::new(refusal(reason, "why")),
+        })
+    }
+
+    /// Only what the issuer would refuse again, byte for byte, ends a claim; an issuer that is
+    /// down, busy, over its quota or does not know this node yet is asked again.
+    #[test]
+    fn only_refusals_of_the_record_itself_are_final() {
+        for reason in [
+            ErrorReason::InvalidArgument,
+            ErrorReason::BadSignature,
+            ErrorReason::WrongNode,
+            ErrorReason::ClaimIdReused,
+        ] {
+            assert_eq!(
+                refused(reason).permanent().as_deref(),
+                Some("why"),
+                "{reason:?}"
+            );
+        }
+        for reason in [
+            ErrorReason::TooMany,
+            ErrorReason::PeerUnreachable,
+            ErrorReason::UnknownIdentity,
+            ErrorReason::Storage,
+            ErrorReason::Internal,
+            ErrorReason::WireVersion,
+        ] {
+            assert_eq!(refused(reason).permanent(), None, "{reason:?}");
+        }
+        let down = DeliveryError::Peer(PeerError::Call {
+            member: "leipzig".into(),
+            status: Box::new(tonic::Status::unavailable("connection refused")),
+        });
+        assert_eq!(down.permanent(), None);
+        assert_eq!(DeliveryError::UnknownIssuer("x".into()).permanent(), None);
+        assert!(
+            DeliveryError::Refused(SettleError::ClaimIdReused)
+                .permanent()
+                .is_some()
+        );
+        assert_eq!(
+            DeliveryError::Refused(SettleError::TooMany("records", 1_000)).permanent(),
+            None
+        );
+    }
 }

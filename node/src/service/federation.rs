@@ -23,6 +23,14 @@ use crate::domain::recovery::refuse_while_recovering;
 use crate::domain::{clearing, members, recovery, settle, vouchers, witness};
 use crate::node::Node;
 
+/// Refuses a calling node more than one wire version ahead of this one (see
+/// `schein_proto::version`), before any handler runs.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check_wire_version(request: Request<()>) -> Result<Request<()>, Status> {
+    schein_proto::version::check_caller(request.metadata(), schein_proto::version::WIRE_VERSION)?;
+    Ok(request)
+}
+
 #[derive(Debug, Clone)]
 pub struct FederationService {
     node: Arc<Node>,
@@ -167,8 +175,19 @@ impl Federation for FederationService {
         request: Request<StatementRequest>,
     ) -> Result<Response<StatementResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::Statement)?;
-        let period = clearing::parse_period(&request.get_ref().period)?;
-        let signed_statement = clearing::statement(&self.node, &peer.node, period)?;
+        let StatementRequest {
+            period,
+            page_token,
+            page_limit,
+            page_bytes,
+        } = request.get_ref();
+        let period = clearing::parse_period(period)?;
+        let page = clearing::StatementPage {
+            token: page_token,
+            limit: *page_limit,
+            bytes: *page_bytes,
+        };
+        let signed_statement = clearing::statement(&self.node, &peer.node, period, page)?;
         Ok(Response::new(StatementResponse { signed_statement }))
     }
 
@@ -178,10 +197,20 @@ impl Federation for FederationService {
     ) -> Result<Response<ClosePeriodResponse>, Status> {
         let peer = authorize(&request, &self.node, Operation::ClosePeriod)?;
         let caller = clearing::member_of(&self.node, &peer)?;
-        let ClosePeriodRequest { period, early } = request.get_ref();
+        let ClosePeriodRequest {
+            period,
+            early,
+            page_limit,
+            page_bytes,
+        } = request.get_ref();
         let period = clearing::parse_period(period)?;
+        let page = clearing::StatementPage {
+            token: "",
+            limit: *page_limit,
+            bytes: *page_bytes,
+        };
         let (signed_statement, deadline) =
-            clearing::closed_by_peer(&self.node, &caller, period, *early).await?;
+            clearing::closed_by_peer(&self.node, &caller, period, *early, page).await?;
         Ok(Response::new(ClosePeriodResponse {
             signed_statement,
             deadline: Some(deadline.into()),

@@ -2,7 +2,7 @@
 //! one role table ([`crate::domain::access`]), converts, calls the core, and maps the core's
 //! error to a status — the mapping lives here, in one place ([`status`]).
 
-mod federation;
+pub(crate) mod federation;
 mod identities;
 mod office;
 mod provider;

@@ -7,11 +7,15 @@
 
 use std::future::Future;
 
-use schein_proto::v1::{ClaimRecord, LedgerEntry, Receipt, RevocationReason, SettlementRecord};
+use schein_proto::period::Period;
+use schein_proto::v1::{
+    ClaimAmount, ClaimRecord, LedgerEntry, Receipt, RevocationReason, SettlementRecord,
+};
 use schein_proto::{Day, Serial, SignedVoucher};
 
 use super::{
-    Aggregate, CapApproval, ClaimKey, LedgerHead, NewClaim, Store, StoreError, StoredVoucher,
+    Aggregate, CapApproval, ClaimKey, DueSettlement, LedgerHead, NewClaim, Side, Store, StoreError,
+    StoredVoucher,
 };
 use crate::domain::settle::Ceilings;
 
@@ -113,6 +117,47 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// The report counter `name`, live.
     fn aggregate(&self, name: &str) -> Result<Aggregate, StoreError>;
+
+    /// Outbox records due at `now_ms`, at most `limit`, without reading those due later.
+    fn due_settlements(&self, now_ms: i64, limit: usize) -> Result<Vec<DueSettlement>, StoreError>;
+
+    /// Puts a record's next delivery off to `next_attempt_ms`.
+    fn retry_later(
+        &self,
+        settlement_id: &str,
+        attempts: u32,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a pending claim whose record the issuer refused for good: undeliverable, with
+    /// `reason`, out of the outbox.
+    fn refuse_delivery(
+        &self,
+        key: &ClaimKey,
+        reason: &str,
+    ) -> impl Future<Output = Result<ClaimRecord, StoreError>> + Send;
+
+    /// How many claims ended undeliverable.
+    fn undeliverable_count(&self) -> usize;
+
+    /// Up to `limit` accepted claims of one side of the account with `peer` for `period`, in the
+    /// order of claim ids, after `after`.
+    fn account_page(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ClaimAmount>, StoreError>;
+
+    /// How many accepted claims one side of the account holds, and their sum.
+    fn account_totals(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+    ) -> Result<(u64, i64), StoreError>;
 }
 
 impl Backend for Store {
@@ -209,5 +254,52 @@ impl Backend for Store {
 
     fn aggregate(&self, name: &str) -> Result<Aggregate, StoreError> {
         Store::aggregate(self, name)
+    }
+
+    fn due_settlements(&self, now_ms: i64, limit: usize) -> Result<Vec<DueSettlement>, StoreError> {
+        Store::due_settlements(self, now_ms, limit)
+    }
+
+    fn retry_later(
+        &self,
+        settlement_id: &str,
+        attempts: u32,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        Store::retry_later(self, settlement_id, attempts, next_attempt_ms)
+    }
+
+    fn refuse_delivery(
+        &self,
+        key: &ClaimKey,
+        reason: &str,
+    ) -> impl Future<Output = Result<ClaimRecord, StoreError>> + Send {
+        Store::refuse_delivery(self, key, reason)
+    }
+
+    fn undeliverable_count(&self) -> usize {
+        Store::undeliverable_count(self)
+    }
+
+    fn account_page(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ClaimAmount>, StoreError> {
+        Store::account(self, side, peer, period, after)
+            .take(limit)
+            .collect()
+    }
+
+    fn account_totals(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+    ) -> Result<(u64, i64), StoreError> {
+        Store::account_totals(self, side, peer, period)
     }
 }

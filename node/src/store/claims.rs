@@ -139,17 +139,67 @@ fn release_duplicate_keys(
     Ok(())
 }
 
-/// Every claim with its settlement id: for clearing, which reads a period's claims once.
-pub(super) fn claim_entries(claims: &sled::Tree) -> Result<Vec<(ClaimRecord, String)>, StoreError> {
-    claims
-        .iter()
-        .map(|entry| {
-            let (_, bytes) = entry?;
-            let entry = decode_entry(&bytes)?;
-            let settlement_id = entry.settlement_id.clone();
-            Ok((record_of(entry)?, settlement_id))
-        })
-        .collect()
+/// Every claim with its settlement id, one at a time: for building the clearing index.
+pub(super) fn claim_entries(
+    claims: &sled::Tree,
+) -> impl Iterator<Item = Result<(ClaimRecord, String), StoreError>> {
+    claims.iter().map(|entry| {
+        let (_, bytes) = entry?;
+        let entry = decode_entry(&bytes)?;
+        let settlement_id = entry.settlement_id.clone();
+        Ok((record_of(entry)?, settlement_id))
+    })
+}
+
+/// The key of an outbox entry in the order of next attempts.
+fn due_key(next_attempt_ms: i64, settlement_id: &str) -> Vec<u8> {
+    let mut key = u64::try_from(next_attempt_ms.max(0))
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec();
+    key.extend_from_slice(settlement_id.as_bytes());
+    key
+}
+
+/// Puts a settlement record into the outbox, due at `next_attempt_ms`.
+fn enqueue(
+    outbox: &sled::transaction::TransactionalTree,
+    due: &sled::transaction::TransactionalTree,
+    settlement_id: &str,
+    entry: &OutboxEntry,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    outbox.insert(settlement_id.as_bytes(), entry.encode_to_vec())?;
+    due.insert(due_key(entry.next_attempt_ms, settlement_id), &[][..])?;
+    Ok(())
+}
+
+/// Takes a settlement record out of the outbox; returns its entry if it was there.
+fn dequeue(
+    outbox: &sled::transaction::TransactionalTree,
+    due: &sled::transaction::TransactionalTree,
+    settlement_id: &str,
+) -> Result<Option<OutboxEntry>, ConflictableTransactionError<StoreError>> {
+    let Some(bytes) = outbox.remove(settlement_id.as_bytes())? else {
+        return Ok(None);
+    };
+    let entry = OutboxEntry::decode(bytes.as_ref())
+        .map_err(|_| ConflictableTransactionError::Abort(corrupt("outbox entry")))?;
+    due.remove(due_key(entry.next_attempt_ms, settlement_id))?;
+    Ok(Some(entry))
+}
+
+/// Orders the outbox by next attempt (the migration to format 2): one entry per outbox entry,
+/// the same however often it runs.
+pub(super) fn build_due_index(db: &sled::Db) -> Result<(), StoreError> {
+    let outbox = db.open_tree("outbox")?;
+    let due = db.open_tree("outbox_due")?;
+    for entry in outbox.iter() {
+        let (id, bytes) = entry?;
+        let entry = OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
+        let id = std::str::from_utf8(&id).map_err(|_| corrupt("outbox key"))?;
+        due.insert(due_key(entry.next_attempt_ms, id), &[][..])?;
+    }
+    Ok(())
 }
 
 /// The signed records sent to `issuer` with its receipts, in claim-key order after `after`:
@@ -239,8 +289,7 @@ pub(super) fn submit_in(
             next_attempt_ms: 0,
             queued_ms: now_ms(),
         };
-        tx.outbox
-            .insert(claim.settlement_id.as_bytes(), entry.encode_to_vec())?;
+        enqueue(tx.outbox, tx.outbox_due, &claim.settlement_id, &entry)?;
     }
     for key in &claim.duplicate_keys {
         if tx.claim_items.get(key.as_slice())?.is_none() {
@@ -303,12 +352,21 @@ pub(super) fn finish_in(
     record.remaining_cap_cents = receipt.remaining_cap_cents;
     record.receipt = signed_receipt.to_vec();
     record.issuer_ledger_seq = receipt.ledger_seq;
-    if !accepted {
+    if accepted {
+        super::clearing::index_in(
+            tx.clearing_index,
+            super::Side::Receivables,
+            &record.issuer,
+            receipt.service_month,
+            &entry.settlement_id,
+            record.amount_cents,
+        )?;
+    } else {
         release_duplicate_keys(tx.claim_items, key, &entry.duplicate_keys)?;
     }
     entry.record = Some(record.clone());
     tx.claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
-    tx.outbox.remove(entry.settlement_id.as_bytes())?;
+    dequeue(tx.outbox, tx.outbox_due, &entry.settlement_id)?;
     let event = LedgerEvent {
         event: Some(ledger_event::Event::ReceivedReceipt(
             signed_receipt.to_vec(),
@@ -495,24 +553,28 @@ impl Store {
         Ok(oldest)
     }
 
-    /// Settlement records due for delivery at `now_ms`, at most `limit`.
+    /// Settlement records due for delivery at `now_ms`, at most `limit`, the longest due first:
+    /// read from the outbox's order by next attempt, so records waiting for later cost nothing.
     pub fn due_settlements(
         &self,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueSettlement>, StoreError> {
         let mut due = Vec::new();
-        for entry in self.outbox.iter() {
-            let (id, bytes) = entry?;
+        let end = due_key(now_ms.saturating_add(1), "");
+        for entry in self.outbox_due.range(..end) {
+            let (key, _) = entry?;
+            let id = key.get(8..).unwrap_or_default();
+            let Some(bytes) = self.outbox.get(id)? else {
+                // Delivered since this entry was read.
+                continue;
+            };
             let outbox =
                 OutboxEntry::decode(bytes.as_ref()).map_err(|_| corrupt("outbox entry"))?;
-            if outbox.next_attempt_ms > now_ms {
-                continue;
-            }
             let key = ClaimKey(outbox.claim_key);
             // One damaged entry must not stop the delivery of all others.
             let (settlement_id, settlement) = match self.settlement_of(&key) {
-                Ok(found) if found.0.as_bytes() == id.as_ref() => found,
+                Ok(found) if found.0.as_bytes() == id => found,
                 Ok(_) | Err(_) => {
                     tracing::error!("outbox entry without its claim skipped");
                     continue;
@@ -533,24 +595,106 @@ impl Store {
     }
 
     /// Notes a failed delivery: try again at `next_attempt_ms`. Not flushed: after a crash the
-    /// record is simply tried again at once.
+    /// record is simply tried again at the time noted before.
     pub fn retry_later(
         &self,
         settlement_id: &str,
         attempts: u32,
         next_attempt_ms: i64,
     ) -> Result<(), StoreError> {
-        self.outbox.transaction(|outbox| {
-            if let Some(bytes) = outbox.get(settlement_id.as_bytes())? {
-                let mut entry = OutboxEntry::decode(bytes.as_ref())
-                    .map_err(|_| ConflictableTransactionError::Abort(corrupt("outbox entry")))?;
+        (&self.outbox, &self.outbox_due).transaction(|(outbox, due)| {
+            if let Some(mut entry) = dequeue(outbox, due, settlement_id)? {
                 entry.attempts = attempts;
                 entry.next_attempt_ms = next_attempt_ms;
-                outbox.insert(settlement_id.as_bytes(), entry.encode_to_vec())?;
+                enqueue(outbox, due, settlement_id, &entry)?;
             }
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// Ends the delivery of a claim's record that the issuer refused for good (it would refuse
+    /// it again, whatever the retry): the claim becomes undeliverable with `reason`, leaves the
+    /// outbox, and gives up its duplicate-guard keys; the office finds it among the undeliverable
+    /// claims. Durable before it returns.
+    pub async fn refuse_delivery(
+        &self,
+        key: &ClaimKey,
+        reason: &str,
+    ) -> Result<ClaimRecord, StoreError> {
+        let record = (
+            &self.claims,
+            &self.outbox,
+            &self.outbox_due,
+            &self.claim_items,
+            &self.undeliverable,
+        )
+            .transaction(|(claims, outbox, due, items, undeliverable)| {
+                let bytes = claims
+                    .get(&key.0)?
+                    .ok_or(ConflictableTransactionError::Abort(
+                        StoreError::UnknownClaim,
+                    ))?;
+                let mut entry =
+                    decode_entry(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                let mut record =
+                    entry
+                        .record
+                        .clone()
+                        .ok_or(ConflictableTransactionError::Abort(corrupt(
+                            "claim without record",
+                        )))?;
+                if record.state != ClaimState::Pending as i32 {
+                    return Ok(record);
+                }
+                dequeue(outbox, due, &entry.settlement_id)?;
+                release_duplicate_keys(items, key, &entry.duplicate_keys)?;
+                record.state = ClaimState::Undeliverable as i32;
+                record.message = format!(
+                    "Not delivered: the issuing office refused the settlement record ({reason}). It is not sent again; the clearing office has been shown why."
+                );
+                entry.record = Some(record.clone());
+                claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
+                undeliverable.insert(key.0.as_slice(), entry.settlement_id.as_bytes())?;
+                Ok(record)
+            })?;
+        self.commit().await?;
+        Ok(record)
+    }
+
+    /// How many claims ended undeliverable.
+    pub fn undeliverable_count(&self) -> usize {
+        self.undeliverable.len()
+    }
+
+    /// Undeliverable claims, from after the claim key `after` on, at most `limit`; and the key
+    /// to go on from.
+    pub fn list_undeliverable(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ClaimRecord>, Option<Vec<u8>>), StoreError> {
+        let range = match after {
+            Some(after) => {
+                let mut start = after.to_vec();
+                start.push(0);
+                self.undeliverable.range(start..)
+            }
+            None => self.undeliverable.iter(),
+        };
+        let mut page = Vec::new();
+        let mut last = None;
+        for entry in range {
+            let (key, _) = entry?;
+            if page.len() == limit {
+                return Ok((page, last));
+            }
+            if let Some(record) = self.claim(&ClaimKey(key.to_vec()))? {
+                page.push(record);
+            }
+            last = Some(key.to_vec());
+        }
+        Ok((page, None))
     }
 
     /// The office's decision on a held claim: release it for settlement, or reject it.
@@ -560,8 +704,13 @@ impl Store {
         release: bool,
     ) -> Result<ClaimRecord, StoreError> {
         let quiet = self.change();
-        let record = (&self.claims, &self.outbox, &self.claim_items).transaction(
-            |(claims, outbox, items)| {
+        let record = (
+            &self.claims,
+            &self.outbox,
+            &self.outbox_due,
+            &self.claim_items,
+        )
+            .transaction(|(claims, outbox, due, items)| {
                 let bytes = claims
                     .get(&key.0)?
                     .ok_or(ConflictableTransactionError::Abort(
@@ -591,7 +740,7 @@ impl Store {
                         next_attempt_ms: 0,
                         queued_ms: now_ms(),
                     };
-                    outbox.insert(entry.settlement_id.as_bytes(), item.encode_to_vec())?;
+                    enqueue(outbox, due, &entry.settlement_id, &item)?;
                 } else {
                     release_duplicate_keys(items, key, &entry.duplicate_keys)?;
                     record.state = ClaimState::Rejected as i32;
@@ -601,8 +750,7 @@ impl Store {
                 entry.record = Some(record.clone());
                 claims.insert(key.0.as_slice(), entry.encode_to_vec())?;
                 Ok(record)
-            },
-        )?;
+            })?;
         drop(quiet);
         self.commit().await?;
         Ok(record)

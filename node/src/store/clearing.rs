@@ -8,6 +8,11 @@
 //! providers on its own vouchers) closes when the node closes the period. Stores of earlier
 //! versions marked a whole period closed (`closed/<period>`); that still closes every pair.
 //!
+//! The accounts are read through an index (`clearing_index`: side ‖ peer ‖ 0 ‖ period ‖ 0 ‖
+//! claim id → amount), written in the transaction that accepts a claim, under each period its
+//! service month lies in: a statement walks one pair's period in the order of claim ids, page by
+//! page, and never reads another pair's claims nor holds them all.
+//!
 //! For the deadline, the store keeps per month the last day of validity of any voucher valid
 //! in that month (`validity/<YYYYMM>`), updated as vouchers are issued.
 
@@ -17,7 +22,6 @@ use schein_proto::v1::{ClaimAmount, ClaimState, ClearingResult, Outcome, Receipt
 use schein_proto::{Day, voucher::claim_deadline};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::claims::claim_entries;
 use super::{IssuedRecord, Store, StoreError, corrupt};
 
 /// The close of one pair of nodes for a period, as recorded at this node.
@@ -32,6 +36,65 @@ pub struct PairClose {
     /// Before the period's claim deadline, with two office identities.
     #[prost(bool, tag = "3")]
     pub early: bool,
+}
+
+/// Which account of a pair an index entry belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// What this node owes the peer, as issuer.
+    Liabilities,
+    /// What the peer owes this node, as redeemer.
+    Receivables,
+}
+
+impl Side {
+    fn tag(self) -> u8 {
+        match self {
+            Side::Liabilities => b'L',
+            Side::Receivables => b'R',
+        }
+    }
+}
+
+fn index_prefix(side: Side, peer: &str, period: Period) -> Vec<u8> {
+    let mut key = vec![side.tag()];
+    key.extend_from_slice(peer.as_bytes());
+    key.push(0);
+    key.extend_from_slice(period.to_string().as_bytes());
+    key.push(0);
+    key
+}
+
+/// The index entries of one accepted claim, under each period its service month lies in.
+pub(super) fn index_entries(
+    side: Side,
+    peer: &str,
+    service_month: i32,
+    claim_id: &str,
+    amount_cents: i64,
+) -> impl Iterator<Item = (Vec<u8>, [u8; 8])> {
+    Period::containing(service_month)
+        .into_iter()
+        .map(move |period| {
+            let mut key = index_prefix(side, peer, period);
+            key.extend_from_slice(claim_id.as_bytes());
+            (key, amount_cents.to_be_bytes())
+        })
+}
+
+/// Indexes an accepted claim inside a transaction.
+pub(super) fn index_in(
+    index: &TransactionalTree,
+    side: Side,
+    peer: &str,
+    service_month: i32,
+    claim_id: &str,
+    amount_cents: i64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for (key, amount) in index_entries(side, peer, service_month, claim_id, amount_cents) {
+        index.insert(key, &amount[..])?;
+    }
+    Ok(())
 }
 
 fn clearing_key(period: Period) -> Vec<u8> {
@@ -218,26 +281,8 @@ impl Store {
         peer: &str,
         period: Period,
     ) -> Result<Vec<ClaimAmount>, StoreError> {
-        let mut prefix = peer.as_bytes().to_vec();
-        prefix.push(0);
-        let mut owed = Vec::new();
-        for entry in self.settlements.scan_prefix(&prefix) {
-            let (_, value) = entry?;
-            let receipt = value
-                .get(32..)
-                .ok_or_else(|| corrupt("settlement without receipt"))?;
-            let receipt: Receipt =
-                schein_proto::signed::peek(receipt).map_err(|_| corrupt("stored receipt"))?;
-            if receipt.outcome == Outcome::Accepted as i32 && period.contains(receipt.service_month)
-            {
-                owed.push(ClaimAmount {
-                    claim_id: receipt.claim_id,
-                    amount_cents: receipt.amount_cents,
-                });
-            }
-        }
-        owed.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
-        Ok(owed)
+        self.account(Side::Liabilities, peer, period, None)
+            .collect()
     }
 
     /// What `peer` owes this node for `period`: claims of this node's providers it settled.
@@ -246,22 +291,116 @@ impl Store {
         peer: &str,
         period: Period,
     ) -> Result<Vec<ClaimAmount>, StoreError> {
-        let mut owed = Vec::new();
-        for (record, settlement_id) in claim_entries(&self.claims)? {
-            if record.issuer != peer || record.state != ClaimState::Settled as i32 {
+        self.account(Side::Receivables, peer, period, None)
+            .collect()
+    }
+
+    /// One side of the account with `peer` for `period`, in the order of claim ids, from after
+    /// `after` on; read from the index as it is consumed.
+    pub fn account(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<ClaimAmount, StoreError>> + use<> {
+        let prefix = index_prefix(side, peer, period);
+        let mut end = prefix.clone();
+        // The prefix ends in 0: the next byte value bounds every key under it.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let start = match after {
+            Some(after) => {
+                let mut start = prefix.clone();
+                start.extend_from_slice(after.as_bytes());
+                // Just after `after`: the smallest key greater than it.
+                start.push(0);
+                start
+            }
+            None => prefix.clone(),
+        };
+        let skip = prefix.len();
+        self.clearing_index.range(start..end).map(move |entry| {
+            let (key, value) = entry?;
+            let amount: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("clearing index entry"))?;
+            let claim_id = std::str::from_utf8(key.get(skip..).unwrap_or_default())
+                .map_err(|_| corrupt("clearing index key"))?;
+            Ok(ClaimAmount {
+                claim_id: claim_id.to_owned(),
+                amount_cents: i64::from_be_bytes(amount),
+            })
+        })
+    }
+
+    /// How many claims one side of the account holds, and their sum, folded over the index.
+    pub fn account_totals(
+        &self,
+        side: Side,
+        peer: &str,
+        period: Period,
+    ) -> Result<(u64, i64), StoreError> {
+        self.account(side, peer, period, None)
+            .try_fold((0u64, 0i64), |(count, sum), claim| {
+                let claim = claim?;
+                Ok((count + 1, sum.saturating_add(claim.amount_cents)))
+            })
+    }
+
+    /// Builds the clearing index and the outbox's order by next attempt from the settlements,
+    /// claims and outbox of a store of format 1 (the migration to format 2). Entries are what
+    /// they are derived from, so building them again changes nothing.
+    pub(super) fn build_indexes(db: &sled::Db) -> Result<(), StoreError> {
+        let settlements = db.open_tree("settlements")?;
+        let claims = db.open_tree("claims")?;
+        let index = db.open_tree("clearing_index")?;
+        for entry in settlements.iter() {
+            let (key, value) = entry?;
+            let redeemer = key
+                .split(|b| *b == 0)
+                .next()
+                .and_then(|r| std::str::from_utf8(r).ok())
+                .ok_or_else(|| corrupt("settlement key"))?;
+            let receipt = value
+                .get(32..)
+                .ok_or_else(|| corrupt("settlement without receipt"))?;
+            let receipt: Receipt =
+                schein_proto::signed::peek(receipt).map_err(|_| corrupt("stored receipt"))?;
+            if receipt.outcome == Outcome::Accepted as i32 {
+                for (key, amount) in index_entries(
+                    Side::Liabilities,
+                    redeemer,
+                    receipt.service_month,
+                    &receipt.claim_id,
+                    receipt.amount_cents,
+                ) {
+                    index.insert(key, &amount[..])?;
+                }
+            }
+        }
+        for entry in super::claims::claim_entries(&claims) {
+            let (record, settlement_id) = entry?;
+            if record.state != ClaimState::Settled as i32 {
                 continue;
             }
             let receipt: Receipt = schein_proto::signed::peek(&record.receipt)
                 .map_err(|_| corrupt("stored receipt"))?;
-            if period.contains(receipt.service_month) {
-                owed.push(ClaimAmount {
-                    claim_id: settlement_id,
-                    amount_cents: record.amount_cents,
-                });
+            for (key, amount) in index_entries(
+                Side::Receivables,
+                &record.issuer,
+                receipt.service_month,
+                &settlement_id,
+                record.amount_cents,
+            ) {
+                index.insert(key, &amount[..])?;
             }
         }
-        owed.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
-        Ok(owed)
+        super::claims::build_due_index(db)?;
+        db.flush()?;
+        Ok(())
     }
 
     /// Stores the result of clearing `period` as it stands.

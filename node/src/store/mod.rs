@@ -19,6 +19,7 @@ mod backend;
 pub mod backup;
 mod claims;
 mod clearing;
+mod format;
 mod group_commit;
 mod ledger;
 mod recovery;
@@ -31,7 +32,8 @@ pub use backend::{Backend, Describe, OwnClaim, ReceiptSigner};
 
 pub use crate::domain::settle::Ceilings;
 pub use claims::{ClaimKey, DueSettlement, NewClaim, Outgoing};
-pub use clearing::PairClose;
+pub use clearing::{PairClose, Side};
+pub use format::{FORMAT_VERSION, Migration, migrate};
 pub use ledger::LedgerHead;
 pub use recovery::{HeldPage, PeerRecovery, Placement, Recovered, RecoveryState};
 pub use settle::{CapApproval, SettleError};
@@ -110,6 +112,16 @@ pub enum StoreError {
     UnknownClaim,
     #[error("the claim is not held")]
     NotHeld,
+    #[error(
+        "the store was written by a newer version of schein-node (store format {found}; this version reads up to {supported}); run the newer version, or restore a backup made before the upgrade"
+    )]
+    NewerFormat { found: u32, supported: u32 },
+    #[error(
+        "the store has format {found} and this version needs format {current}; stop the node and run `schein-node migrate` (it makes a backup first)"
+    )]
+    NeedsMigration { found: u32, current: u32 },
+    #[error("the store is in use by another process (a running node?); stop it first: {0}")]
+    Locked(String),
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -159,7 +171,7 @@ pub type ListCursor = u64;
 pub(crate) const MAX_SCAN: usize = 10_000;
 
 /// The trees of the store, in the order the writer's transactions see them ([`writer::Tx`]).
-const TREES: [&str; 12] = [
+const TREES: [&str; 15] = [
     "issued",
     "voucher_state",
     "issue_order",
@@ -172,6 +184,9 @@ const TREES: [&str; 12] = [
     "meta",
     "aggregates",
     "aggregate_seen",
+    "outbox_due",
+    "clearing_index",
+    "undeliverable",
 ];
 
 /// The node's storage.
@@ -189,6 +204,12 @@ pub struct Store {
     ledger: sled::Tree,
     meta: sled::Tree,
     aggregates: sled::Tree,
+    /// The outbox by next attempt: next attempt (ms, big-endian) ‖ settlement id → nothing.
+    outbox_due: sled::Tree,
+    /// Accepted claims by pair and period, for clearing ([`clearing::Side`]).
+    clearing_index: sled::Tree,
+    /// Claims whose settlement record the issuer refused: claim key → settlement id.
+    undeliverable: sled::Tree,
     /// Flushes shared by concurrent changes outside the writer.
     group: std::sync::Arc<group_commit::GroupCommit>,
     /// Applies the frequent changes (issue, settle, claim, receipt) in batches.
@@ -226,7 +247,8 @@ impl Store {
     fn open_with(path: &std::path::Path, durable: bool) -> Result<Self, StoreError> {
         // No background flushing: durability comes from the explicit flush before each answer,
         // and tests that kill a node can only pass if that flush is there.
-        let db = sled::Config::new().path(path).flush_every_ms(None).open()?;
+        let db = format::open_db(path)?;
+        format::check(&db)?;
         let trees: Vec<sled::Tree> = TREES
             .iter()
             .map(|name| db.open_tree(name))
@@ -253,7 +275,10 @@ impl Store {
             meta,
             aggregates,
             _aggregate_seen,
-        ]: [sled::Tree; 12] = trees.try_into().map_err(|_| corrupt("the store's trees"))?;
+            outbox_due,
+            clearing_index,
+            undeliverable,
+        ]: [sled::Tree; 15] = trees.try_into().map_err(|_| corrupt("the store's trees"))?;
         let store = Self {
             issued,
             state,
@@ -266,6 +291,9 @@ impl Store {
             ledger,
             meta,
             aggregates,
+            outbox_due,
+            clearing_index,
+            undeliverable,
             group: Default::default(),
             writer: std::sync::Arc::new(writer),
             flush_seconds,

@@ -293,6 +293,17 @@ pub(super) fn recover_in(
     let mut value = record_hash.to_vec();
     value.extend_from_slice(signed_receipt);
     tx.settlements.insert(key.as_slice(), value)?;
+    // As settling did: an accepted claim is owed to its redeemer in the clearing accounts.
+    if receipt.outcome == Outcome::Accepted as i32 {
+        super::clearing::index_in(
+            tx.clearing_index,
+            super::Side::Liabilities,
+            &record.redeemer,
+            receipt.service_month,
+            &receipt.claim_id,
+            receipt.amount_cents,
+        )?;
+    }
     Ok(if in_place {
         Placement::Exact
     } else {

@@ -354,6 +354,16 @@ pub(super) fn settle_in(
     let mut value = record_hash.to_vec();
     value.extend_from_slice(&signed);
     tx.settlements.insert(key.as_slice(), value)?;
+    if receipt.outcome == Outcome::Accepted as i32 {
+        super::clearing::index_in(
+            tx.clearing_index,
+            super::Side::Liabilities,
+            &record.redeemer,
+            receipt.service_month,
+            &receipt.claim_id,
+            receipt.amount_cents,
+        )?;
+    }
     Ok(signed)
 }
 

@@ -43,6 +43,8 @@ pub(super) struct Tx<'a> {
     pub(super) meta: &'a TransactionalTree,
     pub(super) aggregates: &'a TransactionalTree,
     pub(super) aggregate_seen: &'a TransactionalTree,
+    pub(super) outbox_due: &'a TransactionalTree,
+    pub(super) clearing_index: &'a TransactionalTree,
 }
 
 impl<'a> Tx<'a> {
@@ -61,6 +63,8 @@ impl<'a> Tx<'a> {
             meta: &views[9],
             aggregates: &views[10],
             aggregate_seen: &views[11],
+            outbox_due: &views[12],
+            clearing_index: &views[13],
         }
     }
 }

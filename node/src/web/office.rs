@@ -647,7 +647,7 @@ fn held(console: &Console, signed: &Signed, note: Option<Markup>) -> Response {
     let request = ListClaimsRequest {
         pending_only: false,
         limit: 200,
-        page_token: String::new(),
+        ..Default::default()
     };
     let claims = match claim::list_held(&console.node, &request) {
         Ok(list) => list.claims,
@@ -890,6 +890,12 @@ async fn status(console: &Console, signed: &Signed, check: bool) -> Response {
     let own = check.then(|| crate::domain::ledger::verify_own(node));
     let head = node.store.ledger_head().map(|h| h.seq).unwrap_or(0);
     let outbox = node.store.outbox_depth();
+    let undeliverable_count = node.store.undeliverable_count();
+    let undeliverable = node
+        .store
+        .list_undeliverable(None, 50)
+        .map(|(claims, _)| claims)
+        .unwrap_or_default();
     let pending = claim::list_pending(node).unwrap_or_default();
     let oldest = pending
         .iter()
@@ -901,12 +907,38 @@ async fn status(console: &Console, signed: &Signed, check: bool) -> Response {
             dt { (lang.t("Knoten", "Node")) } dd { (node.name) " (" (node.id) ")" }
             dt { (lang.t("Abrechnungen unterwegs (Postausgang)", "Claims waiting to be delivered (outbox)")) } dd { (outbox) }
             dt { (lang.t("Älteste offene Abrechnung", "Oldest pending claim")) } dd { @match oldest { Some(day) => (page::date(day)), None => "—" } }
+            dt { (lang.t("Nicht zustellbar (vom ausgebenden Amt abgewiesen)", "Undeliverable (refused by the issuing office)")) } dd { (undeliverable_count) }
             dt { (lang.t("Eigenes Hauptbuch", "Own ledger")) }
             dd { @match &own {
                 None => { (head) (lang.t(" Einträge", " entries")) }
                 Some(Ok(entries)) => { span.badge.good { (lang.t("stimmt", "checks out")) } " " (entries) (lang.t(" Einträge, jeder mit dem Hash des vorigen, Kopf unterschrieben", " entries, each holding the hash of the one before, head signed")) }
                 Some(Err(problem)) => { span.badge.bad { (lang.t("FEHLER", "BROKEN")) } " " span lang="en" { (problem) } }
             } }
+        }
+        @if !undeliverable.is_empty() {
+            h2 { (lang.t("Nicht zustellbare Abrechnungen", "Undeliverable claims")) }
+            p { (lang.t(
+                "Das ausgebende Amt hat diese Abrechnungen selbst abgewiesen; sie werden nicht noch einmal gesendet. Der Grund steht dabei.",
+                "The issuing office refused these settlement records themselves; they are not sent again. The reason is given."
+            )) }
+            table.list {
+                thead { tr {
+                    th scope="col" { (lang.t("Anbieter", "Provider")) }
+                    th scope="col" { (lang.t("Abrechnung", "Claim")) }
+                    th scope="col" { (lang.t("Betrag", "Amount")) }
+                    th scope="col" { (lang.t("Grund", "Reason")) }
+                } }
+                tbody {
+                    @for c in &undeliverable {
+                        tr {
+                            td { (c.provider) }
+                            td.code { (c.claim_id) }
+                            td.num { (page::money(c.amount_cents)) }
+                            td lang="en" { (c.message) }
+                        }
+                    }
+                }
+            }
         }
         form method="post" action="/office/status" {
             input type="hidden" name="csrf" value=(signed.form_token(console));

@@ -563,6 +563,7 @@ fn state_words(lang: Lang, state: ClaimState) -> (&'static str, &'static str) {
         ClaimState::Rejected => (lang.t("ABGELEHNT", "REJECTED"), "bad"),
         ClaimState::Pending => (lang.t("UNTERWEGS", "PENDING"), "warn"),
         ClaimState::Held => (lang.t("ZURÜCKGEHALTEN", "HELD"), "warn"),
+        ClaimState::Undeliverable => (lang.t("NICHT ZUSTELLBAR", "UNDELIVERABLE"), "bad"),
         ClaimState::Unspecified => ("?", "warn"),
     }
 }
@@ -630,12 +631,14 @@ async fn claims_page(
         "rejected" => Some(ClaimState::Rejected),
         "pending" => Some(ClaimState::Pending),
         "held" => Some(ClaimState::Held),
+        "undeliverable" => Some(ClaimState::Undeliverable),
         _ => None,
     };
     let request = ListClaimsRequest {
         pending_only: false,
         limit: 200,
         page_token: query.after.clone(),
+        undeliverable_only: false,
     };
     let (claims, next) = match claim::list_own(&console.node, &provider, &request) {
         Ok(list) => (list.claims, list.next_page_token),
