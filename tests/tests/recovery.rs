@@ -266,6 +266,7 @@ async fn a_restored_issuer_recovers_its_settlements_from_its_peers_before_it_set
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let backup_file = files.path().join("leipzig.backup");
+    let backup_started = Instant::now();
     let backup = node_command(
         federation.node("leipzig"),
         &["backup", backup_file.to_str().unwrap()],
@@ -277,6 +278,13 @@ async fn a_restored_issuer_recovers_its_settlements_from_its_peers_before_it_set
         text(&backup.stderr)
     );
     assert!(text(&backup.stdout).contains("backup written"));
+    eprintln!(
+        "figures: backup while serving under claim load took {:.0?} (command included), {} bytes",
+        backup_started.elapsed(),
+        std::fs::metadata(&backup_file)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    );
     load.await.unwrap();
     let after: Vec<(IdentityFile, String, usize, usize)> = (0..VOUCHERS)
         .flat_map(|v| {
@@ -365,12 +373,17 @@ async fn a_restored_issuer_recovers_its_settlements_from_its_peers_before_it_set
         text(&other.stderr)
     );
 
+    let restore_started = Instant::now();
     let restored = node_command(
         federation.node("leipzig"),
         &["restore", backup_file.to_str().unwrap()],
     )
     .await;
     assert!(restored.status.success(), "{}", text(&restored.stderr));
+    eprintln!(
+        "figures: restore took {:.0?} (command included)",
+        restore_started.elapsed()
+    );
     let again = node_command(
         federation.node("leipzig"),
         &["restore", backup_file.to_str().unwrap()],
@@ -428,11 +441,16 @@ async fn a_restored_issuer_recovers_its_settlements_from_its_peers_before_it_set
 
     // Chemnitz is back: Leipzig finishes its recovery and settles again.
     federation.start_one("chemnitz").await.unwrap();
+    let back = Instant::now();
     federation
         .node("leipzig")
         .wait_for_log(0, &["recovery finished"], Duration::from_secs(90))
         .await
         .unwrap();
+    eprintln!(
+        "figures: recovery finished {:.0?} after the last peer was back (its retry interval included)",
+        back.elapsed()
+    );
     let status = text(
         &node_command(federation.node("leipzig"), &["status"])
             .await
@@ -567,12 +585,17 @@ async fn a_peer_gone_for_good_is_given_up_only_by_the_operator() {
     federation.node_mut("leipzig").kill().unwrap();
     federation.node_mut("dresden").kill().unwrap();
     std::fs::remove_dir_all(&data).unwrap();
+    let restore_started = Instant::now();
     let restored = node_command(
         federation.node("leipzig"),
         &["restore", backup_file.to_str().unwrap()],
     )
     .await;
     assert!(restored.status.success(), "{}", text(&restored.stderr));
+    eprintln!(
+        "figures: restore took {:.0?} (command included)",
+        restore_started.elapsed()
+    );
     federation.start_one("leipzig").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = text(
