@@ -102,6 +102,10 @@ pub enum QuorumError {
     Proposal(String),
     #[error("the version's day: {0}")]
     MadeOn(String),
+    #[error(
+        "version {0} was made on another version than the one this node holds: the members signed two different versions with one number; ask the operators which one stands"
+    )]
+    OtherBranch(u64),
     #[error("'{0}' signed twice")]
     SignedTwice(String),
     #[error("more signatures than members")]
@@ -606,6 +610,15 @@ pub fn tally(held: &Roster, signed: &SignedRoster, today: Day) -> Result<Tally, 
             offered: roster.version(),
         });
     }
+    // A signed version names the text of the one it follows; one made on another version with
+    // the same number is another branch (members signed two proposals): refused, not merged.
+    // The hand-assembled version 0 differs from node to node and is not named.
+    if held.version() > 0
+        && let Some(held_hash) = held.text_hash()
+        && roster.previous() != Some(held_hash.as_str())
+    {
+        return Err(QuorumError::OtherBranch(roster.version()));
+    }
     let made_on = made_on(&roster, today)?;
     if held.made_on().is_some_and(|before| made_on < before) {
         return Err(QuorumError::MadeOn(format!(
@@ -737,7 +750,7 @@ pub fn propose(held: &Roster, edits: &Edits, today: Day) -> Result<Roster, Quoru
     let threshold = edits.threshold.or(held.threshold_setting());
     let threshold =
         threshold.map(|t| t.min(u32::try_from(roster.node_count()).unwrap_or(u32::MAX)));
-    let next = roster.with_version(held.version() + 1, threshold, today)?;
+    let next = roster.with_version(held.version() + 1, threshold, today, held.text_hash())?;
     if changes(held, &next).is_empty() {
         return Err(QuorumError::Proposal("the proposal changes nothing".into()));
     }

@@ -116,6 +116,10 @@ struct RosterFile {
     /// The day the version was proposed (`YYYY-MM-DD`); the signatures' keys must sign on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     made_on: Option<String>,
+    /// SHA-256 (hex) of the text of the version this one follows: a version made on another
+    /// branch of the history is refused, so a split cannot go unnoticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
     #[serde(default, rename = "member")]
     members: Vec<MemberEntry>,
 }
@@ -558,6 +562,9 @@ pub struct Roster {
     version: u64,
     threshold: Option<u32>,
     made_on: Option<Day>,
+    previous: Option<String>,
+    /// SHA-256 of the text this roster was read from, if it was read from one.
+    text_hash: Option<[u8; 32]>,
     members: Vec<Member>,
     by_id: HashMap<String, usize>,
     by_prefix: HashMap<String, usize>,
@@ -621,6 +628,7 @@ impl Roster {
         let mut roster = Self::from_entries(file.members)?;
         roster.version = file.version;
         roster.threshold = file.threshold;
+        roster.previous = file.previous;
         roster.made_on = file
             .made_on
             .as_deref()
@@ -637,14 +645,30 @@ impl Roster {
     }
 
     pub fn load(path: &Path) -> Result<Self, RosterError> {
-        let file: RosterFile = parse_toml(&read(path)?, &path.display().to_string())?;
-        Self::from_file(file)
+        let text = read(path)?;
+        let file: RosterFile = parse_toml(&text, &path.display().to_string())?;
+        let mut roster = Self::from_file(file)?;
+        roster.text_hash = Some(text_hash(&text));
+        Ok(roster)
     }
 
     /// Reads and validates a roster from its TOML text (what [`Self::load`] reads from a file).
     pub fn parse(text: &str) -> Result<Self, RosterError> {
         let file: RosterFile = parse_toml(text, "the text")?;
-        Self::from_file(file)
+        let mut roster = Self::from_file(file)?;
+        roster.text_hash = Some(text_hash(text));
+        Ok(roster)
+    }
+
+    /// SHA-256 (hex) of the text this roster was read from, if any: what the next version names
+    /// as `previous`.
+    pub fn text_hash(&self) -> Option<String> {
+        self.text_hash.map(|h| data_encoding::HEXLOWER.encode(&h))
+    }
+
+    /// The version this one says it follows (SHA-256 of its text, hex).
+    pub fn previous(&self) -> Option<&str> {
+        self.previous.as_deref()
     }
 
     /// The roster file's text, as [`Self::save`] writes it.
@@ -653,6 +677,7 @@ impl Roster {
             version: self.version,
             threshold: self.threshold,
             made_on: self.made_on.map(|d| d.to_string()),
+            previous: self.previous.clone(),
             members: self.members.iter().map(|m| m.entry.clone()).collect(),
         };
         format!(
@@ -667,17 +692,20 @@ impl Roster {
         self.version
     }
 
-    /// This roster as another version with a threshold, proposed on `made_on`.
+    /// This roster as another version with a threshold, proposed on `made_on`, following the
+    /// version whose text has the SHA-256 `previous`.
     pub fn with_version(
         &self,
         version: u64,
         threshold: Option<u32>,
         made_on: Day,
+        previous: Option<String>,
     ) -> Result<Self, RosterError> {
         Self::from_file(RosterFile {
             version,
             threshold,
             made_on: Some(made_on.to_string()),
+            previous,
             members: self.members.iter().map(|m| m.entry.clone()).collect(),
         })
     }
@@ -735,6 +763,7 @@ impl Roster {
             version: self.version,
             threshold: self.threshold,
             made_on: self.made_on.map(|d| d.to_string()),
+            previous: self.previous.clone(),
             members: entries,
         };
         Ok((Self::from_file(file)?, replaced))
@@ -760,6 +789,7 @@ impl Roster {
             version: self.version,
             threshold: self.threshold.map(|t| t.min(nodes)),
             made_on: self.made_on.map(|d| d.to_string()),
+            previous: self.previous.clone(),
             members,
         })
         .map(Some)
@@ -787,6 +817,11 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Resul
         path: origin.to_owned(),
         message: e.to_string(),
     })
+}
+
+fn text_hash(text: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 fn read(path: &Path) -> Result<String, RosterError> {

@@ -45,7 +45,7 @@ fn saxony() -> (Roster, Vec<City>, City) {
     ];
     let roster = Roster::from_entries(cities.iter().map(|c| c.entry.clone()).collect())
         .unwrap()
-        .with_version(1, Some(2), Day::parse("2026-11-01").unwrap())
+        .with_version(1, Some(2), Day::parse("2026-11-01").unwrap(), None)
         .unwrap();
     (roster, cities, city("zwickau", "ZWI", 4))
 }
@@ -144,13 +144,15 @@ fn versions_only_go_forward_one_at_a_time() {
             offered: 1
         })
     ));
-    let older = held.with_version(0, Some(2), today()).unwrap();
+    let older = held.with_version(0, Some(2), today(), None).unwrap();
     let older = signed_by(&older, &[&cities[0], &cities[1], &cities[2]]);
     assert!(matches!(
         check_next(&held, &older, today()),
         Err(QuorumError::Rollback { .. })
     ));
-    let skip = held.with_version(3, Some(1), today()).unwrap();
+    let skip = held
+        .with_version(3, Some(1), today(), held.text_hash())
+        .unwrap();
     let skip = signed_by(&skip, &[&cities[0], &cities[1], &cities[2]]);
     assert!(matches!(
         check_next(&held, &skip, today()),
@@ -360,7 +362,12 @@ fn a_rotation_is_judged_by_the_day_it_was_made_not_the_day_it_arrives() {
     let two_days_later = Day::parse("2026-12-02").unwrap();
     assert!(check_next(&held, &signed, two_days_later).is_ok());
     let far_ahead = held
-        .with_version(2, Some(2), Day::parse("2027-01-01").unwrap())
+        .with_version(
+            2,
+            Some(2),
+            Day::parse("2027-01-01").unwrap(),
+            held.text_hash(),
+        )
         .unwrap();
     assert!(matches!(
         check_next(
@@ -371,7 +378,12 @@ fn a_rotation_is_judged_by_the_day_it_was_made_not_the_day_it_arrives() {
         Err(QuorumError::MadeOn(_))
     ));
     let before_held = held
-        .with_version(2, Some(2), Day::parse("2026-10-01").unwrap())
+        .with_version(
+            2,
+            Some(2),
+            Day::parse("2026-10-01").unwrap(),
+            held.text_hash(),
+        )
         .unwrap();
     assert!(matches!(
         check_next(
@@ -475,4 +487,60 @@ fn a_member_signs_once() {
         check_next(&held, &twice, today()),
         Err(QuorumError::SignedTwice(id)) if id == "leipzig"
     ));
+}
+
+#[test]
+fn a_version_made_on_another_branch_is_refused_not_merged() {
+    let (founding, cities, zwickau) = saxony();
+    let all: Vec<&City> = cities.iter().collect();
+    // Version 2 as every node holds it: read from its signed text.
+    let v1 = propose(
+        &founding,
+        &Edits {
+            threshold: Some(1),
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let held = check_next(&founding, &signed_by(&v1, &all), today()).unwrap();
+    assert!(held.text_hash().is_some());
+    // The members sign two different versions 3 (threshold 1 lets one member make each).
+    let left = propose(
+        &held,
+        &Edits {
+            remove: vec!["chemnitz".into()],
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let left = check_next(&held, &signed_by(&left, &[&cities[0]]), today()).unwrap();
+    let right = propose(
+        &held,
+        &Edits {
+            add: vec![zwickau.entry.clone()],
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let right = check_next(&held, &signed_by(&right, &[&cities[1], &zwickau]), today()).unwrap();
+    // A version 4 made on the right branch is refused by a node holding the left one.
+    let on_right = propose(
+        &right,
+        &Edits {
+            threshold: Some(2),
+            ..Default::default()
+        },
+        today(),
+    )
+    .unwrap();
+    let on_right = signed_by(&on_right, &[&cities[0], &cities[1]]);
+    let refused = check_next(&left, &on_right, today());
+    assert!(
+        matches!(refused, Err(QuorumError::OtherBranch(4))),
+        "{refused:?}"
+    );
+    assert!(check_next(&right, &on_right, today()).is_ok());
 }
