@@ -13,7 +13,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::backup::BackupHeader;
 use super::{StateRecord, Store, StoreError, aggregates, corrupt, ledger, writer};
-use crate::domain::report::{CostKind, Measure};
+use crate::domain::report::Measure;
 
 const RECOVERY_KEY: &[u8] = b"recovery";
 const RECOVERED_KEY: &[u8] = b"recovery-done";
@@ -244,26 +244,14 @@ pub(super) fn recover_in(
     };
     if receipt.outcome == Outcome::Accepted as i32 {
         if let Some(state) = &mut voucher {
-            match category {
-                Category::Medication => state.medication_cents += record.amount_cents,
-                _ => state.claimed_cents += record.amount_cents,
-            }
-            let kind = CostKind::of(emergency, category);
-            let mut counted = aggregates::Counted::InState(&mut state.counted_in);
-            for measure in [
-                Measure::Settled,
-                Measure::Cost(kind),
-                Measure::Flow(&record.redeemer),
-            ] {
-                aggregates::count(
-                    tx.aggregates,
-                    &mut counted,
-                    measure,
-                    month,
-                    record.amount_cents,
-                    decided_on,
-                )?;
-            }
+            super::settle::book_accepted(
+                tx.aggregates,
+                state,
+                emergency,
+                category,
+                record,
+                decided_on,
+            )?;
         }
     } else if receipt.reason != RejectReason::PeriodClosed as i32 {
         let reason = RejectReason::try_from(receipt.reason).unwrap_or(RejectReason::Unspecified);

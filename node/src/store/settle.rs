@@ -281,32 +281,17 @@ pub(super) fn settle_in(
                 Err(reason) => receipt.reason = reason as i32,
                 Ok(()) => {
                     receipt.outcome = Outcome::Accepted as i32;
-                    match category {
-                        Category::Medication => {
-                            voucher_state.medication_cents += record.amount_cents
-                        }
-                        _ => voucher_state.claimed_cents += record.amount_cents,
-                    }
+                    book_accepted(
+                        tx.aggregates,
+                        voucher_state,
+                        stored.voucher.emergency,
+                        category,
+                        record,
+                        today,
+                    )?;
                     receipt.remaining_cap_cents = stored
                         .cap_cents
                         .map(|cap| cap - voucher_state.claimed_cents);
-                    let kind = CostKind::of(stored.voucher.emergency, category);
-                    let amount = record.amount_cents;
-                    let mut counted = aggregates::Counted::InState(&mut voucher_state.counted_in);
-                    for measure in [
-                        Measure::Settled,
-                        Measure::Cost(kind),
-                        Measure::Flow(&record.redeemer),
-                    ] {
-                        aggregates::count(
-                            tx.aggregates,
-                            &mut counted,
-                            measure,
-                            month,
-                            amount,
-                            today,
-                        )?;
-                    }
                 }
             }
         }
@@ -365,6 +350,39 @@ pub(super) fn settle_in(
         )?;
     }
     Ok(signed)
+}
+
+/// Books an accepted claim on its voucher: the spent sum of its category and the report
+/// counters, as of `day`. Settling does it, and recovery after a restore again, the same way.
+pub(super) fn book_accepted(
+    aggregates_tree: &sled::transaction::TransactionalTree,
+    state: &mut StateRecord,
+    emergency: bool,
+    category: Category,
+    record: &SettlementRecord,
+    day: Day,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    match category {
+        Category::Medication => state.medication_cents += record.amount_cents,
+        _ => state.claimed_cents += record.amount_cents,
+    }
+    let kind = CostKind::of(emergency, category);
+    let mut counted = aggregates::Counted::InState(&mut state.counted_in);
+    for measure in [
+        Measure::Settled,
+        Measure::Cost(kind),
+        Measure::Flow(&record.redeemer),
+    ] {
+        aggregates::count(
+            aggregates_tree,
+            &mut counted,
+            measure,
+            record.service_month,
+            record.amount_cents,
+            day,
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
