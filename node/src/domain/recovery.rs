@@ -383,7 +383,7 @@ pub fn describe(store: &crate::store::Store) -> Result<String, StoreError> {
         (None, Some(state)) => (state, false),
         (None, None) => {
             let head = store.ledger_head()?;
-            let _ = writeln!(out, "state: settling (never restored from a backup)");
+            let _ = writeln!(out, "state: serving (never restored from a backup)");
             let _ = writeln!(out, "ledger: {} entries", head.seq);
             return Ok(out);
         }
