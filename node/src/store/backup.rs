@@ -347,19 +347,8 @@ fn import(file: &Path, data_dir: &Path) -> Result<(), BackupError> {
         while db.generate_id().map_err(StoreError::from)? < header.next_id {}
         db.flush().map_err(StoreError::from)?;
     }
-    // sled releases its file lock only when its background thread has let go of the database
-    // just dropped: wait for that a little instead of failing (seen on loaded machines).
-    let mut attempts = 0;
-    let store = loop {
-        match Store::open(data_dir) {
-            Ok(store) => break store,
-            Err(error) if attempts < 100 && error.to_string().contains("lock") => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    };
+    // Opening waits a little for sled to let go of the database just dropped.
+    let store = Store::open(data_dir)?;
     let head = store.ledger_head()?;
     if head.seq != header.ledger_seq || head.hash.as_slice() != header.ledger_hash {
         return Err(corrupt("the restored ledger head differs from the backup's").into());

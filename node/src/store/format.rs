@@ -19,8 +19,26 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Where the format version is kept, in the `meta` tree.
 const FORMAT_KEY: &[u8] = b"format_version";
 
+/// How long opening waits for a lock that a database closed just before may still hold.
+const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Opens the sled database in `path`, telling a store in use by another process apart.
 pub(super) fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    // sled lets go of its file lock only when its background thread has dropped a database
+    // closed just before (in this process: a restore, a migration, a test): wait for that a
+    // little before saying the store is in use.
+    let started = std::time::Instant::now();
+    loop {
+        match try_open_db(path) {
+            Err(StoreError::Locked(_)) if started.elapsed() < LOCK_RELEASE_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+fn try_open_db(path: &Path) -> Result<sled::Db, StoreError> {
     // No background flushing: durability comes from the explicit flush before each answer,
     // and tests that kill a node can only pass if that flush is there.
     sled::Config::new()
