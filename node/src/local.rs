@@ -5,6 +5,7 @@
 //! is known when its certificate and member entry are made, and no port is ever raced for.
 //! [`DirectNode`] is a node without any of that, whose handlers are called in-process.
 
+pub mod books;
 mod direct;
 
 pub use direct::{DIRECT_NODE_ID, DirectNode, Rpc};

@@ -6,148 +6,13 @@
 //! page and compares each with its own books as it comes. More than one page: the statement's
 //! paging is part of what is tested. A claim whose amount Leipzig states differently is found.
 
-use futures::future::join_all;
 use prost::Message;
-use schein_node::domain::settle::Ceilings;
-use schein_node::store::{ClaimKey, NewClaim, Outgoing, Store};
-use schein_proto::signed::{self, Kind};
-use schein_proto::v1::{
-    Category, ClaimRecord, ClearingRequest, ClearingState, Outcome, Receipt, SettlementRecord,
-};
-use schein_proto::voucher::new_body;
-use schein_proto::{Day, Serial, SignedVoucher};
+use schein_node::local::books::{self, cents, claim_id};
+use schein_proto::v1::{ClearingRequest, ClearingState};
 use schein_tests::Saxony;
-use sha2::Digest;
 
 const CLAIMS: usize = 10_500;
 const PERIOD: &str = "2025-Q1";
-
-fn day(text: &str) -> Day {
-    Day::parse(text).expect("a day")
-}
-
-fn claim_id(i: usize) -> String {
-    format!("dresden-{i:06}")
-}
-
-fn cents(i: usize) -> i64 {
-    100 + (i % 977) as i64
-}
-
-/// Leipzig's books: one uncapped voucher valid in the quarter, and Dresden's claims on it
-/// settled, as its Settle would have decided them.
-async fn leipzig_books(data: &std::path::Path, key: &ed25519_dalek::SigningKey) {
-    let store = Store::open_for_bulk_load(data).expect("Leipzig's store");
-    let body = new_body(
-        "leipzig",
-        Serial::random(),
-        &key.verifying_key(),
-        day("2025-01-01"),
-        day("2025-03-31"),
-        &[],
-        None,
-    );
-    let voucher = SignedVoucher::sign(&body, key);
-    store
-        .issue(&voucher, day("2025-01-02"))
-        .await
-        .expect("issued");
-    let serial = voucher.decode_own().expect("own").serial;
-    let hash = sha2::Sha256::digest(voucher.to_bytes()).to_vec();
-    let ids: Vec<usize> = (0..CLAIMS).collect();
-    for chunk in ids.chunks(256) {
-        let settled = chunk.iter().map(|&i| {
-            let record = SettlementRecord {
-                claim_id: claim_id(i),
-                serial: serial.as_bytes().to_vec(),
-                issuer: "leipzig".into(),
-                amount_cents: cents(i),
-                category: Category::Treatment as i32,
-                service_month: 202_502,
-                redeemer: "dresden".into(),
-                voucher_hash: hash.clone(),
-                accepted_on: Some(day("2025-02-15").into()),
-                ..Default::default()
-            };
-            let store = &store;
-            let key = key.clone();
-            async move {
-                store
-                    .settle(
-                        "leipzig",
-                        &record,
-                        day("2025-02-15"),
-                        Ceilings {
-                            medication_per_voucher_cents: 50_000,
-                            per_claim_cents: 250_000,
-                        },
-                        move |r: &Receipt| signed::seal(Kind::Receipt, r, &key),
-                    )
-                    .await
-            }
-        });
-        for receipt in join_all(settled).await {
-            let receipt: Receipt = signed::peek(&receipt.expect("settled")).expect("a receipt");
-            assert_eq!(receipt.outcome(), Outcome::Accepted, "{receipt:?}");
-        }
-    }
-    store.flush().await.expect("flushed");
-}
-
-/// Dresden's books: the same claims, stored and settled with Leipzig's receipts.
-async fn dresden_books(data: &std::path::Path, key: &ed25519_dalek::SigningKey) {
-    let store = Store::open_for_bulk_load(data).expect("Dresden's store");
-    let ids: Vec<usize> = (0..CLAIMS).collect();
-    for chunk in ids.chunks(256) {
-        let stored = chunk.iter().map(|&i| {
-            store.submit_claim(NewClaim {
-                key: ClaimKey::new("praxis", &format!("k{i}")),
-                record: ClaimRecord {
-                    claim_id: format!("k{i}"),
-                    issuer: "leipzig".into(),
-                    amount_cents: cents(i),
-                    provider: "praxis".into(),
-                    ..Default::default()
-                },
-                settlement_id: claim_id(i),
-                settlement: Outgoing::Signed(Vec::new()),
-                fingerprint: i.to_be_bytes().to_vec(),
-                duplicate_keys: Vec::new(),
-            })
-        });
-        for stored in join_all(stored).await {
-            stored.expect("stored");
-        }
-        let finished = chunk.iter().map(|&i| {
-            let receipt = Receipt {
-                claim_id: claim_id(i),
-                issuer: "leipzig".into(),
-                redeemer: "dresden".into(),
-                amount_cents: cents(i),
-                category: Category::Treatment as i32,
-                service_month: 202_502,
-                outcome: Outcome::Accepted as i32,
-                ..Default::default()
-            };
-            let signed_receipt = signed::seal(Kind::Receipt, &receipt, key);
-            let store = &store;
-            async move {
-                store
-                    .finish_claim(
-                        &ClaimKey::new("praxis", &format!("k{i}")),
-                        &signed_receipt,
-                        &receipt,
-                        "Settled.".into(),
-                    )
-                    .await
-            }
-        });
-        for finished in join_all(finished).await {
-            finished.expect("receipt recorded");
-        }
-    }
-    store.flush().await.expect("flushed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_with_ten_thousand_claims_in_one_quarter_clears() {
@@ -164,8 +29,9 @@ async fn a_pair_with_ten_thousand_claims_in_one_quarter_clears() {
             .dir
             .join("data")
     };
-    leipzig_books(&data("leipzig"), &key).await;
-    dresden_books(&data("dresden"), &key).await;
+    books::settled_pair(&data("leipzig"), &data("dresden"), &key, CLAIMS)
+        .await
+        .expect("the books are written");
     // One claim that Leipzig's books hold with another amount: the close must name it.
     let differing = claim_id(7_777);
     {
